@@ -1,0 +1,213 @@
+"""Model: base ruCLIP (pretrained folder, download, or compact from scratch), fine-tuning, ONNX export."""
+
+import json
+import os
+import time
+
+import dagster as dg
+import numpy as np
+import torch
+
+from mm_pipeline.defs.resources import PipelineSettings, materialized_batches
+from mm_pipeline.defs.tables import markdown_table
+from mm_pipeline.model.clip import (
+    COMPACT_CONFIG,
+    ModelSourceError,
+    build_clip,
+    download,
+    load_folder,
+    save_folder,
+)
+from mm_pipeline.model.export import check_parity, export_towers, weights_version
+from mm_pipeline.model.train import RECIPES, fine_tune, fingerprint, load_pairs, load_products, training_split
+from mm_pipeline.prep.tokens import TextTokenizer, train_bpe
+from mm_pipeline.storage import atomic_dir, write_json
+
+MODEL_GROUP = "model"
+MODEL_POOL = "heavy_compute"
+
+
+def _require_batches(settings: PipelineSettings, context) -> list:
+    batches = materialized_batches(settings, context.instance)
+    if not batches:
+        raise dg.Failure("no catalogue batch has cleaned_text and image_tensors yet; materialize them first")
+    return batches
+
+
+@dg.asset(
+    group_name=MODEL_GROUP,
+    deps=["cleaned_text"],
+    kinds={"pytorch"},
+    pool=MODEL_POOL,
+    description="The starting ruCLIP: a pretrained folder (MM_RUCLIP_DIR), a download (MM_RUCLIP_NAME, online "
+    "only), or a compact ruCLIP trained from scratch with a BPE learned on the training split.",
+)
+def base_model(context: dg.AssetExecutionContext, settings: PipelineSettings) -> dg.MaterializeResult:
+    layout = settings.layout
+    target = layout.model_dir("base")
+    try:
+        if settings.ruclip_dir:
+            loaded = load_folder(settings.ruclip_dir)
+        elif settings.ruclip_name:
+            loaded = download(settings.ruclip_name, layout.store / "downloads")
+        else:
+            loaded = None
+    except ModelSourceError as exc:
+        raise dg.Failure(str(exc)) from None
+    if loaded is not None:
+        if loaded.config["image_resolution"] != settings.image_size:
+            raise dg.Failure(
+                f"{loaded.origin} expects {loaded.config['image_resolution']}px images but image_tensors are "
+                f"{settings.image_size}px; set MM_IMAGE_SIZE={loaded.config['image_resolution']} and rematerialize"
+            )
+        save_folder(loaded.clip, loaded.config, loaded.bpe_path, target, extra={"origin": loaded.origin})
+        origin, config = loaded.origin, loaded.config
+    else:
+        products = load_products(_require_batches(settings, context))
+        split = training_split(products, settings.eval_fraction, RECIPES["compact"].holdout_fraction)
+        corpus = products.loc[~split["eval"], "text"].tolist()
+        with atomic_dir(layout.store / "models" / "bpe") as tmp:
+            bpe_path = train_bpe(corpus, tmp / "bpe.model", settings.compact_vocab_size)
+            vocab_size = TextTokenizer(bpe_path).vocab_size
+            config = {**COMPACT_CONFIG, "vocab_size": vocab_size, "image_resolution": settings.image_size}
+            torch.manual_seed(0)
+            save_folder(build_clip(config), config, bpe_path, target,
+                        extra={"origin": "compact, trained from scratch", "bpe_corpus_texts": len(corpus)})
+        origin = f"compact ruCLIP, trained from scratch (no pretrained weights configured; BPE on {len(corpus)} texts)"
+    context.log.info(f"base model: {origin}")
+    return dg.MaterializeResult(
+        metadata={
+            "origin": origin,
+            "path": dg.MetadataValue.path(str(target)),
+            "model_version": weights_version(target),
+            "config": dg.MetadataValue.json(config),
+            "parameters": sum(p.numel() for p in load_folder(target).clip.parameters()),
+        }
+    )
+
+
+@dg.asset(
+    group_name=MODEL_GROUP,
+    deps=[base_model, "cleaned_text", "image_tensors"],
+    kinds={"pytorch", "wandb"},
+    pool=MODEL_POOL,
+    description="Contrastive image↔text fine-tuning on the training split of all batches; keeps the best "
+    "epoch by held-out image→text recall and resumes from checkpoints after an interruption.",
+)
+def fine_tuned_model(
+    context: dg.AssetExecutionContext, settings: PipelineSettings, wandb_resource: dg.ResourceParam[dict]
+) -> dg.MaterializeResult:
+    layout = settings.layout
+    base = load_folder(layout.model_dir("base"))
+    base_origin = json.loads((layout.model_dir("base") / "training.json").read_text())["origin"]
+    pretrained = not base_origin.startswith("compact")
+    recipe = RECIPES["pretrained" if pretrained else "compact"]
+    if settings.train_epochs:
+        recipe = type(recipe)(**{**recipe.__dict__, "epochs": settings.train_epochs})
+    pairs, products = load_pairs(_require_batches(settings, context), TextTokenizer(base.bpe_path))
+    split = training_split(products, settings.eval_fraction, recipe.holdout_fraction)
+    train, holdout = pairs.subset(split["train"]), pairs.subset(split["holdout"])
+    if len(train) < recipe.batch_size or len(holdout) < 8:
+        raise dg.Failure(f"too few products to train: {len(train)} train, {len(holdout)} held out")
+    torch.set_num_threads(settings.workers)
+    job_id = fingerprint(recipe, base.config, train, layout.model_dir("base") / "pytorch_model.bin")
+    wandb = wandb_resource["sdk"]
+    run = wandb.init(project="mm_pipeline", job_type="fine_tune", dir=os.environ.get("WANDB_DIR"),
+                     config={"recipe": recipe.__dict__, "model": base.config, "train": len(train),
+                             "holdout": len(holdout)})
+    started, last_log = time.perf_counter(), 0.0
+
+    def on_progress(event: dict) -> None:
+        nonlocal last_log
+        if event["event"] == "step":
+            run.log({"train/loss": event["loss"], "train/lr": event["lr"], "train/items_per_s": event["items_per_s"]})
+            if time.perf_counter() - last_log > 10 or event["step"] == event["steps"]:
+                last_log = time.perf_counter()
+                context.log.info(
+                    f"epoch {event['epoch']} step {event['step']}/{event['steps']} loss {event['loss']:.4f} "
+                    f"lr {event['lr']:.2e} {event['items_per_s']:.0f} items/s"
+                )
+        elif event["event"] == "epoch":
+            run.log({k: v for k, v in event.items() if k.startswith("val_")} | {"epoch": event["epoch"]})
+            context.log.info(
+                f"epoch {event['epoch']}: val loss {event['val_loss']:.4f} R@1 {event['val_recall_at_1']:.3f} "
+                f"R@5 {event['val_recall_at_5']:.3f} (chance {event['chance_recall_at_5']:.3f}); "
+                f"best epoch {event['best_epoch']}"
+            )
+        else:
+            context.log.info(f"resumed from checkpoint at epoch {event['epoch']} step {event['step']}")
+
+    try:
+        result = fine_tune(base.clip, train, holdout, recipe, layout.checkpoints_dir, job_id, on_progress)
+    finally:
+        run.finish()
+    target = save_folder(base.clip, base.config, base.bpe_path, layout.model_dir("fine_tuned"), extra={
+        "recipe": recipe.__dict__, "history": result.history, "best_epoch": result.best_epoch, "base": base_origin,
+        "train_products": len(train), "holdout_products": len(holdout),
+    })
+    best = result.best
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(target)),
+            "model_version": weights_version(target),
+            "recipe": "pretrained" if pretrained else "compact",
+            "train_products": len(train),
+            "holdout_products": len(holdout),
+            "eval_products_never_trained_on": int(split["eval"].sum()),
+            "best_epoch": result.best_epoch,
+            "best_val_recall_at_1": best.get("val_recall_at_1"),
+            "best_val_recall_at_5": best.get("val_recall_at_5"),
+            "chance_recall_at_5": best.get("chance_recall_at_5"),
+            "resumed_from": result.resumed_from or "fresh start",
+            "seconds": round(time.perf_counter() - started, 1),
+            "curve": dg.MetadataValue.md(markdown_table(result.history)),
+        }
+    )
+
+
+@dg.asset(
+    group_name=MODEL_GROUP,
+    deps=[fine_tuned_model],
+    kinds={"onnx"},
+    pool=MODEL_POOL,
+    description="Image and text towers of the fine-tuned model in ONNX (dynamic batch; dynamic sequence length "
+    "for text, EOS pooling) plus int8 dynamically quantized variants.",
+)
+def onnx_model(context: dg.AssetExecutionContext, settings: PipelineSettings) -> dg.MaterializeResult:
+    layout = settings.layout
+    model_dir = layout.model_dir("fine_tuned")
+    started = time.perf_counter()
+    target = export_towers(load_folder(model_dir).clip, model_dir, layout.onnx_dir)
+    manifest = json.loads((target / "manifest.json").read_text())
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(target)),
+            "model_version": manifest["model_version"],
+            "files": dg.MetadataValue.md(markdown_table([{"file": k, "bytes": v} for k, v in manifest["files"].items()])),
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+    )
+
+
+PARITY_SAMPLE = 64
+
+
+@dg.asset_check(asset=onnx_model, blocking=True, description="ONNX fp32 (cos ≥ 0.9999) and int8 (cos ≥ 0.995) "
+                "agree with torch on real eval-split products; downstream only uses a variant that passed.")
+def onnx_parity(context: dg.AssetCheckExecutionContext, settings: PipelineSettings) -> dg.AssetCheckResult:
+    layout = settings.layout
+    model = load_folder(layout.model_dir("fine_tuned"))
+    pairs, products = load_pairs(materialized_batches(settings, context.instance), TextTokenizer(model.bpe_path))
+    eval_rows = np.flatnonzero(training_split(products, settings.eval_fraction, 0.0)["eval"])[:PARITY_SAMPLE]
+    report = check_parity(model.clip, layout.onnx_dir, pairs.images(eval_rows), pairs.ids[eval_rows])
+    write_json({"passed_variants": report.passed_variants, "rows": report.rows}, layout.onnx_dir / "parity.json")
+    return dg.AssetCheckResult(
+        passed=report.passed,
+        metadata={
+            "products_checked": len(eval_rows),
+            "passed_variants": ", ".join(report.passed_variants) or "none",
+            "min_cosine_fp32": min(r["min_cosine"] for r in report.rows if r["variant"] == "fp32"),
+            "min_cosine_int8": min(r["min_cosine"] for r in report.rows if r["variant"] == "int8"),
+            "report": dg.MetadataValue.md(markdown_table(report.rows)),
+        },
+    )

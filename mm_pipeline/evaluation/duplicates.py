@@ -1,0 +1,311 @@
+"""Duplicates proxy task: are listings of the same product (a dup group) each other's nearest neighbours?
+
+Two views per vector kind ("image", "text", "fused", ...):
+
+* retrieval: for every row of a group with >= 2 members, is a same-group row among its top-k neighbours
+  (self excluded) over all rows, distractors included; compared with the chance level for that k.
+* pair classification: candidate pairs are each row's top-k neighbours; a pair is a predicted duplicate
+  when its cosine similarity is >= a threshold. Groups are split into a tune half and a score half;
+  the threshold is fitted on tune-half arrays only and precision/recall/F1 are measured on the score half.
+  Neighbours are searched within each half, so score-half vectors cannot influence the tune-half pairs.
+
+Pair recall counts every same-group pair in the half (``n_positive``), so pairs missed by the
+neighbour search count as misses.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from mm_pipeline.evaluation.similarity import build_index
+
+NO_GROUP = -1
+PAIRS_COLUMNS = ["kind", "nm_a", "nm_b", "score", "same_group"]
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """Unordered candidate pairs (row_a < row_b) with their similarity and ground-truth label."""
+
+    row_a: np.ndarray
+    row_b: np.ndarray
+    score: np.ndarray
+    same_group: np.ndarray
+
+
+@dataclass(frozen=True)
+class KindMetrics:
+    recall_at_k: dict[int, float]
+    chance_at_k: dict[int, float]
+    n_queries: int
+    threshold: float
+    precision: float
+    recall: float
+    f1: float
+    n_pairs: int
+    n_positive: int
+
+
+@dataclass
+class DuplicateReport:
+    metrics: dict[str, KindMetrics]
+    pairs: pd.DataFrame  # PAIRS_COLUMNS: candidate pairs at or above each kind's threshold, all rows
+
+    def summary(self) -> pd.DataFrame:
+        """One row per vector kind with flat metric columns (recall@k, chance@k, threshold, pair metrics)."""
+        records = []
+        for kind, m in self.metrics.items():
+            record: dict[str, object] = {"kind": kind, "n_queries": m.n_queries}
+            record |= {f"recall@{k}": v for k, v in m.recall_at_k.items()}
+            record |= {f"chance@{k}": v for k, v in m.chance_at_k.items()}
+            record |= {
+                "threshold": m.threshold,
+                "pair_precision": m.precision,
+                "pair_recall": m.recall,
+                "pair_f1": m.f1,
+                "n_pairs": m.n_pairs,
+                "n_positive": m.n_positive,
+            }
+            records.append(record)
+        return pd.DataFrame.from_records(records)
+
+
+def group_sizes(groups: np.ndarray) -> np.ndarray:
+    """Per row, the number of rows sharing its group id (0 for rows without a group)."""
+    groups = np.asarray(groups)
+    sizes = np.zeros(len(groups), dtype=np.int64)
+    grouped = groups != NO_GROUP
+    _, inverse, counts = np.unique(groups[grouped], return_inverse=True, return_counts=True)
+    sizes[grouped] = counts[inverse]
+    return sizes
+
+
+def count_positive_pairs(groups: np.ndarray) -> int:
+    """Number of unordered same-group row pairs."""
+    groups = np.asarray(groups)
+    _, counts = np.unique(groups[groups != NO_GROUP], return_counts=True)
+    return int((counts * (counts - 1) // 2).sum())
+
+
+def _neighbours(
+    vectors: np.ndarray, query_rows: np.ndarray, k: int, exact_max: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` (scores, rows) among all ``vectors`` for each query row, the query itself excluded.
+
+    Slots with no neighbour (fewer than k other rows) hold row -1 and score -inf.
+    """
+    index = build_index(vectors, np.arange(len(vectors), dtype=np.int64), exact_max=exact_max)
+    scores, rows = index.search(vectors[query_rows], k + 1)
+    keep = (rows != query_rows[:, None]) & (rows >= 0)
+    # Stable sort moves the kept slots to the front in rank order; the self match (or padding) goes last.
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
+    rows = np.take_along_axis(rows, order, axis=1)
+    scores = np.take_along_axis(scores, order, axis=1)
+    kept = np.take_along_axis(keep, order, axis=1)
+    return np.where(kept, scores, -np.inf), np.where(kept, rows, -1)
+
+
+def _same_group(groups: np.ndarray, rows_a: np.ndarray, rows_b: np.ndarray) -> np.ndarray:
+    group_a = groups[rows_a]
+    return (group_a != NO_GROUP) & (rows_b >= 0) & (group_a == groups[rows_b])
+
+
+def _hit_rates(
+    neighbour_rows: np.ndarray, query_rows: np.ndarray, groups: np.ndarray, ks: Sequence[int]
+) -> dict[int, float]:
+    same = _same_group(groups, query_rows[:, None], neighbour_rows)
+    return {k: float(same[:, :k].any(axis=1).mean()) if len(query_rows) else math.nan for k in ks}
+
+
+def chance_recall_at_k(groups: np.ndarray, ks: Sequence[int] = (1, 5, 10)) -> dict[int, float]:
+    """Expected recall@k if neighbours were drawn uniformly at random from the other rows (analytic).
+
+    A query in a group of size g misses with probability C(N-g, k) / C(N-1, k).
+    """
+    n = len(groups)
+    sizes = group_sizes(groups)
+    query_sizes = sizes[sizes >= 2].astype(np.float64)
+    chance = {}
+    for k in ks:
+        miss = np.ones_like(query_sizes)
+        for i in range(min(k, n - 1)):
+            miss *= np.clip((n - query_sizes - i) / (n - 1 - i), 0.0, None)
+        chance[k] = float((1.0 - miss).mean()) if len(query_sizes) else math.nan
+    return chance
+
+
+def retrieval_recall(
+    vectors: np.ndarray, groups: np.ndarray, ks: Sequence[int] = (1, 5, 10), exact_max: int = 200_000
+) -> dict[str, float]:
+    """Recall@k of same-group rows among each grouped row's neighbours, and its chance level.
+
+    Returns ``{"n_queries": ..., "recall@1": ..., "chance@1": ..., ...}``.
+    """
+    groups = np.asarray(groups)
+    query_rows = np.flatnonzero(group_sizes(groups) >= 2)
+    k_max = min(max(ks), len(groups) - 1)
+    _, neighbour_rows = _neighbours(vectors, query_rows, k_max, exact_max)
+    summary: dict[str, float] = {"n_queries": len(query_rows)}
+    summary |= {f"recall@{k}": v for k, v in _hit_rates(neighbour_rows, query_rows, groups, ks).items()}
+    summary |= {f"chance@{k}": v for k, v in chance_recall_at_k(groups, ks).items()}
+    return summary
+
+
+def split_groups(groups: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean (tune_mask, score_mask) over rows: dup groups go whole to one half, other rows split by row.
+
+    Depends only on ``groups`` and ``seed``, never on vectors.
+    """
+    groups = np.asarray(groups)
+    rng = np.random.default_rng(seed)
+    positive = group_sizes(groups) >= 2
+    group_ids = np.unique(groups[positive])
+    tune_groups = rng.permutation(group_ids)[: (len(group_ids) + 1) // 2]
+    tune_mask = positive & np.isin(groups, tune_groups)
+    loose_rows = rng.permutation(np.flatnonzero(~positive))
+    tune_mask[loose_rows[: (len(loose_rows) + 1) // 2]] = True
+    return tune_mask, ~tune_mask
+
+
+def _pairs_from_neighbours(scores: np.ndarray, rows: np.ndarray, groups: np.ndarray) -> Pairs:
+    """Turn per-row neighbour lists into unordered pairs, each pair once."""
+    query_rows = np.repeat(np.arange(len(rows)), rows.shape[1])
+    rows, scores = rows.ravel(), scores.ravel()
+    found = rows >= 0
+    row_a = np.minimum(query_rows, rows)[found]
+    row_b = np.maximum(query_rows, rows)[found]
+    scores = scores[found]
+    # Both directions of a pair carry the same cosine; keep the highest to be robust to rounding.
+    order = np.lexsort((-scores, row_b, row_a))
+    row_a, row_b, scores = row_a[order], row_b[order], scores[order]
+    first = np.ones(len(row_a), dtype=bool)
+    first[1:] = (row_a[1:] != row_a[:-1]) | (row_b[1:] != row_b[:-1])
+    row_a, row_b, scores = row_a[first], row_b[first], scores[first]
+    return Pairs(row_a, row_b, scores, _same_group(groups, row_a, row_b))
+
+
+def candidate_pairs(vectors: np.ndarray, groups: np.ndarray, k: int = 10, exact_max: int = 200_000) -> Pairs:
+    """Each row's top-``k`` neighbours within ``vectors`` as unordered, deduplicated pairs."""
+    k = min(k, len(vectors) - 1)
+    if k < 1:
+        no_rows = np.empty(0, dtype=np.int64)
+        return Pairs(no_rows, no_rows, np.empty(0, dtype=np.float32), np.empty(0, dtype=bool))
+    scores, rows = _neighbours(vectors, np.arange(len(vectors)), k, exact_max)
+    return _pairs_from_neighbours(scores, rows, np.asarray(groups))
+
+
+def choose_threshold(scores: np.ndarray, labels: np.ndarray, n_positive: int | None = None) -> float:
+    """Similarity threshold (predict duplicate when score >= threshold) maximising F1 over these pairs.
+
+    ``n_positive`` is the number of true pairs the recall is relative to (default: positives among the
+    candidates). Returns +inf (predict nothing) when there is no positive pair.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels, dtype=bool)
+    total_positive = int(labels.sum()) if n_positive is None else n_positive
+    if total_positive < labels.sum():
+        raise ValueError(f"n_positive={n_positive} is below the {labels.sum()} positive candidate pairs")
+    if not labels.any():
+        return math.inf
+    order = np.argsort(-scores, kind="stable")
+    sorted_scores = scores[order]
+    true_positives = np.cumsum(labels[order])
+    predicted = np.arange(1, len(scores) + 1)
+    f1 = 2 * true_positives / (predicted + total_positive)
+    # A threshold admits all pairs tied at it, so only the last position of a tie is a valid cut.
+    end_of_tie = np.append(sorted_scores[1:] != sorted_scores[:-1], True)
+    return float(sorted_scores[np.argmax(np.where(end_of_tie, f1, -1.0))])
+
+
+def pair_metrics(
+    scores: np.ndarray, labels: np.ndarray, threshold: float, n_positive: int | None = None
+) -> dict[str, float]:
+    """Precision, recall and F1 of ``score >= threshold`` (recall relative to ``n_positive`` true pairs)."""
+    labels = np.asarray(labels, dtype=bool)
+    total_positive = int(labels.sum()) if n_positive is None else n_positive
+    predicted = np.asarray(scores) >= threshold
+    true_positives = int((predicted & labels).sum())
+    precision = true_positives / predicted.sum() if predicted.any() else 0.0
+    recall = true_positives / total_positive if total_positive else math.nan
+    f1 = 2 * true_positives / (predicted.sum() + total_positive) if total_positive else math.nan
+    return {
+        "precision": float(precision),
+        "recall": float(recall),
+        "f1": float(f1),
+        "n_pairs": len(labels),
+        "n_positive": total_positive,
+    }
+
+
+def _fit_threshold(tune_vectors: np.ndarray, tune_groups: np.ndarray, k: int, exact_max: int) -> float:
+    """F1-optimal threshold from the tune half alone: its signature admits no score-half data."""
+    pairs = candidate_pairs(tune_vectors, tune_groups, k, exact_max)
+    return choose_threshold(pairs.score, pairs.same_group, count_positive_pairs(tune_groups))
+
+
+def _score_half(
+    score_vectors: np.ndarray, score_groups: np.ndarray, threshold: float, k: int, exact_max: int
+) -> dict[str, float]:
+    pairs = candidate_pairs(score_vectors, score_groups, k, exact_max)
+    return pair_metrics(pairs.score, pairs.same_group, threshold, count_positive_pairs(score_groups))
+
+
+def evaluate_duplicates(
+    vectors: Mapping[str, np.ndarray],
+    nm: np.ndarray,
+    groups: np.ndarray,
+    seed: int = 0,
+    ks: Sequence[int] = (1, 5, 10),
+    pair_k: int = 10,
+    exact_max: int = 200_000,
+) -> DuplicateReport:
+    """Retrieval recall@k and tuned-threshold pair metrics for each vector kind (rows aligned with nm/groups)."""
+    nm = np.asarray(nm)
+    groups = np.asarray(groups)
+    tune_mask, score_mask = split_groups(groups, seed)
+    query_rows = np.flatnonzero(group_sizes(groups) >= 2)
+    chance = chance_recall_at_k(groups, ks)
+    k_max = min(max(*ks, pair_k), len(groups) - 1)
+    metrics: dict[str, KindMetrics] = {}
+    pair_frames = []
+    for kind, kind_vectors in vectors.items():
+        if len(kind_vectors) != len(groups):
+            raise ValueError(f"{kind}: {len(kind_vectors)} vectors for {len(groups)} rows")
+        threshold = _fit_threshold(kind_vectors[tune_mask], groups[tune_mask], pair_k, exact_max)
+        scored = _score_half(kind_vectors[score_mask], groups[score_mask], threshold, pair_k, exact_max)
+
+        scores, neighbour_rows = _neighbours(kind_vectors, np.arange(len(groups)), k_max, exact_max)
+        metrics[kind] = KindMetrics(
+            recall_at_k=_hit_rates(neighbour_rows[query_rows], query_rows, groups, ks),
+            chance_at_k=chance,
+            n_queries=len(query_rows),
+            threshold=threshold,
+            precision=scored["precision"],
+            recall=scored["recall"],
+            f1=scored["f1"],
+            n_pairs=int(scored["n_pairs"]),
+            n_positive=int(scored["n_positive"]),
+        )
+        all_pairs = _pairs_from_neighbours(scores[:, :pair_k], neighbour_rows[:, :pair_k], groups)
+        pair_frames.append(_pairs_frame(kind, nm, all_pairs, all_pairs.score >= threshold))
+    pairs = pd.concat(pair_frames, ignore_index=True) if pair_frames else pd.DataFrame(columns=PAIRS_COLUMNS)
+    return DuplicateReport(metrics=metrics, pairs=pairs)
+
+
+def _pairs_frame(kind: str, nm: np.ndarray, pairs: Pairs, selected: np.ndarray) -> pd.DataFrame:
+    nm_a, nm_b = nm[pairs.row_a[selected]], nm[pairs.row_b[selected]]
+    frame = pd.DataFrame(
+        {
+            "kind": kind,
+            "nm_a": np.minimum(nm_a, nm_b),
+            "nm_b": np.maximum(nm_a, nm_b),
+            "score": pairs.score[selected],
+            "same_group": pairs.same_group[selected],
+        }
+    )
+    return frame.sort_values("score", ascending=False, ignore_index=True)

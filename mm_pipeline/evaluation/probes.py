@@ -1,0 +1,522 @@
+"""Linear and MLP probes over embeddings, scored with stratified cross-validation.
+
+Protocol (one code path for every task):
+
+* Rows are split with ``StratifiedKFold(n_splits, shuffle=True, random_state=seed)``. Every fitted transform
+  (standardisation, PCA for ``pca_fused``, TF-IDF vocabulary) is fitted on the training fold only.
+* Out-of-fold predictions are pooled over all folds and scored once, so every labelled row is predicted
+  exactly once by a model that never saw it.
+* Binary tasks report ``average="binary"`` for the positive label (given, else the minority class);
+  multiclass tasks report ``average="weighted"``; both also report macro-F1.
+* Classes with fewer than ``n_splits`` members cannot appear in every fold: in a task with more than two
+  classes they are merged into ``"other"`` (rows dropped if ``"other"`` is still too small); when the
+  smallest remaining class is still smaller than ``n_splits`` (binary tasks), ``n_splits`` is reduced to it.
+* Fewer than ``MIN_ROWS`` usable rows, fewer than two classes or a class with a single member raise
+  :class:`InsufficientData`; the caller reports the task as "insufficient data" instead of a score.
+
+Probes are torch (CPU, float32) re-implementations of the sklearn defaults, much faster on a few cores:
+
+* ``logreg``: sklearn ``LogisticRegression(C=1.0)`` objective (mean log-loss + ||W||^2 / (2 C n), intercept
+  unpenalised; one weight vector for binary, multinomial softmax otherwise) on standardised features,
+  minimised by full-batch L-BFGS in a preconditioned basis (W = L^-T V with L L^T ~ the loss Hessian). The
+  basis only changes the path of the optimiser, not the optimum.
+* ``mlp``: one hidden ReLU layer trained with Adam and sklearn ``MLPClassifier``'s L2 penalty (alpha / 2 per
+  batch mean), for a fixed budget of optimiser steps instead of sklearn's convergence loop.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.metrics import f1_score, mean_absolute_error, mean_squared_error, precision_recall_fscore_support
+from sklearn.model_selection import KFold, StratifiedKFold
+from scipy import sparse
+
+FEATURE_SETS = ("text", "image", "fused", "pca_fused")
+PROBES = ("logreg", "mlp")
+MIN_ROWS = 20
+OTHER_CLASS = "other"
+RESULT_COLUMNS = [
+    "features",
+    "probe",
+    "f1",
+    "precision",
+    "recall",
+    "macro_f1",
+    "n",
+    "n_classes",
+    "n_splits",
+    "seconds",
+]
+
+
+class InsufficientData(ValueError):
+    """Too few labelled rows or classes to score a task; ``reason`` says which."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class LogRegSettings:
+    C: float = 1.0
+    max_iter: int = 100
+    tol: float = 1e-4
+    preconditioner_rows: int = 4096  # rows sampled to estimate X^T X for the preconditioner
+
+
+@dataclass(frozen=True)
+class MLPSettings:
+    hidden: int = 100
+    alpha: float = 1e-4
+    lr: float = 1e-3
+    batch_size: int = 200
+    min_steps: int = 1000  # optimiser steps; epochs = ceil(min_steps / batches per epoch) ...
+    min_epochs: int = 5  # ... at least this many ...
+    max_epochs: int = 200  # ... and at most sklearn's max_iter
+
+
+@dataclass(frozen=True)
+class PreparedLabels:
+    keep: np.ndarray  # boolean mask over the input rows
+    codes: np.ndarray  # int64 class index per kept row
+    classes: np.ndarray  # class names, index = code
+    n_splits: int
+    positive: int | None  # positive class index for binary tasks
+
+
+# ---------------------------------------------------------------- labels and folds
+
+
+def prepare_labels(
+    labels: Sequence[str] | np.ndarray, kind: str, n_splits: int, positive_label: str | None = None
+) -> PreparedLabels:
+    """Apply the rare-class rule, pick the fold count and encode labels; raise InsufficientData if hopeless."""
+    if kind not in ("binary", "multiclass"):
+        raise ValueError(f"kind must be 'binary' or 'multiclass', got {kind!r}")
+    values = np.asarray(labels).astype(str)
+    if len(values) < MIN_ROWS:
+        raise InsufficientData(f"{len(values)} labelled rows, need at least {MIN_ROWS}")
+    names, counts = np.unique(values, return_counts=True)
+    if kind == "binary" and len(names) > 2:
+        raise ValueError(f"binary task has {len(names)} classes: {list(names)[:5]}")
+    rare = names[counts < n_splits]
+    if len(names) > 2 and len(rare):
+        values = np.where(np.isin(values, rare), OTHER_CLASS, values)
+        names, counts = np.unique(values, return_counts=True)
+    keep = ~np.isin(values, names[counts < 2]) if len(names) > 2 else np.ones(len(values), bool)
+    names, codes = np.unique(values[keep], return_inverse=True)
+    counts = np.bincount(codes)
+    if len(names) < 2:
+        raise InsufficientData(f"only one class ({names[0] if len(names) else 'none'}) among labelled rows")
+    if counts.min() < 2:
+        raise InsufficientData(f"class {names[counts.argmin()]!r} has a single labelled row")
+    if keep.sum() < MIN_ROWS:
+        raise InsufficientData(f"{int(keep.sum())} usable rows, need at least {MIN_ROWS}")
+    positive = None
+    if kind == "binary":
+        if positive_label is None:
+            positive = int(np.argmin(counts))
+        elif positive_label in names:
+            positive = int(np.flatnonzero(names == positive_label)[0])
+        else:
+            raise InsufficientData(f"positive label {positive_label!r} absent")
+    return PreparedLabels(keep, codes.astype(np.int64), names, min(n_splits, int(counts.min())), positive)
+
+
+def stratified_folds(codes: np.ndarray, n_splits: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(codes)), codes))
+
+
+def score_predictions(codes: np.ndarray, predicted: np.ndarray, prepared: PreparedLabels) -> dict[str, float]:
+    if prepared.positive is None:
+        average, pos_label = "weighted", 1
+    else:
+        average, pos_label = "binary", prepared.positive
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        codes, predicted, average=average, pos_label=pos_label, zero_division=0
+    )
+    macro = f1_score(codes, predicted, average="macro", zero_division=0)
+    return {"f1": f1, "precision": precision, "recall": recall, "macro_f1": macro}
+
+
+# ---------------------------------------------------------------- torch helpers
+
+
+@contextmanager
+def torch_threads(n_threads: int | None = None) -> Iterator[None]:
+    """Use all cores available to this process for torch, restoring the previous setting afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n_threads or len(os.sched_getaffinity(0)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def standardize(train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """StandardScaler fitted on the training fold (population std, constant columns left unscaled)."""
+    mean = train.mean(0)
+    std = train.std(0, correction=0)
+    std = torch.where(std > 1e-12, std, torch.ones_like(std))
+    return (train - mean) / std, (test - mean) / std
+
+
+def fit_pca(train: torch.Tensor, n_components: int, max_rows: int, generator: torch.Generator):
+    """Principal axes of the training rows (at most ``max_rows`` sampled): returns (mean, components d×k)."""
+    sample = _sample_rows(train, max_rows, generator)
+    mean = sample.mean(0)
+    centred = sample - mean
+    covariance = (centred.T @ centred).double().numpy() / len(sample)
+    _, vectors = np.linalg.eigh(covariance)  # ascending eigenvalues
+    k = min(n_components, train.shape[1])
+    components = torch.from_numpy(np.ascontiguousarray(vectors[:, ::-1][:, :k])).float()
+    return mean, components
+
+
+def _sample_rows(x: torch.Tensor, max_rows: int, generator: torch.Generator) -> torch.Tensor:
+    if len(x) <= max_rows:
+        return x
+    return x[torch.randperm(len(x), generator=generator)[:max_rows]]
+
+
+def _is_binary_output(n_classes: int) -> bool:
+    return n_classes == 2
+
+
+def fit_predict_logreg(
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    x_test: torch.Tensor,
+    n_classes: int,
+    settings: LogRegSettings,
+    generator: torch.Generator,
+    preconditioned: bool = True,
+) -> np.ndarray:
+    """sklearn LogisticRegression(C) objective minimised by L-BFGS; returns class indices for ``x_test``."""
+    n, d = x_train.shape
+    binary = _is_binary_output(n_classes)
+    outputs = 1 if binary else n_classes
+    penalty = 1.0 / (settings.C * n)  # mean-loss scaling, as sklearn's lbfgs solver
+    if preconditioned:
+        # Hessian bound of the mean log-loss: c X^T X / n (c = 1/4 sigmoid, 1/2 softmax) plus the penalty.
+        sample = _sample_rows(x_train, settings.preconditioner_rows, generator)
+        curvature = (0.25 if binary else 0.5) * (sample.T @ sample) / len(sample)
+        factor = torch.linalg.cholesky(curvature + penalty * torch.eye(d))
+    else:
+        factor = None
+    v = torch.zeros(d, outputs, requires_grad=True)
+    b = torch.zeros(outputs, requires_grad=True)
+    target = y_train.float().unsqueeze(1) if binary else y_train
+
+    def weights() -> torch.Tensor:
+        if factor is None:
+            return v
+        return torch.linalg.solve_triangular(factor.T, v, upper=True)
+
+    def loss_fn(logits: torch.Tensor) -> torch.Tensor:
+        if binary:
+            return torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
+        return torch.nn.functional.cross_entropy(logits, target)
+
+    optimizer = torch.optim.LBFGS(
+        [v, b],
+        lr=1.0,
+        max_iter=settings.max_iter,
+        tolerance_grad=settings.tol,
+        tolerance_change=1e-9,
+        history_size=10,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        w = weights()
+        loss = loss_fn(x_train @ w + b) + 0.5 * penalty * w.square().sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    with torch.no_grad():
+        logits = x_test @ weights() + b
+    return _decide(logits, binary)
+
+
+def fit_predict_mlp(
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    x_test: torch.Tensor,
+    n_classes: int,
+    settings: MLPSettings,
+    generator: torch.Generator,
+) -> np.ndarray:
+    """One hidden ReLU layer, Adam, sklearn-style Glorot init and L2; returns class indices for ``x_test``."""
+    n, d = x_train.shape
+    binary = _is_binary_output(n_classes)
+    outputs = 1 if binary else n_classes
+    w1, b1 = _glorot(d, settings.hidden, generator, factor=6.0)
+    w2, b2 = _glorot(settings.hidden, outputs, generator, factor=2.0 if binary else 6.0)
+    batch = min(settings.batch_size, n)
+    batches_per_epoch = math.ceil(n / batch)
+    epochs = min(settings.max_epochs, max(settings.min_epochs, math.ceil(settings.min_steps / batches_per_epoch)))
+    optimizer = torch.optim.Adam(
+        [
+            {"params": [w1, w2], "weight_decay": settings.alpha / batch},
+            {"params": [b1, b2], "weight_decay": 0.0},
+        ],
+        lr=settings.lr,
+    )
+    target = y_train.float().unsqueeze(1) if binary else y_train
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n, batch):
+            rows = order[start : start + batch]
+            logits = torch.relu(x_train[rows] @ w1 + b1) @ w2 + b2
+            if binary:
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target[rows])
+            else:
+                loss = torch.nn.functional.cross_entropy(logits, target[rows])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    with torch.no_grad():
+        logits = torch.relu(x_test @ w1 + b1) @ w2 + b2
+    return _decide(logits, binary)
+
+
+def _glorot(fan_in: int, fan_out: int, generator: torch.Generator, factor: float):
+    bound = math.sqrt(factor / (fan_in + fan_out))
+    weight = (torch.rand(fan_in, fan_out, generator=generator) * 2 - 1) * bound
+    bias = (torch.rand(fan_out, generator=generator) * 2 - 1) * bound
+    return weight.requires_grad_(), bias.requires_grad_()
+
+
+def _decide(logits: torch.Tensor, binary: bool) -> np.ndarray:
+    if binary:
+        return (logits[:, 0] > 0).long().numpy()
+    return logits.argmax(1).numpy()
+
+
+# ---------------------------------------------------------------- evaluation entry points
+
+
+ProbeFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int, torch.Generator], np.ndarray]
+
+
+def _probe_functions(logreg: LogRegSettings, mlp: MLPSettings) -> dict[str, ProbeFn]:
+    return {
+        "logreg": lambda xtr, ytr, xte, k, g: fit_predict_logreg(xtr, ytr, xte, k, logreg, g),
+        "mlp": lambda xtr, ytr, xte, k, g: fit_predict_mlp(xtr, ytr, xte, k, mlp, g),
+    }
+
+
+def evaluate_probes(
+    features: Mapping[str, np.ndarray],
+    labels: Sequence[str] | np.ndarray,
+    kind: str,
+    n_splits: int = 5,
+    seed: int = 0,
+    probes: Sequence[str] = PROBES,
+    positive_label: str | None = None,
+    pca_components: int | None = 128,
+    pca_max_rows: int = 8192,
+    logreg: LogRegSettings = LogRegSettings(),
+    mlp: MLPSettings = MLPSettings(),
+) -> pd.DataFrame:
+    """Cross-validated probe scores: one row per (feature set, probe), columns ``RESULT_COLUMNS``.
+
+    ``features`` maps a feature-set name to an (n, d) matrix aligned with ``labels`` (strings, no missing
+    values). When ``fused`` is given and ``pca_components`` is set, ``pca_fused`` (PCA of ``fused`` fitted
+    inside each training fold on at most ``pca_max_rows`` sampled rows) is evaluated right after it.
+    ``seconds`` is the wall time of that row's fits plus an equal share of the fold's feature preparation.
+    Raises :class:`InsufficientData` when the task cannot be scored.
+    """
+    unknown = set(probes) - set(PROBES)
+    if unknown:
+        raise ValueError(f"unknown probes {sorted(unknown)}; choose from {PROBES}")
+    prepared = prepare_labels(labels, kind, n_splits, positive_label)
+    matrices = {name: _as_matrix(x, len(prepared.keep))[prepared.keep] for name, x in features.items()}
+    set_names = _feature_set_order(matrices, pca_components)
+    probe_fns = _probe_functions(logreg, mlp)
+    codes = prepared.codes
+    n_classes = len(prepared.classes)
+    predictions = {(s, p): np.empty(len(codes), np.int64) for s in set_names for p in probes}
+    seconds = dict.fromkeys(predictions, 0.0)
+    labels_tensor = torch.from_numpy(codes)
+    with torch_threads():
+        for fold, (train_rows, test_rows) in enumerate(stratified_folds(codes, prepared.n_splits, seed)):
+            generator = torch.Generator().manual_seed(seed * 1000 + fold)
+            train_idx, test_idx = torch.from_numpy(train_rows), torch.from_numpy(test_rows)
+            for name in set_names:
+                started = time.perf_counter()
+                x_train, x_test = _fold_features(
+                    name, matrices, train_idx, test_idx, pca_components, pca_max_rows, generator
+                )
+                x_train, x_test = standardize(x_train, x_test)
+                preparation = (time.perf_counter() - started) / len(probes)
+                for probe in probes:
+                    started = time.perf_counter()
+                    predicted = probe_fns[probe](x_train, labels_tensor[train_idx], x_test, n_classes, generator)
+                    predictions[name, probe][test_rows] = predicted
+                    seconds[name, probe] += time.perf_counter() - started + preparation
+    rows = [
+        {
+            "features": name,
+            "probe": probe,
+            **score_predictions(codes, predictions[name, probe], prepared),
+            "n": len(codes),
+            "n_classes": n_classes,
+            "n_splits": prepared.n_splits,
+            "seconds": seconds[name, probe],
+        }
+        for name, probe in predictions
+    ]
+    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+
+
+def _as_matrix(x: np.ndarray, n_rows: int) -> np.ndarray:
+    matrix = np.asarray(x, dtype=np.float32)
+    if matrix.ndim != 2 or len(matrix) != n_rows:
+        raise ValueError(f"feature matrix of shape {matrix.shape} does not match {n_rows} labels")
+    return matrix
+
+
+def _feature_set_order(matrices: Mapping[str, np.ndarray], pca_components: int | None) -> list[str]:
+    names: list[str] = []
+    for name in matrices:
+        names.append(name)
+        if name == "fused" and pca_components and "pca_fused" not in matrices:
+            names.append("pca_fused")
+    return names
+
+
+def _fold_features(
+    name: str,
+    matrices: Mapping[str, np.ndarray],
+    train_idx: torch.Tensor,
+    test_idx: torch.Tensor,
+    pca_components: int | None,
+    pca_max_rows: int,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    source = torch.from_numpy(matrices["fused" if name == "pca_fused" and name not in matrices else name])
+    x_train, x_test = source[train_idx], source[test_idx]
+    if name == "pca_fused" and name not in matrices:
+        mean, components = fit_pca(x_train, pca_components, pca_max_rows, generator)
+        x_train, x_test = (x_train - mean) @ components, (x_test - mean) @ components
+    return x_train, x_test
+
+
+def regress_log_price(
+    features: Mapping[str, np.ndarray],
+    log_price: np.ndarray,
+    n_splits: int = 5,
+    seed: int = 0,
+    alpha: float = 1.0,
+) -> dict[str, dict[str, float]]:
+    """Out-of-fold ridge regression (sklearn ``Ridge(alpha)`` on standardised features) of log-price.
+
+    Rows with a non-finite target are dropped. Returns ``{feature set: {mse, mae, r2, baseline_mse, n}}``
+    where ``baseline_mse`` predicts the training-fold mean (the score any useful embedding must beat).
+    """
+    target = np.asarray(log_price, dtype=np.float64)
+    keep = np.isfinite(target)
+    if keep.sum() < MIN_ROWS:
+        raise InsufficientData(f"{int(keep.sum())} rows with a price, need at least {MIN_ROWS}")
+    target = target[keep]
+    folds = list(KFold(n_splits=n_splits, shuffle=True, random_state=seed).split(target))
+    baseline = np.empty_like(target)
+    for train_rows, test_rows in folds:
+        baseline[test_rows] = target[train_rows].mean()
+    results = {}
+    for name, x in features.items():
+        matrix = torch.from_numpy(np.asarray(x, dtype=np.float64)[keep])
+        predicted = np.empty_like(target)
+        for train_rows, test_rows in folds:
+            x_train, x_test = standardize(matrix[train_rows], matrix[test_rows])
+            y_train = torch.from_numpy(target[train_rows])
+            y_mean = y_train.mean()
+            gram = x_train.T @ x_train + alpha * torch.eye(x_train.shape[1], dtype=torch.float64)
+            coef = torch.linalg.solve(gram, x_train.T @ (y_train - y_mean))
+            predicted[test_rows] = (x_test @ coef + y_mean).numpy()
+        mse = mean_squared_error(target, predicted)
+        baseline_mse = mean_squared_error(target, baseline)
+        results[name] = {
+            "mse": mse,
+            "mae": mean_absolute_error(target, predicted),
+            "r2": 1.0 - mse / baseline_mse if baseline_mse > 0 else float("nan"),
+            "baseline_mse": baseline_mse,
+            "n": int(keep.sum()),
+        }
+    return results
+
+
+def tfidf_baseline(
+    texts: Sequence[str],
+    labels: Sequence[str] | np.ndarray,
+    kind: str,
+    n_splits: int = 5,
+    seed: int = 0,
+    positive_label: str | None = None,
+    max_features: int = 50_000,
+    logreg: LogRegSettings = LogRegSettings(),
+) -> pd.DataFrame:
+    """TF-IDF (word 1-2-grams + char_wb 2-5-grams, each capped at ``max_features``, fitted per training fold)
+    with the same logistic probe and folds as :func:`evaluate_probes`; one row with ``features="tfidf_text"``.
+
+    TF-IDF rows are already L2-normalised and sparse, so they are neither standardised nor preconditioned.
+    """
+    prepared = prepare_labels(labels, kind, n_splits, positive_label)
+    documents = np.asarray(texts, dtype=object)[prepared.keep]
+    codes = prepared.codes
+    predicted = np.empty(len(codes), np.int64)
+    started = time.perf_counter()
+    with torch_threads():
+        for fold, (train_rows, test_rows) in enumerate(stratified_folds(codes, prepared.n_splits, seed)):
+            vectorizers = [
+                TfidfVectorizer(ngram_range=(1, 2), max_features=max_features, sublinear_tf=True),
+                TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), max_features=max_features, sublinear_tf=True),
+            ]
+            x_train = sparse.hstack([v.fit_transform(documents[train_rows]) for v in vectorizers]).tocsr()
+            x_test = sparse.hstack([v.transform(documents[test_rows]) for v in vectorizers]).tocsr()
+            generator = torch.Generator().manual_seed(seed * 1000 + fold)
+            predicted[test_rows] = fit_predict_logreg(
+                _torch_csr(x_train),
+                torch.from_numpy(codes[train_rows]),
+                _torch_csr(x_test),
+                len(prepared.classes),
+                logreg,
+                generator,
+                preconditioned=False,
+            )
+    row = {
+        "features": "tfidf_text",
+        "probe": "logreg",
+        **score_predictions(codes, predicted, prepared),
+        "n": len(codes),
+        "n_classes": len(prepared.classes),
+        "n_splits": prepared.n_splits,
+        "seconds": time.perf_counter() - started,
+    }
+    return pd.DataFrame([row], columns=RESULT_COLUMNS)
+
+
+def _torch_csr(matrix: sparse.csr_matrix) -> torch.Tensor:
+    matrix = matrix.astype(np.float32)
+    return torch.sparse_csr_tensor(
+        torch.from_numpy(matrix.indptr.astype(np.int64)),
+        torch.from_numpy(matrix.indices.astype(np.int64)),
+        torch.from_numpy(matrix.data),
+        size=matrix.shape,
+    )

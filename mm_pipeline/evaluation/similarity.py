@@ -1,0 +1,189 @@
+"""Nearest-neighbour search over L2-normalised embeddings (inner product = cosine), keyed by nm id.
+
+Small collections get an exact ``IndexFlatIP``; above ``exact_max`` rows an approximate index (HNSW or
+IVF-Flat). Every index is wrapped in ``IndexIDMap2`` so searches return nm ids, not row positions.
+Defaults come from ``benchmarks/bench_index.py`` (1M x 1024, 2 cores): see ``DEFAULT_KIND``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import faiss
+import numpy as np
+
+from mm_pipeline.storage import atomic_path, write_json
+
+IndexKind = Literal["flat", "hnsw", "ivf"]
+ApproximateKind = Literal["hnsw", "ivf"]
+
+DEFAULT_KIND: ApproximateKind = "hnsw"
+IVF_TRAIN_POINTS_PER_LIST = 40  # faiss warns below 39 points per centroid
+
+
+@contextmanager
+def faiss_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` OpenMP threads for faiss (process-wide), restoring the previous count."""
+    if threads is None:
+        yield
+        return
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(threads)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(previous)
+
+
+def _as_float32_rows(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2:
+        raise ValueError(f"expected a 2-D array of vectors, got shape {vectors.shape}")
+    return vectors
+
+
+def _inner_index(index: faiss.Index) -> faiss.Index:
+    """The index inside the ``IndexIDMap2`` wrapper, downcast to its concrete class."""
+    return faiss.downcast_index(index.index)
+
+
+def _apply_search_params(index: faiss.Index, kind: IndexKind, params: dict[str, Any]) -> None:
+    if kind == "hnsw":
+        _inner_index(index).hnsw.efSearch = int(params["ef_search"])
+    elif kind == "ivf":
+        _inner_index(index).nprobe = int(params["nprobe"])
+
+
+def _metadata_path(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+@dataclass
+class SimilarityIndex:
+    index: faiss.Index
+    kind: IndexKind
+    n: int
+    dim: int
+    build_seconds: float
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` inner-product scores and nm ids per query, best first (id -1 where fewer than k found)."""
+        return self.index.search(_as_float32_rows(queries), k)
+
+    def save(self, path: Path | str) -> Path:
+        """Write the index atomically to ``path`` and its metadata to ``<path>.json``."""
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            faiss.write_index(self.index, str(tmp))
+        metadata = {
+            "kind": self.kind,
+            "n": self.n,
+            "dim": self.dim,
+            "build_seconds": self.build_seconds,
+            "params": self.params,
+        }
+        write_json(metadata, _metadata_path(path))
+        return path
+
+    @classmethod
+    def load(cls, path: Path | str) -> SimilarityIndex:
+        path = Path(path)
+        metadata = json.loads(_metadata_path(path).read_text(encoding="utf-8"))
+        index = faiss.read_index(str(path))
+        _apply_search_params(index, metadata["kind"], metadata["params"])
+        return cls(
+            index=index,
+            kind=metadata["kind"],
+            n=int(metadata["n"]),
+            dim=int(metadata["dim"]),
+            build_seconds=float(metadata["build_seconds"]),
+            params=metadata["params"],
+        )
+
+
+def default_ivf_nlist(n: int) -> int:
+    return max(1, int(4 * math.sqrt(n)))
+
+
+def build_index(
+    vectors: np.ndarray,
+    ids: np.ndarray,
+    exact_max: int = 200_000,
+    kind: ApproximateKind = DEFAULT_KIND,
+    hnsw_m: int = 32,
+    ef_construction: int = 80,
+    ef_search: int = 128,
+    ivf_nlist: int | None = None,
+    ivf_nprobe: int = 16,
+    threads: int | None = None,
+    seed: int = 0,
+) -> SimilarityIndex:
+    """Index L2-normalised ``vectors`` under int64 ``ids``: exact up to ``exact_max`` rows, ``kind`` above.
+
+    ``seed`` picks the IVF training sample; ``threads`` sets faiss's OpenMP threads for the build.
+    """
+    vectors = _as_float32_rows(vectors)
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    n, dim = vectors.shape
+    if ids.shape != (n,):
+        raise ValueError(f"ids shape {ids.shape} does not match {n} vectors")
+
+    started = time.perf_counter()
+    with faiss_threads(threads):
+        if n <= exact_max:
+            index_kind: IndexKind = "flat"
+            params: dict[str, Any] = {}
+            inner = faiss.IndexFlatIP(dim)
+        elif kind == "hnsw":
+            index_kind = "hnsw"
+            params = {"hnsw_m": hnsw_m, "ef_construction": ef_construction, "ef_search": ef_search}
+            inner = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            inner.hnsw.efConstruction = ef_construction
+        elif kind == "ivf":
+            index_kind = "ivf"
+            nlist = min(ivf_nlist or default_ivf_nlist(n), n)
+            train_size = min(n, IVF_TRAIN_POINTS_PER_LIST * nlist)
+            params = {"nlist": nlist, "nprobe": ivf_nprobe, "train_size": train_size}
+            inner = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            sample = np.random.default_rng(seed).choice(n, size=train_size, replace=False)
+            inner.train(vectors[np.sort(sample)])
+        else:
+            raise ValueError(f"unknown approximate index kind {kind!r}")
+        index = faiss.IndexIDMap2(inner)
+        index.add_with_ids(vectors, ids)
+    _apply_search_params(index, index_kind, params)
+    return SimilarityIndex(
+        index=index,
+        kind=index_kind,
+        n=n,
+        dim=dim,
+        build_seconds=time.perf_counter() - started,
+        params=params,
+    )
+
+
+def approximate_recall_at_k(
+    index: SimilarityIndex, vectors: np.ndarray, k: int = 10, n_queries: int = 1000, seed: int = 0
+) -> float:
+    """Share of the exact top-``k`` (brute force over ``vectors``) that ``index`` also returns.
+
+    ``vectors`` must be the indexed rows in the order they were added. Queries are a random sample of them.
+    """
+    if index.kind == "flat":
+        return 1.0
+    vectors = _as_float32_rows(vectors)
+    rows = np.random.default_rng(seed).choice(len(vectors), size=min(n_queries, len(vectors)), replace=False)
+    queries = vectors[np.sort(rows)]
+    _, exact_rows = faiss.knn(queries, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
+    exact_ids = faiss.vector_to_array(index.index.id_map)[exact_rows]
+    _, found_ids = index.search(queries, k)
+    hits = sum(len(np.intersect1d(exact, found)) for exact, found in zip(exact_ids, found_ids, strict=True))
+    return hits / exact_ids.size

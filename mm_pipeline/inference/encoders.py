@@ -1,0 +1,161 @@
+"""ONNX Runtime encoders for product embeddings. No torch at run time: numpy, youtokentome, onnxruntime.
+
+The fused vector is the concatenation of the L2-normalized image and text vectors (``fuse``, the one place
+that choice lives). Texts are sorted by token length and each batch is trimmed after its longest EOS,
+which is exact for ruCLIP's causal text tower; image decoding for the next chunk overlaps inference.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mm_pipeline.prep.tokens import TextTokenizer, token_lengths, trim_padding
+from mm_pipeline.storage import atomic_path
+
+VECTOR_COLUMNS = ("image", "text", "fused")
+
+
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+def fuse(image: np.ndarray, text: np.ndarray) -> np.ndarray:
+    """The fused product vector: both halves L2-normalized, then concatenated."""
+    return np.concatenate([l2_normalize(image), l2_normalize(text)], axis=1).astype(np.float32)
+
+
+def _session(path: Path, threads: int) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class OnnxEncoders:
+    """Image and text towers of one exported model folder, in the chosen variant (``fp32`` or ``int8``)."""
+
+    def __init__(self, onnx_dir: Path | str, variant: str = "int8", threads: int | None = None):
+        self.onnx_dir = Path(onnx_dir)
+        suffix = {"fp32": "", "int8": ".int8"}[variant]
+        self.variant = variant
+        self.manifest = json.loads((self.onnx_dir / "manifest.json").read_text())
+        threads = threads or os.cpu_count() or 1
+        self.image_session = _session(self.onnx_dir / f"image{suffix}.onnx", threads)
+        self.text_session = _session(self.onnx_dir / f"text{suffix}.onnx", threads)
+        self.tokenizer = TextTokenizer(self.onnx_dir / "bpe.model", self.manifest["context_length"])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.manifest["image_resolution"])
+
+    @property
+    def model_version(self) -> str:
+        return f"{self.manifest['model_version']}-{self.variant}"
+
+    def encode_images(self, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        outputs = [
+            self.image_session.run(None, {"images": np.ascontiguousarray(images[s : s + batch_size])})[0]
+            for s in range(0, len(images), batch_size)
+        ]
+        return np.concatenate(outputs) if outputs else np.zeros((0, self.manifest["embed_dim"]), np.float32)
+
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        ids = self.tokenizer.encode(texts)
+        return self.encode_ids(ids, batch_size)
+
+    def encode_ids(self, ids: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        order = np.argsort(token_lengths(ids), kind="stable")
+        result = np.zeros((len(ids), self.manifest["embed_dim"]), dtype=np.float32)
+        for start in range(0, len(ids), batch_size):
+            index = order[start : start + batch_size]
+            result[index] = self.text_session.run(None, {"input_ids": trim_padding(ids[index])})[0]
+        return result
+
+
+@dataclass(frozen=True)
+class EmbeddingStats:
+    count: int
+    dims: dict[str, int]
+    seconds: float
+    bytes_on_disk: int
+
+    @property
+    def products_per_second(self) -> float:
+        return self.count / self.seconds if self.seconds > 0 else float("inf")
+
+
+def _prefetched(loader: Callable[[int], np.ndarray], chunks: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(start, images)`` per chunk while the next chunk is loaded in a background thread."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(loader, chunks[0]) if chunks else None
+        for position, start in enumerate(chunks):
+            images = pending.result()
+            if position + 1 < len(chunks):
+                pending = pool.submit(loader, chunks[position + 1])
+            yield start, images
+
+
+def write_embeddings(
+    encoders: OnnxEncoders,
+    nm: np.ndarray,
+    texts: Sequence[str],
+    load_images: Callable[[int, int], np.ndarray],
+    target: Path | str,
+    chunk_size: int = 512,
+    progress: Callable[[int, int], None] | None = None,
+) -> EmbeddingStats:
+    """Embed products chunk by chunk into a parquet file keyed by ``nm`` (one row group per chunk).
+
+    ``load_images(start, stop)`` returns uint8 ``[stop - start, H, W, 3]`` images for those rows, so the
+    caller decides whether they come from a memory-mapped tensor store or from JPEGs decoded on the fly.
+    """
+    started = time.perf_counter()
+    total = len(nm)
+    dim = int(encoders.manifest["embed_dim"])
+    vector = pa.list_(pa.float32(), dim)
+    schema = pa.schema([
+        ("nm", pa.int64()), ("model_version", pa.string()), ("image", vector), ("text", vector),
+        ("fused", pa.list_(pa.float32(), 2 * dim)),
+    ])
+    chunks = list(range(0, total, chunk_size))
+    with atomic_path(target) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        for start, images in _prefetched(lambda s: load_images(s, min(s + chunk_size, total)), chunks):
+            stop = start + len(images)
+            image_vectors = encoders.encode_images(images)
+            text_vectors = encoders.encode_texts(texts[start:stop])
+            columns = {"image": l2_normalize(image_vectors), "text": l2_normalize(text_vectors)}
+            columns["fused"] = fuse(image_vectors, text_vectors)
+            arrays = [pa.array(nm[start:stop], pa.int64()), pa.array([encoders.model_version] * len(images))]
+            for name in VECTOR_COLUMNS:
+                values = np.ascontiguousarray(columns[name], dtype=np.float32)
+                arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1]))
+            writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
+            if progress:
+                progress(stop, total)
+        if not chunks:
+            writer.write_table(schema.empty_table())
+    return EmbeddingStats(total, {"image": dim, "text": dim, "fused": 2 * dim}, time.perf_counter() - started,
+                          Path(target).stat().st_size)
+
+
+def read_vectors(path: Path | str, column: str = "fused") -> tuple[np.ndarray, np.ndarray]:
+    """``(nm, vectors)`` from an embeddings parquet file, without per-row Python objects."""
+    table = pq.read_table(path, columns=["nm", column])
+    values = table.column(column).combine_chunks()
+    width = values.type.list_size
+    flat = values.flatten().to_numpy(zero_copy_only=False)
+    return table.column("nm").to_numpy(), flat.reshape(-1, width).astype(np.float32, copy=False)

@@ -1,0 +1,154 @@
+"""ruCLIP models: pretrained folders, online download, a compact from-scratch variant, and the two towers.
+
+Every model here is ``ruclip.model.CLIP``. Folders follow ruCLIP's layout (``config.json``, ``bpe.model``,
+``pytorch_model.bin``) so ``CLIP.from_pretrained`` / ``RuCLIPProcessor.from_pretrained`` read them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from ruclip.model import CLIP
+from torch import nn
+
+from mm_pipeline.prep.tokens import CONTEXT_LENGTH, EOS_ID
+from mm_pipeline.storage import atomic_dir
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+MODEL_FILES = ("config.json", "bpe.model", "pytorch_model.bin")
+
+# Small enough to train on a few thousand products in minutes on 2 CPU cores; same architecture as
+# ruclip-vit-base-patch32-384 (ViT image tower, causal text transformer, EOS pooling).
+COMPACT_CONFIG = {
+    "embed_dim": 256,
+    "image_resolution": 96,
+    "vision_layers": 3,
+    "vision_width": 128,
+    "vision_patch_size": 16,
+    "context_length": CONTEXT_LENGTH,
+    "vocab_size": 6000,
+    "transformer_width": 128,
+    "transformer_heads": 2,
+    "transformer_layers": 3,
+}
+# The real ruclip-vit-base-patch32-384 architecture (benchmarks use it with random weights).
+VIT_B32_384_CONFIG = {
+    "embed_dim": 512,
+    "image_resolution": 384,
+    "vision_layers": 12,
+    "vision_width": 768,
+    "vision_patch_size": 32,
+    "context_length": CONTEXT_LENGTH,
+    "vocab_size": 49408,
+    "transformer_width": 512,
+    "transformer_heads": 8,
+    "transformer_layers": 12,
+}
+
+
+class ModelSourceError(RuntimeError):
+    """The configured model cannot be loaded; the message says how to provide it."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    clip: CLIP
+    config: dict
+    bpe_path: Path
+    origin: str  # human-readable: where the weights came from
+
+
+def build_clip(config: dict) -> CLIP:
+    return CLIP(**{k: config[k] for k in COMPACT_CONFIG})
+
+
+def load_folder(folder: Path | str) -> LoadedModel:
+    """Load a ruCLIP folder with ruclip's own ``CLIP.from_pretrained``."""
+    folder = Path(folder)
+    missing = [name for name in MODEL_FILES if not (folder / name).is_file()]
+    if missing:
+        raise ModelSourceError(
+            f"ruCLIP folder {folder} lacks {', '.join(missing)}; it needs {', '.join(MODEL_FILES)} "
+            "(e.g. the files of sberbank-ai/ruclip-vit-base-patch32-384)"
+        )
+    config = json.loads((folder / "config.json").read_text())
+    clip = CLIP.from_pretrained(str(folder)).eval()
+    return LoadedModel(clip, config, folder / "bpe.model", f"pretrained from {folder}")
+
+
+def download(name: str, cache_dir: Path, timeout: float = 5.0) -> LoadedModel:
+    """``ruclip.load`` when the model hub is reachable; fails fast with instructions when it is not."""
+    import ruclip
+
+    if name not in ruclip.MODELS:
+        raise ModelSourceError(f"unknown ruCLIP model {name!r}; known: {', '.join(ruclip.MODELS)}")
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+    except OSError as exc:
+        raise ModelSourceError(
+            f"cannot download {name}: the model hub is unreachable ({exc}). Download the folder "
+            f"({', '.join(MODEL_FILES)}) on a connected machine and set MM_RUCLIP_DIR to it."
+        ) from None
+    ruclip.load(name, device="cpu", cache_dir=str(cache_dir))
+    loaded = load_folder(cache_dir / name)
+    return LoadedModel(loaded.clip, loaded.config, loaded.bpe_path, f"pretrained {name} via ruclip.load")
+
+
+def save_folder(clip: CLIP, config: dict, bpe_path: Path, target: Path | str, extra: dict | None = None) -> Path:
+    """Write a ruCLIP-style folder atomically (``extra`` goes to ``training.json``)."""
+    with atomic_dir(target) as tmp:
+        (tmp / "config.json").write_text(json.dumps({**config, "mean": CLIP_MEAN, "std": CLIP_STD}, indent=2))
+        shutil.copyfile(bpe_path, tmp / "bpe.model")
+        torch.save(clip.state_dict(), tmp / "pytorch_model.bin")
+        if extra is not None:
+            (tmp / "training.json").write_text(json.dumps(extra, indent=2, ensure_ascii=False, default=str))
+    return Path(target)
+
+
+class ImageTower(nn.Module):
+    """uint8 ``[N, H, W, 3]`` images → image features; CLIP normalization lives inside the graph."""
+
+    def __init__(self, clip: CLIP):
+        super().__init__()
+        self.clip = clip
+        self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1) * 255.0, persistent=False)
+        self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 3, 1, 1) * 255.0, persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        pixels = (images.permute(0, 3, 1, 2).float() - self.mean) / self.std
+        return self.clip.encode_image(pixels)
+
+
+class TextTower(nn.Module):
+    """int64 ids ``[N, L]`` (L ≤ context) → text features, pooled at the EOS token as ruCLIP does.
+
+    ``CLIP.encode_text`` hard-codes the 77-token positional embedding and causal mask; this tower slices
+    both to L, which is exact because attention is causal and pooling reads the EOS position.
+    """
+
+    def __init__(self, clip: CLIP):
+        super().__init__()
+        self.clip = clip
+
+    def eos_positions(self, ids: torch.Tensor) -> torch.Tensor:
+        return (ids == EOS_ID).to(torch.int32).argmax(dim=1)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        clip = self.clip
+        length = ids.shape[1]
+        x = clip.token_embedding(ids) + clip.positional_embedding[:length]
+        mask = torch.full((length, length), float("-inf"), device=ids.device).triu(1)
+        x = x.permute(1, 0, 2)
+        for block in clip.transformer.resblocks:
+            normed = block.ln_1(x)
+            x = x + block.attn(normed, normed, normed, need_weights=False, attn_mask=mask)[0]
+            x = x + block.mlp(block.ln_2(x))
+        x = clip.ln_final(x.permute(1, 0, 2))
+        pooled = x[torch.arange(x.shape[0]), self.eos_positions(ids)]
+        return pooled @ clip.text_projection

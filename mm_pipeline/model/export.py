@@ -1,0 +1,143 @@
+"""ONNX export of the two towers, int8 dynamic quantization, and the torch↔ONNX parity check.
+
+The exported folder is self-contained for inference without torch: ``image.onnx`` (uint8 NHWC images in),
+``text.onnx`` (token ids in, dynamic batch and sequence length), their ``*.int8.onnx`` variants,
+``bpe.model``, ``config.json`` and ``manifest.json`` (model version, sizes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from onnxruntime.quantization import QuantType, quantize_dynamic
+from ruclip.model import CLIP
+from torch import nn
+from torch.export import Dim
+
+from mm_pipeline.model.clip import ImageTower, TextTower
+from mm_pipeline.prep.tokens import BOS_ID, EOS_ID, trim_padding
+from mm_pipeline.storage import atomic_dir
+
+VARIANTS = {"fp32": "", "int8": ".int8"}
+PARITY_FLOORS = {"fp32": 0.9999, "int8": 0.995}
+
+
+def onnx_file(folder: Path, tower: str, variant: str) -> Path:
+    return Path(folder) / f"{tower}{VARIANTS[variant]}.onnx"
+
+
+def weights_version(model_dir: Path) -> str:
+    digest = hashlib.sha256()
+    with open(model_dir / "pytorch_model.bin", "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:12]
+
+
+def _export(module: nn.Module, example: torch.Tensor, name: str, dims: dict, target: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+        program = torch.onnx.export(
+            module.eval(), (example,), dynamo=True, input_names=[name], output_names=["features"],
+            dynamic_shapes=(dims,), verbose=False,
+        )
+    program.save(str(target), external_data=False)
+
+
+def export_towers(clip: CLIP, model_dir: Path, target: Path | str, text_module: nn.Module | None = None) -> Path:
+    """Export both towers (and int8 variants) of ``clip`` loaded from ``model_dir`` into ``target``.
+
+    ``text_module`` replaces the text tower (tests use it to plant a broken export).
+    """
+    clip = clip.eval()
+    resolution = clip.visual.input_resolution
+    images = torch.zeros((2, resolution, resolution, 3), dtype=torch.uint8)
+    ids = torch.zeros((2, 8), dtype=torch.int64)
+    ids[:, 0], ids[:, 1:5], ids[:, 5] = BOS_ID, 7, EOS_ID
+    with atomic_dir(target) as tmp:
+        _export(ImageTower(clip), images, "images", {0: Dim("batch")}, onnx_file(tmp, "image", "fp32"))
+        _export(
+            text_module or TextTower(clip), ids, "input_ids",
+            {0: Dim("batch"), 1: Dim("sequence", max=clip.context_length)}, onnx_file(tmp, "text", "fp32"),
+        )
+        for tower in ("image", "text"):
+            quantize_dynamic(onnx_file(tmp, tower, "fp32"), onnx_file(tmp, tower, "int8"), weight_type=QuantType.QInt8)
+        for name in ("bpe.model", "config.json"):
+            shutil.copyfile(model_dir / name, tmp / name)
+        manifest = {
+            "model_version": weights_version(model_dir),
+            "source_model_dir": str(model_dir),
+            "image_resolution": resolution,
+            "context_length": clip.context_length,
+            "embed_dim": int(clip.text_projection.shape[1]),
+            "files": {p.name: p.stat().st_size for p in sorted(tmp.glob("*.onnx"))},
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return Path(target)
+
+
+def session(path: Path, threads: int = 0) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return (a * b).sum(axis=1)
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    rows: list[dict]  # one per (tower, variant): min_cosine, max_abs_diff, floor, passed, file_bytes
+
+    @property
+    def passed_variants(self) -> list[str]:
+        return [v for v in VARIANTS if all(r["passed"] for r in self.rows if r["variant"] == v)]
+
+    @property
+    def passed(self) -> bool:
+        return "fp32" in self.passed_variants
+
+
+@torch.no_grad()
+def check_parity(clip: CLIP, onnx_dir: Path, images: np.ndarray, ids: np.ndarray) -> ParityReport:
+    """Compare ONNX fp32/int8 features with ruclip's own torch encoders on real products.
+
+    Torch reads the full 77-token ids; ONNX reads them trimmed after the last EOS, as inference does.
+    """
+    reference = {
+        "image": ImageTower(clip.eval())(torch.from_numpy(images)).numpy(),
+        "text": clip.encode_text(torch.from_numpy(ids)).numpy(),
+    }
+    inputs = {"image": images, "text": trim_padding(ids)}
+    rows = []
+    for variant, floor in PARITY_FLOORS.items():
+        for tower in ("image", "text"):
+            path = onnx_file(onnx_dir, tower, variant)
+            sess = session(path)
+            output = sess.run(None, {sess.get_inputs()[0].name: inputs[tower]})[0]
+            cosine = _row_cosine(output, reference[tower])
+            rows.append({
+                "tower": tower,
+                "variant": variant,
+                "min_cosine": float(cosine.min()),
+                "max_abs_diff": float(np.abs(output - reference[tower]).max()),
+                "floor": floor,
+                "passed": bool(cosine.min() >= floor),
+                "file_bytes": path.stat().st_size,
+            })
+    return ParityReport(rows)

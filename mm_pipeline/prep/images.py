@@ -1,0 +1,140 @@
+"""Image decoding and the on-disk tensor store.
+
+Every image becomes RGB (grayscale, palette, CMYK, 16-bit and alpha handled; alpha is composited on
+white), is rotated by its EXIF orientation, resized keeping its aspect ratio and padded to a square. The
+store is one ``uint8`` array ``[N, size, size, 3]`` in ``.npy`` format, written chunk by chunk through a
+memory map, so memory stays bounded whatever the batch size and readers can memory-map it back.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from mm_pipeline.storage import atomic_path
+
+MIN_IMAGE_SIDE = 8
+PAD_COLOUR = (255, 255, 255)
+
+
+class ImageProblem(Exception):
+    """An image that cannot be used; the message says why (it becomes the row's reject reason)."""
+
+
+def _open(path: Path, max_pixels: int) -> Image.Image:
+    if not path.exists():
+        raise ImageProblem(f"missing image: {path.name} not found")
+    if path.is_dir():
+        raise ImageProblem(f"unreadable image: {path.name} is a directory")
+    if path.stat().st_size == 0:
+        raise ImageProblem(f"unreadable image: {path.name} is an empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageProblem(f"unreadable image: {path.name} ({exc})") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        image.close()
+        raise ImageProblem(f"image too large: {path.name} is {width}x{height}, over the {max_pixels} pixel limit")
+    if min(width, height) < MIN_IMAGE_SIDE:
+        image.close()
+        raise ImageProblem(f"image too small: {path.name} is {width}x{height}, under {MIN_IMAGE_SIDE} px")
+    return image
+
+
+def check_image(path: Path, max_pixels: int = 40_000_000) -> None:
+    """Raise :class:`ImageProblem` unless ``path`` decodes fully into a usable image (header checked first)."""
+    image = _open(path, max_pixels)
+    try:
+        image.draft("RGB", (64, 64))  # full pass over the data at reduced scale: catches truncation cheaply
+        image.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageProblem(f"unreadable image: {path.name} ({exc})") from None
+    finally:
+        image.close()
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = max(float(array.max()), 1.0)
+        image = Image.fromarray((array * (255.0 / (65535.0 if peak > 255 else 255.0))).clip(0, 255).astype(np.uint8))
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        background = Image.new("RGBA", image.size, (*PAD_COLOUR, 255))
+        image = Image.alpha_composite(background, image.convert("RGBA"))
+    return image.convert("RGB")
+
+
+def letterbox(image: Image.Image, size: int) -> np.ndarray:
+    """Aspect-preserving resize so the longer side is ``size``, centred on a square pad."""
+    image.draft("RGB", (size, size))
+    rgb = to_rgb(image)
+    scale = size / max(rgb.size)
+    new_size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+    resized = rgb.resize(new_size, Image.Resampling.BICUBIC, reducing_gap=3.0)
+    canvas = Image.new("RGB", (size, size), PAD_COLOUR)
+    canvas.paste(resized, ((size - new_size[0]) // 2, (size - new_size[1]) // 2))
+    return np.asarray(canvas, dtype=np.uint8)
+
+
+def load_letterboxed(path: Path | str, size: int, max_pixels: int = 40_000_000) -> np.ndarray:
+    with _open(Path(path), max_pixels) as image:
+        try:
+            return letterbox(image, size)
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise ImageProblem(f"unreadable image: {Path(path).name} ({exc})") from None
+
+
+@dataclass(frozen=True)
+class TensorStoreStats:
+    count: int
+    size: int
+    bytes_on_disk: int
+    seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        return self.count / self.seconds if self.seconds > 0 else float("inf")
+
+
+def write_tensor_store(
+    image_files: Sequence[str | Path],
+    target: Path | str,
+    size: int,
+    *,
+    chunk_size: int = 256,
+    workers: int = 2,
+    progress: Callable[[int, int], None] | None = None,
+) -> TensorStoreStats:
+    """Decode and letterbox ``image_files`` into ``target`` (.npy, uint8 ``[N, size, size, 3]``), atomically."""
+    started = time.perf_counter()
+    total = len(image_files)
+    with atomic_path(target) as tmp:
+        store = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(total, size, size, 3))
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            for start in range(0, total, chunk_size):
+                chunk = image_files[start : start + chunk_size]
+                for offset, array in enumerate(pool.map(lambda p: load_letterboxed(p, size), chunk)):
+                    store[start + offset] = array
+                if progress:
+                    progress(min(start + chunk_size, total), total)
+        store.flush()
+        del store
+    return TensorStoreStats(total, size, Path(target).stat().st_size, time.perf_counter() - started)
+
+
+def open_tensor_store(path: Path | str) -> np.ndarray:
+    """Memory-map a tensor store read-only."""
+    return np.load(path, mmap_mode="r")

@@ -1,0 +1,206 @@
+"""Input contract: every bad input becomes a clear error or a rejected row with a reason; nothing is lost."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from mm_pipeline.catalog.contract import BatchFileError, earlier_nm_owners, validate_batch
+from mm_pipeline.cli import main as cli_main
+from mm_pipeline_tests.conftest import good_rows, write_jpeg
+
+
+def reasons(result) -> dict[int | str, str]:
+    """Rejected rows keep their original values as text; numeric nm come back as int for readability."""
+    keys = [int(nm) if str(nm).isdigit() else nm for nm in result.rejected["nm"]]
+    return dict(zip(keys, result.rejected["reject_reason"], strict=True))
+
+
+def assert_nothing_lost(result, n_input: int) -> None:
+    assert len(result.accepted) + len(result.rejected) == n_input
+    rows = sorted([*result.accepted["source_row"], *result.rejected["source_row"].astype(int)])
+    assert rows == list(range(n_input))
+
+
+def test_clean_batch_is_fully_accepted_with_types(catalogue):
+    path, images = catalogue(good_rows(5))
+    result = validate_batch(path, images)
+    assert len(result.accepted) == 5 and result.rejected.empty
+    assert result.accepted["nm"].dtype == np.int64
+    assert result.accepted["isadult"].dtype == bool
+    assert all(p.endswith(".jpg") for p in result.accepted["image_file"])
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [(b"not a parquet file at all", "not a readable parquet"), (b"PAR1\x00\x00garbage", "not a readable parquet")],
+)
+def test_unusable_files_name_the_file_and_problem(tmp_path, content, problem):
+    path = tmp_path / "bad.parquet"
+    path.write_bytes(content)
+    with pytest.raises(BatchFileError) as info:
+        validate_batch(path, tmp_path)
+    assert str(path) in str(info.value) and problem in str(info.value)
+
+
+def test_truncated_parquet_is_refused(tmp_path, catalogue):
+    path, images = catalogue(good_rows(50))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(BatchFileError, match="not a readable parquet"):
+        validate_batch(path, images)
+
+
+@pytest.mark.parametrize("column", ["nm", "title"])
+def test_missing_required_column(catalogue, column):
+    path, images = catalogue(good_rows(3).drop(columns=[column]), images_for=[1000, 1001, 1002])
+    with pytest.raises(BatchFileError, match=f"missing required column.*{column}"):
+        validate_batch(path, images)
+
+
+def test_nm_as_strings_and_floats(catalogue):
+    rows = good_rows(4)
+    rows["nm"] = ["1000", "abc", " 1002 ", "1003"]
+    path, images = catalogue(rows, images_for=[1000, 1002, 1003])
+    result = validate_batch(path, images)
+    assert sorted(result.accepted["nm"]) == [1000, 1002, 1003]
+    assert "bad type in column nm" in reasons(result)["abc"]
+
+    floats = good_rows(3).astype({"nm": float})
+    floats.loc[1, "nm"] = np.nan
+    floats.loc[2, "nm"] = 1002.5
+    path, images = catalogue(floats, name="floats", images_for=[1000])
+    result = validate_batch(path, images)
+    assert list(result.accepted["nm"]) == [1000]
+    assert sorted(result.rejected["reject_reason"]) == ["bad type in column nm: 1002.5 is not an integer", "missing nm"]
+    assert_nothing_lost(result, 3)
+
+
+def test_duplicate_nm_inside_and_across_batches(catalogue):
+    rows = good_rows(3)
+    rows.loc[2, "nm"] = 1000
+    first, images = catalogue(rows, name="batch_a")
+    result = validate_batch(first, images)
+    assert "duplicate nm: 1000 already in row 0" in reasons(result)[1000]
+
+    second, _ = catalogue(good_rows(2, start=1001), name="batch_b")
+    owners = earlier_nm_owners([first, second], second)
+    result_b = validate_batch(second, images, nm_owners=owners)
+    assert result_b.rejected["reject_reason"].str.contains("already accepted in batch batch_a").all()
+    assert earlier_nm_owners([first, second], first) == {}
+
+
+def test_empty_titles_control_characters_and_huge_description(catalogue):
+    rows = good_rows(4)
+    rows.loc[0, "title"] = "   \t "
+    rows.loc[1, "title"] = None
+    rows.loc[2, "title"] = "Платье\x00\x07 женское"
+    rows.loc[3, "description"] = "а" * 1_000_000
+    path, images = catalogue(rows)
+    result = validate_batch(path, images)
+    assert reasons(result) == {1000: "empty title", 1001: "empty title"}
+    huge = result.accepted.set_index("nm").loc[1003]
+    assert len(huge["description"]) == 20_000 and "truncated" in huge["data_issues"]
+
+
+def test_non_utf8_bytes_are_replaced_and_noted(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"nm": pa.array([1], pa.int64()), "title": pa.array([b"\xff\xfe title"], pa.binary())})
+    path = tmp_path / "bytes.parquet"
+    pq.write_table(table, path)
+    write_jpeg(tmp_path / "images" / "1.jpg")
+    result = validate_batch(path, tmp_path / "images")
+    assert result.accepted.loc[0, "title"].endswith("title")
+    assert "not valid UTF-8" in result.accepted.loc[0, "data_issues"]
+    assert set(result.missing_columns) >= {"description", "category", "isadult"}
+
+
+def test_bad_prices_keep_the_product_with_a_note(catalogue):
+    rows = good_rows(4).astype({"price": object})
+    rows["price"] = [-5.0, 0.0, np.nan, "дорого"]
+    path, images = catalogue(rows.astype({"price": str}))
+    result = validate_batch(path, images)
+    assert len(result.accepted) == 4 and result.accepted["price"].isna().all()
+    assert result.accepted["data_issues"].str.startswith("price:").sum() == 3  # NaN is simply unknown
+
+
+def test_image_problems(catalogue, tmp_path):
+    rows = good_rows(9)
+    path, images = catalogue(rows, images_for=[1000])
+    (images / "1001.jpg").write_bytes(b"")
+    (images / "1002.jpg").write_bytes(b"this is text, not a jpeg")
+    write_jpeg(images / "1003.jpg", size=(200, 200))
+    data = (images / "1003.jpg").read_bytes()
+    (images / "1003.jpg").write_bytes(data[: len(data) // 2])
+    write_jpeg(images / "1004.jpg", size=(1, 1))
+    Image.new("RGBA", (40, 30), (10, 200, 10, 0)).save(images / "1005.jpg", "PNG")  # PNG with alpha named .jpg
+    Image.new("CMYK", (40, 30), (0, 255, 255, 0)).save(images / "1006.jpg", "JPEG")
+    Image.fromarray(np.full((30, 40), 40000, dtype=np.uint16)).save(images / "1007.jpg", "PNG")
+    Image.new("L", (5000, 5000)).save(images / "1008.jpg", "PNG")  # 25 Mpx bomb under a 1 Mpx limit
+    result = validate_batch(path, images, max_image_pixels=1_000_000)
+    why = reasons(result)
+    assert why[1001].startswith("missing image") is False and "empty file" in why[1001]
+    assert why[1002].startswith("unreadable image")
+    assert why[1003].startswith("unreadable image")
+    assert why[1004].startswith("image too small")
+    assert why[1008].startswith("image too large")
+    assert sorted(result.accepted["nm"]) == [1000, 1005, 1006, 1007]
+    assert_nothing_lost(result, 9)
+
+
+def test_missing_image_file(catalogue):
+    path, images = catalogue(good_rows(2), images_for=[1000])
+    assert reasons(validate_batch(path, images)) == {1001: "missing image: 1001.jpg not found"}
+
+
+def test_image_path_cannot_escape_the_images_folder(catalogue, tmp_path):
+    rows = good_rows(4)
+    secret = write_jpeg(tmp_path / "outside" / "secret.jpg")
+    rows["image_path"] = ["../../etc/passwd", str(secret), "link.jpg", "sub/ok.jpg"]
+    path, images = catalogue(rows, images_for=[])
+    os.symlink(secret, images / "link.jpg")
+    write_jpeg(images / "sub" / "ok.jpg")
+    why = reasons(validate_batch(path, images))
+    assert "outside the images folder" in why[1000]
+    assert "is absolute" in why[1001]
+    assert "outside the images folder" in why[1002]
+    assert 1003 not in why
+
+
+def test_validate_cli_prints_rejects_and_exits_cleanly(catalogue, tmp_path, capsys):
+    rows = good_rows(3)
+    rows.loc[1, "title"] = ""
+    path, images = catalogue(rows)
+    assert cli_main(["validate", str(path), "--images", str(images)]) == 0
+    out = capsys.readouterr().out
+    assert "2 accepted, 1 rejected of 3" in out and "rejected nm=1001: empty title" in out
+
+    bad = tmp_path / "broken.parquet"
+    bad.write_text("nope")
+    assert cli_main(["validate", str(bad), "--images", str(images)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(bad) in err and "Traceback" not in err
+
+
+def test_extra_columns_are_kept(catalogue):
+    rows = good_rows(2).assign(dup_group=[7, 7], gender=["women", "women"])
+    path, images = catalogue(rows)
+    accepted = validate_batch(path, images).accepted
+    assert list(accepted["dup_group"]) == [7, 7] and list(accepted["gender"]) == ["women", "women"]
+
+
+def test_counts_add_up_on_a_mixed_frame(catalogue):
+    rows = pd.concat([good_rows(20), good_rows(5, start=1000)], ignore_index=True)
+    rows.loc[3, "title"] = ""
+    path, images = catalogue(rows, images_for=range(1000, 1015))
+    result = validate_batch(path, images)
+    assert_nothing_lost(result, 25)
+    # the first 1003 is rejected for its title, so the later, valid 1003 is the one accepted
+    assert result.reject_counts() == {"duplicate nm": 4, "missing image": 5, "empty title": 1}
+    assert (result.accepted["nm"] == 1003).sum() == 1

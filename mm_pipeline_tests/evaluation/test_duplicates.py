@@ -1,0 +1,121 @@
+import math
+
+import numpy as np
+import pytest
+
+from mm_pipeline.evaluation.duplicates import (
+    candidate_pairs,
+    chance_recall_at_k,
+    choose_threshold,
+    evaluate_duplicates,
+    pair_metrics,
+    retrieval_recall,
+    split_groups,
+)
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+def planted_groups(n_groups=300, n_distractors=2_000, dim=64, noise=0.05, seed=0):
+    """Groups of 2-4 rows (centre + small noise) among random distractor rows; group -1 for distractors."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(2, 5, size=n_groups)
+    groups = np.concatenate([np.repeat(np.arange(n_groups), sizes), np.full(n_distractors, -1)])
+    centres = rng.standard_normal((n_groups, dim))
+    grouped = centres[groups[groups >= 0]] + noise * rng.standard_normal((sizes.sum(), dim))
+    vectors = np.concatenate([grouped, rng.standard_normal((n_distractors, dim))])
+    order = rng.permutation(len(groups))
+    nm = 10**8 - 3 * np.arange(len(groups), dtype=np.int64)  # nm order opposite to row order
+    return unit_rows(vectors[order]), nm, groups[order]
+
+
+@pytest.fixture(scope="module")
+def planted():
+    return planted_groups()
+
+
+def test_planted_groups_are_found(planted):
+    vectors, nm, groups = planted
+    report = evaluate_duplicates({"image": vectors}, nm, groups)
+    metrics = report.metrics["image"]
+    assert metrics.recall_at_k[5] > 0.99
+    assert metrics.chance_at_k[5] < 0.01
+    assert metrics.f1 > 0.95
+    assert report.pairs["same_group"].mean() > 0.95
+    summary = report.summary()
+    assert summary.loc[0, "recall@1"] == metrics.recall_at_k[1]
+
+
+def test_random_vectors_score_near_chance():
+    rng = np.random.default_rng(3)
+    groups = np.repeat(np.arange(100), 3)
+    vectors = unit_rows(rng.standard_normal((len(groups), 32)))
+    result = retrieval_recall(vectors, groups, ks=(10,))
+    assert result["n_queries"] == 300
+    assert result["chance@10"] == pytest.approx(1 - (289 * 288) / (299 * 298))  # 1 - C(297,10)/C(299,10)
+    assert abs(result["recall@10"] - result["chance@10"]) < 0.05
+
+
+def test_chance_level_matches_simulation():
+    groups = np.concatenate([np.repeat(np.arange(20), 4), np.full(120, -1)])
+    rng = np.random.default_rng(0)
+    queries = np.flatnonzero(groups >= 0)
+    hits = [
+        (groups[rng.choice(np.delete(np.arange(len(groups)), q), size=5, replace=False)] == groups[q]).any()
+        for q in np.tile(queries, 100)
+    ]
+    assert chance_recall_at_k(groups, ks=(5,))[5] == pytest.approx(np.mean(hits), abs=0.02)
+
+
+def test_split_keeps_groups_whole_and_covers_all_rows(planted):
+    _, _, groups = planted
+    tune, score = split_groups(groups, seed=4)
+    assert np.array_equal(tune, ~score)
+    assert not set(groups[tune & (groups >= 0)]) & set(groups[score & (groups >= 0)])
+    distractors = groups < 0
+    assert abs(tune[distractors].mean() - 0.5) < 0.01
+    np.testing.assert_array_equal(split_groups(groups, seed=4)[0], tune)
+
+
+def test_threshold_ignores_score_half_data(planted):
+    """Planted leak: shift every score-half row towards a common direction so its similarities jump up.
+
+    Score-half metrics must change while the threshold (fitted on the tune half) stays bit-identical.
+    """
+    vectors, nm, groups = planted
+    _, score_mask = split_groups(groups, seed=0)
+    shifted = vectors.copy()
+    common = unit_rows(np.random.default_rng(9).standard_normal((1, vectors.shape[1])))
+    shifted[score_mask] = unit_rows(shifted[score_mask] + 2.0 * common)
+
+    original = evaluate_duplicates({"fused": vectors}, nm, groups, seed=0).metrics["fused"]
+    leaked = evaluate_duplicates({"fused": shifted}, nm, groups, seed=0).metrics["fused"]
+    assert leaked.threshold == original.threshold
+    assert leaked.precision < original.precision - 0.2
+
+
+def test_choose_threshold_maximises_f1_and_respects_ties():
+    assert choose_threshold(np.array([0.9, 0.8, 0.7, 0.6]), np.array([1, 1, 0, 0])) == 0.8
+    # Cutting between the tied 0.8 scores is impossible: 0.8 admits both (F1 0.8 beats 0.67 at 0.9).
+    assert choose_threshold(np.array([0.9, 0.8, 0.8]), np.array([1, 1, 0])) == 0.8
+    assert choose_threshold(np.array([0.9, 0.5]), np.array([0, 0])) == math.inf
+
+
+def test_pair_metrics_counts_missed_pairs_in_recall():
+    metrics = pair_metrics(np.array([0.9, 0.8, 0.3]), np.array([1, 0, 1]), threshold=0.5, n_positive=4)
+    assert metrics == {"precision": 0.5, "recall": 0.25, "f1": pytest.approx(2 / 6), "n_pairs": 3, "n_positive": 4}
+
+
+def test_symmetric_pairs_are_deduplicated(planted):
+    vectors, nm, groups = planted
+    pairs = candidate_pairs(vectors, groups, k=10)
+    assert (pairs.row_a < pairs.row_b).all()
+    keys = set(zip(pairs.row_a.tolist(), pairs.row_b.tolist(), strict=True))
+    assert len(keys) == len(pairs.row_a)
+
+    review = evaluate_duplicates({"text": vectors}, nm, groups).pairs
+    assert (review["nm_a"] < review["nm_b"]).all()
+    assert not review.duplicated(["kind", "nm_a", "nm_b"]).any()
+    assert list(review.columns) == ["kind", "nm_a", "nm_b", "score", "same_group"]
