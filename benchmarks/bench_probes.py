@@ -9,22 +9,15 @@ Part 2 compares F1 and time against sklearn LogisticRegression / MLPClassifier o
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
-import pandas as pd
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 
 from mm_pipeline.evaluation.probes import (
-    evaluate_probes,
     prepare_labels,
     score_predictions,
     stratified_folds,
-    torch_threads,
 )
 
 # name -> (kind, class weights); sub_category nests four sub-categories under each category
@@ -38,28 +31,39 @@ TASKS = {
 }
 N_CATEGORIES = 10
 SUBS_PER_CATEGORY = 4
+LATENT_DIM = 64
+LATENT_NOISE = 0.4
+NOISE = 1.0
+NOISE_DECAY = 0.5
+SIGNAL = {"category": 0.6, "sub_category": 0.45, "price_range": 0.4, "gender": 0.6, "age_group": 0.6, "isadult": 0.8}
 
 
 def make_synthetic(n: int, half_dim: int, seed: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Two L2-normalised halves (text, image) mixing label prototypes, nuisance factors and noise."""
-    rng = np.random.default_rng(seed)
+    """Two L2-normalised halves (text, image): label prototypes plus noise in a low-dimensional latent space,
+    mapped to ``half_dim`` dimensions, plus noise with a decaying spectrum like real embeddings.
+
+    The structure (prototypes, mappings, spectra) depends on ``seed`` only, so subsets of any size share it.
+    """
+    structure, sampler = np.random.default_rng(seed), np.random.default_rng(seed + 1)
+    mean_log_price = structure.normal(6.5, 0.6, N_CATEGORIES * SUBS_PER_CATEGORY)
     category_weights = 1.0 / np.arange(1, N_CATEGORIES + 1)
-    category = rng.choice(N_CATEGORIES, n, p=category_weights / category_weights.sum())
-    sub_category = category * SUBS_PER_CATEGORY + rng.choice(SUBS_PER_CATEGORY, n, p=[0.4, 0.3, 0.2, 0.1])
-    log_price = rng.normal(6.5, 0.6, N_CATEGORIES * SUBS_PER_CATEGORY)[sub_category] + rng.normal(0, 0.7, n)
+    category = sampler.choice(N_CATEGORIES, n, p=category_weights / category_weights.sum())
+    sub_category = category * SUBS_PER_CATEGORY + sampler.choice(SUBS_PER_CATEGORY, n, p=[0.4, 0.3, 0.2, 0.1])
+    log_price = mean_log_price[sub_category] + sampler.normal(0, 0.7, n)
     price_range = np.searchsorted(np.quantile(log_price, [0.2, 0.4, 0.6, 0.8]), log_price)
     codes = {"category": category, "sub_category": sub_category, "price_range": price_range}
     for name in ("gender", "age_group", "isadult"):
-        codes[name] = rng.choice(2, n, p=TASKS[name][1])
-    strengths = {"category": 1.2, "sub_category": 0.8, "price_range": 0.35, "gender": 0.5, "age_group": 0.5}
-    strengths["isadult"] = 0.9
+        codes[name] = sampler.choice(2, n, p=TASKS[name][1])
     halves = {}
     for half in ("text", "image"):
-        nuisance_axes = rng.normal(size=(32, half_dim)) * 3.0 / np.sqrt(half_dim)
-        x = rng.normal(size=(n, 32)) @ nuisance_axes + rng.normal(size=(n, half_dim)) / np.sqrt(half_dim)
-        for name, strength in strengths.items():
-            prototypes = rng.normal(size=(codes[name].max() + 1, half_dim)) / np.sqrt(half_dim)
-            x += strength * rng.uniform(0.5, 1.5) * prototypes[codes[name]]
+        latent = sampler.normal(size=(n, LATENT_DIM)) * LATENT_NOISE
+        for name, strength in SIGNAL.items():
+            prototypes = structure.normal(size=(codes[name].max() + 1, LATENT_DIM)) / np.sqrt(LATENT_DIM)
+            latent += strength * structure.uniform(0.5, 1.5) * prototypes[codes[name]]
+        mixing = structure.normal(size=(LATENT_DIM, half_dim)) / np.sqrt(LATENT_DIM)
+        noise_basis = np.linalg.qr(structure.normal(size=(half_dim, half_dim)))[0]
+        spectrum = NOISE * np.arange(1, half_dim + 1) ** -NOISE_DECAY
+        x = latent @ mixing + (sampler.normal(size=(n, half_dim)) * spectrum) @ noise_basis
         halves[half] = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
     features = {"text": halves["text"], "image": halves["image"]}
     features["fused"] = np.hstack([halves["text"], halves["image"]])

@@ -26,10 +26,13 @@ def _progress_bar(description: str):
 def cmd_sample(args: argparse.Namespace) -> int:
     from mm_pipeline.catalog.sample import generate_sample
 
-    summary = generate_sample(Path(args.out), n=args.n, batches=args.batches, seed=args.seed,
-                              progress=_progress_bar("images"))
-    print(f"{summary.n_products} products in {len(summary.batch_files)} batches under {summary.out_dir} "
-          f"({summary.n_dup_groups} re-listing groups, {summary.n_bad_rows} deliberately bad rows)")
+    summary = generate_sample(
+        Path(args.out), n=args.n, batches=args.batches, seed=args.seed, progress=_progress_bar("images")
+    )
+    print(
+        f"{summary.n_products} products in {len(summary.batch_files)} batches under {summary.out_dir} "
+        f"({summary.n_dup_groups} re-listing groups, {summary.n_bad_rows} deliberately bad rows)"
+    )
     return 0
 
 
@@ -41,7 +44,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     except BatchFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{result.source}: {len(result.accepted)} accepted, {len(result.rejected)} rejected of {result.n_input}")
+    print(
+        f"{result.source}: {len(result.accepted)} accepted, {len(result.rejected)} rejected of {result.n_input}"
+    )
     if result.missing_columns:
         print(f"missing optional columns (filled with defaults): {', '.join(result.missing_columns)}")
     for row in result.rejected.itertuples():
@@ -61,19 +66,99 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     import dagster as dg
 
-    from mm_pipeline.defs.automation.runner import materialize_graph
     from mm_pipeline.definitions import defs
+    from mm_pipeline.defs.automation.runner import materialize_graph
     from mm_pipeline.demo_summary import print_summary
 
     settings = defs.resources["settings"]
     with dg.DagsterInstance.get() as instance:
         outcome = materialize_graph(defs, instance, settings.batch_names())
     print_summary(settings.layout, outcome.batches)
-    print(f"elapsed: {time.perf_counter() - started:.0f} s; runs recorded in DAGSTER_HOME={os.environ.get('DAGSTER_HOME')}"
-          " (`make ui` shows them)")
+    print(
+        f"elapsed: {time.perf_counter() - started:.0f} s; runs recorded in DAGSTER_HOME={os.environ.get('DAGSTER_HOME')}"
+        " (`make ui` shows them)"
+    )
     if not outcome.success:
         print(f"failed stages: {', '.join(outcome.failures)}", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    """Embed new products with the ONNX artifact alone (no torch), same validation and cleaning as the assets."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mm_pipeline.catalog.contract import BatchFileError, validate_batch
+    from mm_pipeline.inference.encoders import OnnxEncoders, write_embeddings
+    from mm_pipeline.prep.images import load_letterboxed
+    from mm_pipeline.prep.text import clean_products
+    from mm_pipeline.storage import write_parquet
+
+    try:
+        result = validate_batch(args.products, args.images)
+    except BatchFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    rejected_path = out.with_name(out.stem + ".rejected.parquet")
+    write_parquet(result.rejected, rejected_path)
+    for row in result.rejected.itertuples():
+        print(f"rejected nm={row.nm}: {row.reject_reason}", file=sys.stderr)
+    encoders = OnnxEncoders(args.model, args.variant)
+    products = clean_products(result.accepted)
+    files = products["image_file"].tolist()
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+
+        def load_images(start: int, stop: int):
+            import numpy as np
+
+            return np.stack(
+                list(pool.map(lambda f: load_letterboxed(f, encoders.image_size), files[start:stop]))
+            )
+
+        stats = write_embeddings(
+            encoders,
+            products["nm"].to_numpy(),
+            products["text"].tolist(),
+            load_images,
+            out,
+            chunk_size=args.chunk_size,
+            progress=_progress_bar("products"),
+        )
+    print(
+        f"{stats.count} products embedded ({stats.products_per_second:.1f}/s, model {encoders.model_version}) "
+        f"-> {out}; {len(result.rejected)} rejected -> {rejected_path}"
+    )
+    return 0
+
+
+def cmd_similar(args: argparse.Namespace) -> int:
+    import numpy as np
+    import pandas as pd
+
+    from mm_pipeline.evaluation.similarity import SimilarityIndex
+    from mm_pipeline.inference.encoders import read_vectors
+    from mm_pipeline.layout import Layout
+
+    layout = Layout(Path(args.data_dir))
+    folder = layout.similarity_dir
+    if not (folder / "fused.faiss").exists():
+        print(
+            f"error: no similarity index under {folder}; materialize similarity_index first", file=sys.stderr
+        )
+        return 2
+    index = SimilarityIndex.load(folder / "fused.faiss")
+    lookup = pd.read_parquet(folder / "lookup.parquet").set_index("nm")
+    if args.nm not in lookup.index:
+        print(f"error: nm {args.nm} is not in the index ({len(lookup)} products)", file=sys.stderr)
+        return 2
+    nm, fused = read_vectors(layout.embeddings(lookup.loc[args.nm, "batch"]), "fused")
+    query = fused[nm == args.nm] / np.sqrt(2.0)
+    scores, ids = index.search(query, args.k + 1)
+    print(f"nearest to {args.nm} «{lookup.loc[args.nm, 'title']}» ({index.kind} index, {index.n} products):")
+    for score, nm in zip(scores[0], ids[0], strict=True):
+        if nm >= 0 and nm != args.nm:
+            print(f"{nm:>12}  {score:6.3f}  {lookup.loc[nm, 'title']}")
     return 0
 
 
@@ -99,6 +184,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--batches", type=int, default=3)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=cmd_demo)
+
+    embed = sub.add_parser(
+        "embed", help="embed a products file with an exported ONNX model folder (no torch)"
+    )
+    embed.add_argument("--products", type=Path, required=True)
+    embed.add_argument("--images", type=Path, required=True)
+    embed.add_argument("--model", type=Path, default=Path("data/store/onnx"), help="the onnx_model folder")
+    embed.add_argument("--out", type=Path, required=True)
+    embed.add_argument("--variant", choices=("int8", "fp32"), default="int8")
+    embed.add_argument("--chunk-size", type=int, default=256)
+    embed.set_defaults(func=cmd_embed)
+
+    similar = sub.add_parser("similar", help="nearest products of an nm from the similarity index")
+    similar.add_argument("--nm", type=int, required=True)
+    similar.add_argument("--k", type=int, default=10)
+    similar.add_argument("--data-dir", default=os.environ.get("MM_DATA_DIR", "data"))
+    similar.set_defaults(func=cmd_similar)
     return parser
 
 

@@ -4,9 +4,24 @@ from pathlib import Path
 
 import dagster as dg
 
+from mm_pipeline.defs.duplicates.assets import IndexSettings
+from mm_pipeline.defs.metrics.assets import MetricGates
 from mm_pipeline.defs.resources import PipelineSettings, build_wandb_resource
 
-defs = dg.Definitions.merge(
-    dg.load_from_defs_folder(project_root=Path(__file__).parent.parent),
-    dg.Definitions(resources={"settings": PipelineSettings.from_env(), "wandb_resource": build_wandb_resource()}),
-)
+
+def build_defs(settings: PipelineSettings | None = None, gates: MetricGates | None = None) -> dg.Definitions:
+    """All definitions, with ``settings`` (default: from ``MM_*`` environment variables) and metric gates."""
+    return dg.Definitions.merge(
+        dg.load_from_defs_folder(project_root=Path(__file__).parent.parent),
+        dg.Definitions(
+            resources={
+                "settings": settings or PipelineSettings.from_env(),
+                "gates": gates or MetricGates(),
+                "index_settings": IndexSettings(),
+                "wandb_resource": build_wandb_resource(),
+            }
+        ),
+    )
+
+
+defs = build_defs()

@@ -32,16 +32,18 @@ def write_jpeg(path: Path, colour=(200, 30, 30), size=(32, 32)) -> Path:
 
 
 def good_rows(n: int, start: int = 1000) -> pd.DataFrame:
-    return pd.DataFrame({
-        "nm": np.arange(start, start + n, dtype=np.int64),
-        "title": [f"Платье женское {i}" for i in range(n)],
-        "description": ["<p>Летнее&nbsp;платье ✨</p>"] * n,
-        "category": ["Одежда"] * n,
-        "sub_category": ["Платья"] * n,
-        "isadult": [False] * n,
-        "brend": ["Zarina"] * n,
-        "price": [1999.0] * n,
-    })
+    return pd.DataFrame(
+        {
+            "nm": np.arange(start, start + n, dtype=np.int64),
+            "title": [f"Платье женское {i}" for i in range(n)],
+            "description": ["<p>Летнее&nbsp;платье ✨</p>"] * n,
+            "category": ["Одежда"] * n,
+            "sub_category": ["Платья"] * n,
+            "isadult": [False] * n,
+            "brend": ["Zarina"] * n,
+            "price": [1999.0] * n,
+        }
+    )
 
 
 @pytest.fixture
@@ -60,3 +62,51 @@ def catalogue(tmp_path: Path):
         return path, images
 
     return make
+
+
+@pytest.fixture(scope="session")
+def small_sample(tmp_path_factory) -> Path:
+    """~400 generated products in 2 batches, shared by tests (read-only)."""
+    from mm_pipeline.catalog.sample import generate_sample
+
+    out = tmp_path_factory.mktemp("sample")
+    generate_sample(out, n=400, batches=2, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_ruclip_dir(tmp_path_factory, small_sample) -> Path:
+    """A real ruCLIP folder (youtokentome BPE trained on the corpus, random small CLIP), like a download."""
+    from mm_pipeline.catalog.contract import validate_batch
+    from mm_pipeline.model.clip import build_clip, save_folder
+    from mm_pipeline.prep.text import clean_products
+    from mm_pipeline.prep.tokens import TextTokenizer, train_bpe
+
+    texts = []
+    for batch in sorted((small_sample / "batches").glob("*.parquet")):
+        texts += clean_products(validate_batch(batch, small_sample / "images").accepted)["text"].tolist()
+    folder = tmp_path_factory.mktemp("tiny_ruclip")
+    bpe = train_bpe(texts, folder / "work" / "bpe.model", vocab_size=800)
+    config = {**TINY_CONFIG, "vocab_size": TextTokenizer(bpe).vocab_size}
+    torch_seed()
+    return save_folder(build_clip(config), config, bpe, folder / "ruclip-tiny")
+
+
+TINY_CONFIG = {
+    "embed_dim": 64,
+    "image_resolution": 96,
+    "vision_layers": 2,
+    "vision_width": 64,
+    "vision_patch_size": 16,
+    "context_length": 77,
+    "vocab_size": 800,
+    "transformer_width": 64,
+    "transformer_heads": 2,
+    "transformer_layers": 2,
+}
+
+
+def torch_seed(seed: int = 0) -> None:
+    import torch
+
+    torch.manual_seed(seed)

@@ -70,7 +70,9 @@ def read_batch(path: Path | str) -> pd.DataFrame:
         raise BatchFileError(path, f"not a readable parquet file ({type(exc).__name__}: {exc})") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
     if missing:
-        raise BatchFileError(path, f"missing required column(s) {', '.join(missing)}; has {table.column_names}")
+        raise BatchFileError(
+            path, f"missing required column(s) {', '.join(missing)}; has {table.column_names}"
+        )
     return table.to_pandas()
 
 
@@ -146,7 +148,9 @@ def resolve_image(images_dir: Path, nm: int, image_path) -> Path:
     else:
         relative = str(image_path).strip()
         if os.path.isabs(relative):
-            raise ImageProblem(f"image_path {relative!r} is absolute; it must be relative to the images folder")
+            raise ImageProblem(
+                f"image_path {relative!r} is absolute; it must be relative to the images folder"
+            )
         candidate = images_dir / relative
     real = candidate.resolve()
     if not real.is_relative_to(root):

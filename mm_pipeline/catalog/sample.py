@@ -39,16 +39,19 @@ _Part = tuple[str, np.ndarray, float]
 _Shape = Callable[[random.Random], list[_Part]]
 
 
-def _poly(paint: str, *xy: float) -> _Part:
-    return paint, np.array(xy, dtype=float).reshape(-1, 2), 0.0
+_Point = tuple[float, float]
 
 
-def _line(paint: str, width: float, *xy: float) -> _Part:
-    return paint, np.array(xy, dtype=float).reshape(-1, 2), width
+def _poly(paint: str, *points: _Point) -> _Part:
+    return paint, np.array(points, dtype=float), 0.0
+
+
+def _line(paint: str, width: float, *points: _Point) -> _Part:
+    return paint, np.array(points, dtype=float), width
 
 
 def _rect(paint: str, x0: float, y0: float, x1: float, y1: float) -> _Part:
-    return _poly(paint, x0, y0, x1, y0, x1, y1, x0, y1)
+    return _poly(paint, (x0, y0), (x1, y0), (x1, y1), (x0, y1))
 
 
 def _ellipse(
@@ -69,41 +72,39 @@ def _rrect(paint: str, x0: float, y0: float, x1: float, y1: float, r: float) -> 
     return paint, np.vstack(pts), 0.0
 
 
-def _sym(paint: str, *right: float) -> _Part:
+def _sym(paint: str, *right: _Point) -> _Part:
     """Polygon symmetric about x=0, given its right half from top to bottom."""
-    pts = np.array(right, dtype=float).reshape(-1, 2)
+    pts = np.array(right, dtype=float)
     return paint, np.vstack([pts, pts[::-1] * (-1, 1)]), 0.0
 
 
 def _long_sleeved(w: float) -> _Part:
     return _sym(
         "main",
-        0,
-        -0.8,
-        0.16,
-        -0.9,
-        w,
-        -0.8,
-        w + 0.25,
-        -0.55,
-        w + 0.42,
-        0.55,
-        w + 0.2,
-        0.6,
-        w + 0.04,
-        -0.3,
-        w,
-        -0.3,
-        w,
-        0.9,
-        0,
-        0.9,
+        (0, -0.8),
+        (0.16, -0.9),
+        (w, -0.8),
+        (w + 0.25, -0.55),
+        (w + 0.42, 0.55),
+        (w + 0.2, 0.6),
+        (w + 0.04, -0.3),
+        (w, -0.3),
+        (w, 0.9),
+        (0, 0.9),
     )
 
 
 def _short_sleeved(w: float) -> _Part:
     return _sym(
-        "main", 0, -0.78, 0.16, -0.9, w, -0.8, w + 0.4, -0.45, w + 0.22, -0.25, w, -0.42, w, 0.9, 0, 0.9
+        "main",
+        (0, -0.78),
+        (0.16, -0.9),
+        (w, -0.8),
+        (w + 0.4, -0.45),
+        (w + 0.22, -0.25),
+        (w, -0.42),
+        (w, 0.9),
+        (0, 0.9),
     )
 
 
@@ -113,10 +114,10 @@ def _short_sleeved(w: float) -> _Part:
 
 def _dress(v: random.Random) -> list[_Part]:
     hem, waist = v.uniform(0.55, 0.85), v.uniform(-0.25, -0.1)
-    parts = [_sym("main", 0, -0.72, 0.14, -0.9, 0.3, -0.9, 0.24, waist, hem, 0.92, 0, 0.92)]
+    parts = [_sym("main", (0, -0.72), (0.14, -0.9), (0.3, -0.9), (0.24, waist), (hem, 0.92), (0, 0.92))]
     if v.random() < 0.5:
-        parts.append(_sym("main", 0.3, -0.9, 0.5, -0.72, 0.4, -0.6, 0.27, -0.62))
-    return [*parts, _line("shade", 0.06, -0.25, waist, 0.25, waist)]
+        parts.append(_sym("main", (0.3, -0.9), (0.5, -0.72), (0.4, -0.6), (0.27, -0.62)))
+    return [*parts, _line("shade", 0.06, (-0.25, waist), (0.25, waist))]
 
 
 def _tshirt(v: random.Random) -> list[_Part]:
@@ -125,17 +126,24 @@ def _tshirt(v: random.Random) -> list[_Part]:
 
 def _shirt(v: random.Random) -> list[_Part]:
     buttons = [_ellipse("ink", 0, y, 0.03, 0.03) for y in (-0.5, -0.2, 0.1, 0.4, 0.7)]
-    collar = [_poly("light", 0, -0.7, 0.05 * s, -0.92, 0.22 * s, -0.9, 0.2 * s, -0.68) for s in (-1, 1)]
-    return [_long_sleeved(v.uniform(0.38, 0.44)), _line("shade", 0.03, 0, -0.7, 0, 0.9), *collar, *buttons]
+    collar = [
+        _poly("light", (0, -0.7), (0.05 * s, -0.92), (0.22 * s, -0.9), (0.2 * s, -0.68)) for s in (-1, 1)
+    ]
+    return [
+        _long_sleeved(v.uniform(0.38, 0.44)),
+        _line("shade", 0.03, (0, -0.7), (0, 0.9)),
+        *collar,
+        *buttons,
+    ]
 
 
 def _hoodie(v: random.Random) -> list[_Part]:
     return [
         _ellipse("shade", 0, -0.82, 0.3, 0.2),
         _long_sleeved(v.uniform(0.44, 0.5)),
-        _poly("shade", -0.3, 0.25, 0.3, 0.25, 0.4, 0.65, -0.4, 0.65),
-        _line("light", 0.025, -0.08, -0.8, -0.1, -0.4),
-        _line("light", 0.025, 0.08, -0.8, 0.1, -0.4),
+        _poly("shade", (-0.3, 0.25), (0.3, 0.25), (0.4, 0.65), (-0.4, 0.65)),
+        _line("light", 0.025, (-0.08, -0.8), (-0.1, -0.4)),
+        _line("light", 0.025, (0.08, -0.8), (0.1, -0.4)),
     ]
 
 
@@ -152,11 +160,11 @@ def _sweater(v: random.Random) -> list[_Part]:
 
 def _jacket(v: random.Random) -> list[_Part]:
     w = v.uniform(0.5, 0.56)
-    quilting = [_line("shade", 0.025, -w - 0.35, y, w + 0.35, y) for y in (-0.45, -0.1, 0.25, 0.6)]
+    quilting = [_line("shade", 0.025, (-w - 0.35, y), (w + 0.35, y)) for y in (-0.45, -0.1, 0.25, 0.6)]
     return [
         _long_sleeved(w),
         *quilting,
-        _line("ink", 0.035, 0, -0.85, 0, 0.9),
+        _line("ink", 0.035, (0, -0.85), (0, 0.9)),
         _rect("shade", -0.2, -0.95, 0.2, -0.78),
     ]
 
@@ -164,7 +172,7 @@ def _jacket(v: random.Random) -> list[_Part]:
 def _trousers(v: random.Random) -> list[_Part]:
     w = v.uniform(0.4, 0.48)
     return [
-        _sym("main", 0, -0.9, w, -0.9, w + 0.08, 0.95, 0.1, 0.95, 0, -0.2),
+        _sym("main", (0, -0.9), (w, -0.9), (w + 0.08, 0.95), (0.1, 0.95), (0, -0.2)),
         _rect("shade", -w, -0.9, w, -0.78),
     ]
 
@@ -172,16 +180,16 @@ def _trousers(v: random.Random) -> list[_Part]:
 def _shorts(v: random.Random) -> list[_Part]:
     w = v.uniform(0.52, 0.6)
     return [
-        _sym("main", 0, -0.55, w, -0.55, w + 0.15, 0.4, 0.08, 0.45, 0, -0.05),
+        _sym("main", (0, -0.55), (w, -0.55), (w + 0.15, 0.4), (0.08, 0.45), (0, -0.05)),
         _rect("shade", -w, -0.55, w, -0.42),
     ]
 
 
 def _skirt(v: random.Random) -> list[_Part]:
     hem = v.uniform(0.7, 0.9)
-    pleats = [_line("shade", 0.025, x * 0.4, -0.6, x * hem, 0.8) for x in (-0.5, 0, 0.5)]
+    pleats = [_line("shade", 0.025, (x * 0.4, -0.6), (x * hem, 0.8)) for x in (-0.5, 0, 0.5)]
     return [
-        _poly("main", -0.4, -0.6, 0.4, -0.6, hem, 0.8, -hem, 0.8),
+        _poly("main", (-0.4, -0.6), (0.4, -0.6), (hem, 0.8), (-hem, 0.8)),
         _rect("shade", -0.4, -0.75, 0.4, -0.6),
         *pleats,
     ]
@@ -191,26 +199,17 @@ def _jumpsuit(v: random.Random) -> list[_Part]:
     w = v.uniform(0.38, 0.44)
     body = _sym(
         "main",
-        0,
-        -0.78,
-        0.15,
-        -0.9,
-        w,
-        -0.82,
-        w + 0.3,
-        -0.5,
-        w + 0.14,
-        -0.35,
-        w,
-        -0.45,
-        w + 0.05,
-        0.92,
-        0.1,
-        0.92,
-        0,
-        0.1,
+        (0, -0.78),
+        (0.15, -0.9),
+        (w, -0.82),
+        (w + 0.3, -0.5),
+        (w + 0.14, -0.35),
+        (w, -0.45),
+        (w + 0.05, 0.92),
+        (0.1, 0.92),
+        (0, 0.1),
     )
-    return [body, _rect("shade", -w, -0.05, w, 0.05), _line("ink", 0.03, 0, -0.75, 0, -0.05)]
+    return [body, _rect("shade", -w, -0.05, w, 0.05), _line("ink", 0.03, (0, -0.75), (0, -0.05))]
 
 
 def _socks(v: random.Random) -> list[_Part]:
@@ -218,22 +217,14 @@ def _socks(v: random.Random) -> list[_Part]:
     return [
         _poly(
             "main",
-            -0.35,
-            -0.9,
-            0.2,
-            -0.9,
-            0.2,
-            0.25,
-            toe,
-            0.4,
-            toe + 0.05,
-            0.7,
-            toe - 0.1,
-            0.9,
-            -0.25,
-            0.9,
-            -0.35,
-            0.7,
+            (-0.35, -0.9),
+            (0.2, -0.9),
+            (0.2, 0.25),
+            (toe, 0.4),
+            (toe + 0.05, 0.7),
+            (toe - 0.1, 0.9),
+            (-0.25, 0.9),
+            (-0.35, 0.7),
         ),
         _rect("shade", -0.35, -0.9, 0.2, -0.72),
         _ellipse("shade", -0.26, 0.72, 0.1, 0.16),
@@ -241,7 +232,7 @@ def _socks(v: random.Random) -> list[_Part]:
 
 
 def _hat(v: random.Random) -> list[_Part]:
-    knit = [_line("shade", 0.025, x, 0.05, x * 0.4, -0.65) for x in (-0.4, 0, 0.4)]
+    knit = [_line("shade", 0.025, (x, 0.05), (x * 0.4, -0.65)) for x in (-0.4, 0, 0.4)]
     parts = [
         _ellipse("main", 0, 0.1, 0.7, 0.85, 180, 360),
         *knit,
@@ -255,31 +246,25 @@ def _hat(v: random.Random) -> list[_Part]:
 def _sneakers(v: random.Random) -> list[_Part]:
     h = v.uniform(-0.4, -0.28)
     laces = [
-        _line("ink", 0.03, x, h + 0.12 + (x + 0.2) * 0.7 - 0.08, x + 0.1, h + 0.12 + (x + 0.2) * 0.7 + 0.06)
+        _line(
+            "ink", 0.03, (x, h + 0.12 + (x + 0.2) * 0.7 - 0.08), (x + 0.1, h + 0.12 + (x + 0.2) * 0.7 + 0.06)
+        )
         for x in (-0.15, 0.0, 0.15)
     ]
     return [
         _poly(
             "main",
-            -0.9,
-            0.25,
-            -0.88,
-            -0.25,
-            -0.55,
-            h,
-            -0.2,
-            h + 0.05,
-            0.15,
-            -0.05,
-            0.6,
-            0.05,
-            0.88,
-            0.15,
-            0.92,
-            0.3,
+            (-0.9, 0.25),
+            (-0.88, -0.25),
+            (-0.55, h),
+            (-0.2, h + 0.05),
+            (0.15, -0.05),
+            (0.6, 0.05),
+            (0.88, 0.15),
+            (0.92, 0.3),
         ),
         _rrect("white", -0.95, 0.22, 0.95, 0.45, 0.08),
-        _line("shade", 0.06, -0.55, 0.1, 0.3, -0.02),
+        _line("shade", 0.06, (-0.55, 0.1), (0.3, -0.02)),
         *laces,
     ]
 
@@ -287,7 +272,16 @@ def _sneakers(v: random.Random) -> list[_Part]:
 def _boots(v: random.Random) -> list[_Part]:
     top = v.uniform(-0.95, -0.7)
     return [
-        _poly("main", -0.45, top, 0.1, top, 0.12, 0.15, 0.7, 0.35, 0.9, 0.55, 0.9, 0.75, -0.5, 0.75),
+        _poly(
+            "main",
+            (-0.45, top),
+            (0.1, top),
+            (0.12, 0.15),
+            (0.7, 0.35),
+            (0.9, 0.55),
+            (0.9, 0.75),
+            (-0.5, 0.75),
+        ),
         _rect("ink", -0.52, 0.72, 0.92, 0.84),
         _rect("ink", -0.5, 0.8, -0.2, 0.95),
         _rect("shade", -0.46, top, 0.11, top + 0.14),
@@ -298,28 +292,18 @@ def _heels(v: random.Random) -> list[_Part]:
     heel = v.uniform(0.75, 0.95)
     body = _poly(
         "main",
-        -0.8,
-        -0.1,
-        -0.55,
-        -0.2,
-        -0.3,
-        -0.05,
-        0.2,
-        0.35,
-        0.75,
-        0.45,
-        0.92,
-        0.6,
-        0.85,
-        0.7,
-        0.2,
-        0.62,
-        -0.4,
-        0.25,
-        -0.8,
-        0.2,
+        (-0.8, -0.1),
+        (-0.55, -0.2),
+        (-0.3, -0.05),
+        (0.2, 0.35),
+        (0.75, 0.45),
+        (0.92, 0.6),
+        (0.85, 0.7),
+        (0.2, 0.62),
+        (-0.4, 0.25),
+        (-0.8, 0.2),
     )
-    return [body, _poly("ink", -0.78, 0.18, -0.62, 0.2, -0.66, heel, -0.72, heel)]
+    return [body, _poly("ink", (-0.78, 0.18), (-0.62, 0.2), (-0.66, heel), (-0.72, heel))]
 
 
 def _sandals(v: random.Random) -> list[_Part]:
@@ -327,7 +311,7 @@ def _sandals(v: random.Random) -> list[_Part]:
         _ellipse("main", x, 0.45, 0.26, v.uniform(0.35, 0.5), 180, 360, width=0.15)
         for x in (-0.5, 0.05, 0.55)
     ]
-    return [_poly("shade", -0.92, 0.45, 0.92, 0.45, 0.95, 0.62, -0.95, 0.62), *straps]
+    return [_poly("shade", (-0.92, 0.45), (0.92, 0.45), (0.95, 0.62), (-0.95, 0.62)), *straps]
 
 
 def _slippers(v: random.Random) -> list[_Part]:
@@ -368,25 +352,17 @@ def _toy_car(v: random.Random) -> list[_Part]:
     return [
         _poly(
             "main",
-            -0.95,
-            0.25,
-            -0.9,
-            -0.05,
-            -0.45,
-            -0.1,
-            -0.25,
-            roof,
-            0.35,
-            roof,
-            0.55,
-            -0.1,
-            0.92,
-            -0.02,
-            0.95,
-            0.25,
+            (-0.95, 0.25),
+            (-0.9, -0.05),
+            (-0.45, -0.1),
+            (-0.25, roof),
+            (0.35, roof),
+            (0.55, -0.1),
+            (0.92, -0.02),
+            (0.95, 0.25),
         ),
-        _poly("light", -0.2, roof + 0.07, 0.0, roof + 0.07, 0.0, -0.12, -0.38, -0.12),
-        _poly("light", 0.08, roof + 0.07, 0.3, roof + 0.07, 0.45, -0.12, 0.08, -0.12),
+        _poly("light", (-0.2, roof + 0.07), (0.0, roof + 0.07), (0.0, -0.12), (-0.38, -0.12)),
+        _poly("light", (0.08, roof + 0.07), (0.3, roof + 0.07), (0.45, -0.12), (0.08, -0.12)),
         *[_ellipse("ink", x, 0.3, 0.2, 0.2) for x in (-0.55, 0.55)],
         *[_ellipse("metal", x, 0.3, 0.08, 0.08) for x in (-0.55, 0.55)],
     ]
@@ -395,9 +371,9 @@ def _toy_car(v: random.Random) -> list[_Part]:
 def _doll(v: random.Random) -> list[_Part]:
     hem = v.uniform(0.5, 0.65)
     return [
-        *[_line("skin", 0.08, 0.15 * s, 0.8, 0.15 * s, 0.98) for s in (-1, 1)],
-        *[_line("skin", 0.07, 0.18 * s, -0.15, 0.45 * s, 0.3) for s in (-1, 1)],
-        _poly("main", -0.2, -0.2, 0.2, -0.2, hem, 0.85, -hem, 0.85),
+        *[_line("skin", 0.08, (0.15 * s, 0.8), (0.15 * s, 0.98)) for s in (-1, 1)],
+        *[_line("skin", 0.07, (0.18 * s, -0.15), (0.45 * s, 0.3)) for s in (-1, 1)],
+        _poly("main", (-0.2, -0.2), (0.2, -0.2), (hem, 0.85), (-hem, 0.85)),
         _ellipse("shade", 0, -0.58, 0.3, 0.32),
         _ellipse("skin", 0, -0.5, 0.24, 0.26),
     ]
@@ -405,11 +381,14 @@ def _doll(v: random.Random) -> list[_Part]:
 
 def _pyramid(v: random.Random) -> list[_Part]:
     rings = v.choice((4, 5))
-    parts = [_rect("shade", -0.6, 0.8, 0.6, 0.92), _line("metal", 0.06, 0, 0.8, 0, -0.85)]
+    parts = [_rect("shade", -0.6, 0.8, 0.6, 0.92), _line("metal", 0.06, (0, 0.8), (0, -0.85))]
     for i in range(rings):
         y, w = 0.65 - i * 0.3, 0.85 - i * 0.13
         parts.append(_ellipse("main" if i % 2 == 0 else "shade", 0, y, w, 0.15))
-    return [*parts, _poly("main", 0, -0.95, 0.2, -0.65 + (5 - rings) * 0.3, -0.2, -0.65 + (5 - rings) * 0.3)]
+    return [
+        *parts,
+        _poly("main", (0, -0.95), (0.2, -0.65 + (5 - rings) * 0.3), (-0.2, -0.65 + (5 - rings) * 0.3)),
+    ]
 
 
 def _smartphone(v: random.Random) -> list[_Part]:
@@ -435,7 +414,7 @@ def _laptop(v: random.Random) -> list[_Part]:
     return [
         _rrect("main", -0.85, top, 0.85, 0.45, 0.05),
         _ellipse("light", 0, (top + 0.45) / 2, 0.1, 0.1),
-        _poly("shade", -0.95, 0.45, 0.95, 0.45, 0.85, 0.6, -0.85, 0.6),
+        _poly("shade", (-0.95, 0.45), (0.95, 0.45), (0.85, 0.6), (-0.85, 0.6)),
     ]
 
 
@@ -494,9 +473,17 @@ def _pillow(v: random.Random) -> list[_Part]:
     dent = v.uniform(0.65, 0.75)
     return [
         _poly(
-            "main", -0.85, -0.85, 0, -dent, 0.85, -0.85, dent, 0, 0.85, 0.85, 0, dent, -0.85, 0.85, -dent, 0
+            "main",
+            (-0.85, -0.85),
+            (0, -dent),
+            (0.85, -0.85),
+            (dent, 0),
+            (0.85, 0.85),
+            (0, dent),
+            (-0.85, 0.85),
+            (-dent, 0),
         ),
-        _line("shade", 0.02, -0.6, -0.6, 0.6, 0.6),
+        _line("shade", 0.02, (-0.6, -0.6), (0.6, 0.6)),
         _ellipse("light", 0, 0, 0.06, 0.06),
     ]
 
@@ -504,9 +491,9 @@ def _pillow(v: random.Random) -> list[_Part]:
 def _desk_lamp(v: random.Random) -> list[_Part]:
     flare = v.uniform(0.6, 0.75)
     return [
-        _line("metal", 0.06, 0, 0.8, 0.05, 0.05),
+        _line("metal", 0.06, (0, 0.8), (0.05, 0.05)),
         _ellipse("shade", 0, 0.82, 0.4, 0.1),
-        _poly("main", -0.25, -0.8, 0.25, -0.8, flare, 0.05, -flare, 0.05),
+        _poly("main", (-0.25, -0.8), (0.25, -0.8), (flare, 0.05), (-flare, 0.05)),
     ]
 
 
@@ -514,8 +501,8 @@ def _kettle(v: random.Random) -> list[_Part]:
     base = v.uniform(0.6, 0.7)
     return [
         _ellipse("ink", -0.55, 0.1, 0.3, 0.45, 90, 270, width=0.1),
-        _poly("main", 0.45, -0.1, 0.9, -0.5, 0.95, -0.42, 0.55, 0.25),
-        _poly("main", -0.5, -0.45, 0.4, -0.45, base, 0.75, -base - 0.05, 0.75),
+        _poly("main", (0.45, -0.1), (0.9, -0.5), (0.95, -0.42), (0.55, 0.25)),
+        _poly("main", (-0.5, -0.45), (0.4, -0.45), (base, 0.75), (-base - 0.05, 0.75)),
         _ellipse("shade", -0.05, -0.48, 0.35, 0.08),
         _ellipse("ink", -0.05, -0.58, 0.08, 0.06),
         _rect("ink", -base - 0.08, 0.75, base + 0.03, 0.88),
@@ -525,7 +512,7 @@ def _kettle(v: random.Random) -> list[_Part]:
 def _lipstick(v: random.Random) -> list[_Part]:
     tip = v.uniform(-0.9, -0.75)
     return [
-        _poly("main", -0.17, 0.0, -0.17, -0.55, 0.17, tip, 0.17, 0.0),
+        _poly("main", (-0.17, 0.0), (-0.17, -0.55), (0.17, tip), (0.17, 0.0)),
         _rect("main", -0.25, 0.05, 0.25, 0.9),
         _rect("metal", -0.26, -0.05, 0.26, 0.08),
     ]
@@ -554,7 +541,7 @@ def _shampoo(v: random.Random) -> list[_Part]:
     w = v.uniform(0.35, 0.45)
     return [
         _rrect("shade", -0.18, -0.9, 0.18, -0.5, 0.04),
-        _sym("main", 0.15, -0.55, w, -0.35, w, 0.9),
+        _sym("main", (0.15, -0.55), (w, -0.35), (w, 0.9)),
         _rect("light", -w + 0.1, 0.15, w - 0.1, 0.45),
     ]
 
@@ -565,12 +552,12 @@ def _nail_polish(v: random.Random) -> list[_Part]:
 
 
 def _fiction_book(v: random.Random) -> list[_Part]:
-    lines = [_line("light", 0.05, -0.3, y, v.uniform(0.2, 0.45), y) for y in (-0.5, -0.36, -0.22)]
+    lines = [_line("light", 0.05, (-0.3, y), (v.uniform(0.2, 0.45), y)) for y in (-0.5, -0.36, -0.22)]
     return [
         _rect("main", -0.6, -0.85, 0.6, 0.85),
         _rect("shade", -0.6, -0.85, -0.45, 0.85),
         *lines,
-        _line("light", 0.03, -0.2, 0.6, 0.3, 0.6),
+        _line("light", 0.03, (-0.2, 0.6), (0.3, 0.6)),
     ]
 
 
@@ -587,12 +574,12 @@ def _kids_book(v: random.Random) -> list[_Part]:
 def _textbook(v: random.Random) -> list[_Part]:
     depth = v.uniform(0.25, 0.35)
     pages = [
-        _line("shade", 0.015, 0.45 + t * depth, -0.6 - t * 0.25, 0.45 + t * depth, 0.9 - t * 0.25)
+        _line("shade", 0.015, (0.45 + t * depth, -0.6 - t * 0.25), (0.45 + t * depth, 0.9 - t * 0.25))
         for t in (0.3, 0.6)
     ]
     return [
-        _poly("light", -0.65, -0.6, 0.45, -0.6, 0.45 + depth, -0.85, -0.65 + depth, -0.85),
-        _poly("light", 0.45, -0.6, 0.45 + depth, -0.85, 0.45 + depth, 0.65, 0.45, 0.9),
+        _poly("light", (-0.65, -0.6), (0.45, -0.6), (0.45 + depth, -0.85), (-0.65 + depth, -0.85)),
+        _poly("light", (0.45, -0.6), (0.45 + depth, -0.85), (0.45 + depth, 0.65), (0.45, 0.9)),
         *pages,
         _rect("main", -0.65, -0.6, 0.45, 0.9),
         _rect("light", -0.45, -0.35, 0.25, -0.1),
@@ -620,7 +607,7 @@ def _dumbbell(v: random.Random) -> list[_Part]:
 def _yoga_mat(v: random.Random) -> list[_Part]:
     r = v.uniform(0.25, 0.32)
     return [
-        _poly("main", -0.85, r, 0.6, r, 0.8, r + 0.3, -0.7, r + 0.3),
+        _poly("main", (-0.85, r), (0.6, r), (0.8, r + 0.3), (-0.7, r + 0.3)),
         _rect("main", -0.85, -r, 0.6, r),
         _ellipse("shade", 0.6, 0, 0.16, r),
         _ellipse("main", 0.6, 0, 0.1, r * 0.65, width=0.03),
@@ -631,11 +618,11 @@ def _bicycle(v: random.Random) -> list[_Part]:
     r = v.uniform(0.33, 0.4)
     return [
         *[_ellipse("ink", x, 0.4, r, r, width=0.07) for x in (-0.55, 0.55)],
-        _line("main", 0.12, -0.55, 0.4, -0.1, 0.4, 0.35, -0.25, -0.25, -0.25, -0.55, 0.4),
-        _line("main", 0.12, -0.1, 0.4, -0.3, -0.4),
-        _line("main", 0.1, 0.35, -0.25, 0.55, 0.4),
+        _line("main", 0.12, (-0.55, 0.4), (-0.1, 0.4), (0.35, -0.25), (-0.25, -0.25), (-0.55, 0.4)),
+        _line("main", 0.12, (-0.1, 0.4), (-0.3, -0.4)),
+        _line("main", 0.1, (0.35, -0.25), (0.55, 0.4)),
         _rect("ink", -0.45, -0.5, -0.15, -0.4),
-        _line("ink", 0.06, 0.3, -0.45, 0.5, -0.5),
+        _line("ink", 0.06, (0.3, -0.45), (0.5, -0.5)),
     ]
 
 
@@ -645,10 +632,8 @@ def _racket(v: random.Random) -> list[_Part]:
         _line(
             "light",
             0.015,
-            x,
-            -0.35 - head * 0.9 * math.sqrt(1 - (x / 0.45) ** 2),
-            x,
-            -0.35 + head * 0.9 * math.sqrt(1 - (x / 0.45) ** 2),
+            (x, -0.35 - head * 0.9 * math.sqrt(1 - (x / 0.45) ** 2)),
+            (x, -0.35 + head * 0.9 * math.sqrt(1 - (x / 0.45) ** 2)),
         )
         for x in (-0.24, -0.08, 0.08, 0.24)
     ]
@@ -664,8 +649,8 @@ def _bag(v: random.Random) -> list[_Part]:
     flare = v.uniform(0.85, 0.95)
     return [
         _ellipse("shade", 0, -0.2, 0.45, 0.55, 180, 360, width=0.08),
-        _poly("main", -0.75, -0.2, 0.75, -0.2, flare, 0.8, -flare, 0.8),
-        _line("shade", 0.03, -0.75, 0.2, 0.75, 0.2),
+        _poly("main", (-0.75, -0.2), (0.75, -0.2), (flare, 0.8), (-flare, 0.8)),
+        _line("shade", 0.03, (-0.75, 0.2), (0.75, 0.2)),
         _rect("metal", -0.08, 0.15, 0.08, 0.3),
     ]
 
@@ -683,7 +668,7 @@ def _backpack(v: random.Random) -> list[_Part]:
 def _sunglasses(v: random.Random) -> list[_Part]:
     ry = v.uniform(0.22, 0.32)
     return [
-        *[_line("ink", 0.05, 0.8 * s, -0.1, 0.98 * s, -0.25) for s in (-1, 1)],
+        *[_line("ink", 0.05, (0.8 * s, -0.1), (0.98 * s, -0.25)) for s in (-1, 1)],
         *[_ellipse("main", 0.45 * s, 0, 0.36, ry) for s in (-1, 1)],
         *[_ellipse("ink", 0.45 * s, 0, 0.36, ry, width=0.05) for s in (-1, 1)],
         _ellipse("ink", 0, -0.02, 0.1, 0.06, 180, 360, width=0.05),
@@ -702,11 +687,11 @@ def _belt(v: random.Random) -> list[_Part]:
 def _umbrella(v: random.Random) -> list[_Part]:
     scallops = v.choice((4, 5, 6))
     xs = np.linspace(0.95, -0.95, scallops * 2 + 1)
-    edge = [c for i, x in enumerate(xs) for c in (x, 0.0 if i % 2 == 0 else -0.12)]
-    canopy = np.vstack([_ellipse("", 0, 0, 0.95, 0.75, 180, 360)[1], np.array(edge).reshape(-1, 2)])
-    ribs = [_line("shade", 0.02, 0, -0.75, x, 0.0) for x in xs[2:-1:2]]
+    scalloped_edge = [(x, 0.0 if i % 2 == 0 else -0.12) for i, x in enumerate(xs)]
+    canopy = np.vstack([_ellipse("main", 0, 0, 0.95, 0.75, 180, 360)[1], scalloped_edge])
+    ribs = [_line("shade", 0.02, (0, -0.75), (x, 0.0)) for x in xs[2:-1:2]]
     return [
-        _line("ink", 0.05, 0, -0.85, 0, 0.75),
+        _line("ink", 0.05, (0, -0.85), (0, 0.75)),
         _ellipse("ink", -0.12, 0.75, 0.12, 0.12, 0, 180, width=0.05),
         ("main", canopy, 0.0),
         *ribs,
@@ -716,10 +701,10 @@ def _umbrella(v: random.Random) -> list[_Part]:
 def _hookah(v: random.Random) -> list[_Part]:
     vase = v.uniform(0.42, 0.52)
     return [
-        _line("ink", 0.05, 0.06, -0.25, 0.5, -0.3, 0.75, 0.0, 0.8, 0.6, 0.7, 0.85),
+        _line("ink", 0.05, (0.06, -0.25), (0.5, -0.3), (0.75, 0.0), (0.8, 0.6), (0.7, 0.85)),
         _rect("metal", -0.06, -0.6, 0.06, 0.2),
         _ellipse("metal", 0, -0.5, 0.25, 0.05),
-        _poly("shade", -0.18, -0.85, 0.18, -0.85, 0.08, -0.6, -0.08, -0.6),
+        _poly("shade", (-0.18, -0.85), (0.18, -0.85), (0.08, -0.6), (-0.08, -0.6)),
         _ellipse("main", 0, 0.45, vase, 0.45),
     ]
 
@@ -737,10 +722,10 @@ def _vape(v: random.Random) -> list[_Part]:
 def _tobacco_pouch(v: random.Random) -> list[_Part]:
     teeth = v.choice((6, 8, 10))
     xs = np.linspace(-0.6, 0.6, teeth + 1)
-    zigzag = [c for i, x in enumerate(xs) for c in (x, -0.75 if i % 2 == 0 else -0.85)]
+    zigzag = [(x, -0.75 if i % 2 == 0 else -0.85) for i, x in enumerate(xs)]
     return [
-        _poly("main", 0.65, 0.9, -0.65, 0.9, *zigzag),
-        _line("shade", 0.04, -0.6, -0.55, 0.6, -0.55),
+        _poly("main", (0.65, 0.9), (-0.65, 0.9), *zigzag),
+        _line("shade", 0.04, (-0.6, -0.55), (0.6, -0.55)),
         _ellipse("light", 0, 0.2, 0.25, 0.18),
     ]
 
@@ -748,7 +733,7 @@ def _tobacco_pouch(v: random.Random) -> list[_Part]:
 def _lingerie(v: random.Random) -> list[_Part]:
     cup = v.uniform(0.35, 0.45)
     return [
-        *[_line("shade", 0.04, 0.6 * s, -0.15, 0.45 * s, -0.9) for s in (-1, 1)],
+        *[_line("shade", 0.04, (0.6 * s, -0.15), (0.45 * s, -0.9)) for s in (-1, 1)],
         *[_ellipse("main", 0.38 * s, 0.05, 0.38, cup, 180, 360) for s in (-1, 1)],
         _rect("main", -0.85, 0.05, 0.85, 0.22),
         _ellipse("light", 0, 0.02, 0.07, 0.05),
@@ -1877,9 +1862,7 @@ def _relisting(original: _Card, key: int, taken_titles: set[str], rng: random.Ra
 # ----------------------------------------------------------------------------------------------------------
 # Photos.
 
-_SUPERSAMPLE = 2
-
-
+_SUPERSAMPLE = 2  # shapes are drawn at twice the size and box-downsampled, for anti-aliased edges
 _RGB = tuple[int, int, int]
 
 
@@ -2016,8 +1999,8 @@ def generate_sample(
 
     The ``batches`` and ``images`` folders are replaced as a whole, so no file of an earlier run survives.
     """
-    if batches < 1 or n < 20 * batches:
-        raise ValueError(f"need batches >= 1 and n >= 20 per batch, got n={n}, batches={batches}")
+    if batches < 1 or n < 20 * batches or seed < 0:
+        raise ValueError(f"need batches >= 1, n >= 20 per batch and seed >= 0; got {n=}, {batches=}, {seed=}")
     out_dir = Path(out_dir)
     rng = random.Random(seed)
 

@@ -1,6 +1,5 @@
 """Resources shared by every area: pipeline settings (paths, sizes, model source) and W&B logging."""
 
-
 import os
 from pathlib import Path
 
@@ -29,6 +28,7 @@ class PipelineSettings(dg.ConfigurableResource):
     train_epochs: int = 0  # 0: the recipe's own number of epochs
     compact_vocab_size: int = 6000
     onnx_variant: str = "int8"
+    train_batch_size: int = 0  # 0: the recipe's own batch size
 
     @classmethod
     def from_env(cls) -> "PipelineSettings":
@@ -71,6 +71,4 @@ def materialized_batches(settings: PipelineSettings, instance: dg.DagsterInstanc
 def build_wandb_resource() -> dg.ResourceDefinition:
     """dagster-wandb's resource, offline unless ``WANDB_MODE`` says otherwise (placeholder key offline)."""
     os.environ.setdefault("WANDB_MODE", "offline")
-    return wandb_resource.configured(
-        {"api_key": os.environ.get("WANDB_API_KEY", WANDB_PLACEHOLDER_KEY)}
-    )
+    return wandb_resource.configured({"api_key": os.environ.get("WANDB_API_KEY", WANDB_PLACEHOLDER_KEY)})

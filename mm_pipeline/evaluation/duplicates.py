@@ -24,7 +24,7 @@ import pandas as pd
 
 from mm_pipeline.evaluation.similarity import build_index
 
-NO_GROUP = -1
+NO_GROUP = -1  # any negative group id means "not in a dup group"
 PAIRS_COLUMNS = ["kind", "nm_a", "nm_b", "score", "same_group"]
 
 
@@ -44,9 +44,9 @@ class KindMetrics:
     chance_at_k: dict[int, float]
     n_queries: int
     threshold: float
-    precision: float
-    recall: float
-    f1: float
+    pair_precision: float
+    pair_recall: float
+    pair_f1: float
     n_pairs: int
     n_positive: int
 
@@ -65,9 +65,9 @@ class DuplicateReport:
             record |= {f"chance@{k}": v for k, v in m.chance_at_k.items()}
             record |= {
                 "threshold": m.threshold,
-                "pair_precision": m.precision,
-                "pair_recall": m.recall,
-                "pair_f1": m.f1,
+                "pair_precision": m.pair_precision,
+                "pair_recall": m.pair_recall,
+                "pair_f1": m.pair_f1,
                 "n_pairs": m.n_pairs,
                 "n_positive": m.n_positive,
             }
@@ -79,7 +79,7 @@ def group_sizes(groups: np.ndarray) -> np.ndarray:
     """Per row, the number of rows sharing its group id (0 for rows without a group)."""
     groups = np.asarray(groups)
     sizes = np.zeros(len(groups), dtype=np.int64)
-    grouped = groups != NO_GROUP
+    grouped = groups > NO_GROUP
     _, inverse, counts = np.unique(groups[grouped], return_inverse=True, return_counts=True)
     sizes[grouped] = counts[inverse]
     return sizes
@@ -88,7 +88,7 @@ def group_sizes(groups: np.ndarray) -> np.ndarray:
 def count_positive_pairs(groups: np.ndarray) -> int:
     """Number of unordered same-group row pairs."""
     groups = np.asarray(groups)
-    _, counts = np.unique(groups[groups != NO_GROUP], return_counts=True)
+    _, counts = np.unique(groups[groups > NO_GROUP], return_counts=True)
     return int((counts * (counts - 1) // 2).sum())
 
 
@@ -112,7 +112,7 @@ def _neighbours(
 
 def _same_group(groups: np.ndarray, rows_a: np.ndarray, rows_b: np.ndarray) -> np.ndarray:
     group_a = groups[rows_a]
-    return (group_a != NO_GROUP) & (rows_b >= 0) & (group_a == groups[rows_b])
+    return (group_a > NO_GROUP) & (rows_b >= 0) & (group_a == groups[rows_b])
 
 
 def _hit_rates(
@@ -285,9 +285,9 @@ def evaluate_duplicates(
             chance_at_k=chance,
             n_queries=len(query_rows),
             threshold=threshold,
-            precision=scored["precision"],
-            recall=scored["recall"],
-            f1=scored["f1"],
+            pair_precision=scored["precision"],
+            pair_recall=scored["recall"],
+            pair_f1=scored["f1"],
             n_pairs=int(scored["n_pairs"]),
             n_positive=int(scored["n_positive"]),
         )

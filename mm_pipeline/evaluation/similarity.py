@@ -24,7 +24,7 @@ from mm_pipeline.storage import atomic_path, write_json
 IndexKind = Literal["flat", "hnsw", "ivf"]
 ApproximateKind = Literal["hnsw", "ivf"]
 
-DEFAULT_KIND: ApproximateKind = "hnsw"
+DEFAULT_KIND: ApproximateKind = "ivf"
 IVF_TRAIN_POINTS_PER_LIST = 40  # faiss warns below 39 points per centroid
 
 
@@ -54,13 +54,6 @@ def _inner_index(index: faiss.Index) -> faiss.Index:
     return faiss.downcast_index(index.index)
 
 
-def _apply_search_params(index: faiss.Index, kind: IndexKind, params: dict[str, Any]) -> None:
-    if kind == "hnsw":
-        _inner_index(index).hnsw.efSearch = int(params["ef_search"])
-    elif kind == "ivf":
-        _inner_index(index).nprobe = int(params["nprobe"])
-
-
 def _metadata_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
@@ -73,6 +66,13 @@ class SimilarityIndex:
     dim: int
     build_seconds: float
     params: dict[str, Any] = field(default_factory=dict)
+
+    def apply_search_params(self) -> None:
+        """Push the search-time knob in ``params`` (``ef_search`` / ``nprobe``) into the faiss index."""
+        if self.kind == "hnsw":
+            _inner_index(self.index).hnsw.efSearch = int(self.params["ef_search"])
+        elif self.kind == "ivf":
+            _inner_index(self.index).nprobe = int(self.params["nprobe"])
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` inner-product scores and nm ids per query, best first (id -1 where fewer than k found)."""
@@ -97,20 +97,21 @@ class SimilarityIndex:
     def load(cls, path: Path | str) -> SimilarityIndex:
         path = Path(path)
         metadata = json.loads(_metadata_path(path).read_text(encoding="utf-8"))
-        index = faiss.read_index(str(path))
-        _apply_search_params(index, metadata["kind"], metadata["params"])
-        return cls(
-            index=index,
+        loaded = cls(
+            index=faiss.read_index(str(path)),
             kind=metadata["kind"],
             n=int(metadata["n"]),
             dim=int(metadata["dim"]),
             build_seconds=float(metadata["build_seconds"]),
             params=metadata["params"],
         )
+        loaded.apply_search_params()
+        return loaded
 
 
 def default_ivf_nlist(n: int) -> int:
-    return max(1, int(4 * math.sqrt(n)))
+    """~4 sqrt(n) inverted lists, fewer when n is too small to train them."""
+    return max(1, min(int(4 * math.sqrt(n)), n // IVF_TRAIN_POINTS_PER_LIST))
 
 
 def build_index(
@@ -122,7 +123,7 @@ def build_index(
     ef_construction: int = 80,
     ef_search: int = 128,
     ivf_nlist: int | None = None,
-    ivf_nprobe: int = 16,
+    ivf_nprobe: int = 32,
     threads: int | None = None,
     seed: int = 0,
 ) -> SimilarityIndex:
@@ -159,8 +160,7 @@ def build_index(
             raise ValueError(f"unknown approximate index kind {kind!r}")
         index = faiss.IndexIDMap2(inner)
         index.add_with_ids(vectors, ids)
-    _apply_search_params(index, index_kind, params)
-    return SimilarityIndex(
+    built = SimilarityIndex(
         index=index,
         kind=index_kind,
         n=n,
@@ -168,6 +168,8 @@ def build_index(
         build_seconds=time.perf_counter() - started,
         params=params,
     )
+    built.apply_search_params()
+    return built
 
 
 def approximate_recall_at_k(

@@ -98,7 +98,9 @@ class EmbeddingStats:
         return self.count / self.seconds if self.seconds > 0 else float("inf")
 
 
-def _prefetched(loader: Callable[[int], np.ndarray], chunks: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
+def _prefetched(
+    loader: Callable[[int], np.ndarray], chunks: Sequence[int]
+) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(start, images)`` per chunk while the next chunk is loaded in a background thread."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(loader, chunks[0]) if chunks else None
@@ -127,10 +129,15 @@ def write_embeddings(
     total = len(nm)
     dim = int(encoders.manifest["embed_dim"])
     vector = pa.list_(pa.float32(), dim)
-    schema = pa.schema([
-        ("nm", pa.int64()), ("model_version", pa.string()), ("image", vector), ("text", vector),
-        ("fused", pa.list_(pa.float32(), 2 * dim)),
-    ])
+    schema = pa.schema(
+        [
+            ("nm", pa.int64()),
+            ("model_version", pa.string()),
+            ("image", vector),
+            ("text", vector),
+            ("fused", pa.list_(pa.float32(), 2 * dim)),
+        ]
+    )
     chunks = list(range(0, total, chunk_size))
     with atomic_path(target) as tmp, pq.ParquetWriter(tmp, schema) as writer:
         for start, images in _prefetched(lambda s: load_images(s, min(s + chunk_size, total)), chunks):
@@ -142,14 +149,20 @@ def write_embeddings(
             arrays = [pa.array(nm[start:stop], pa.int64()), pa.array([encoders.model_version] * len(images))]
             for name in VECTOR_COLUMNS:
                 values = np.ascontiguousarray(columns[name], dtype=np.float32)
-                arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1]))
+                arrays.append(
+                    pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
+                )
             writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
             if progress:
                 progress(stop, total)
         if not chunks:
             writer.write_table(schema.empty_table())
-    return EmbeddingStats(total, {"image": dim, "text": dim, "fused": 2 * dim}, time.perf_counter() - started,
-                          Path(target).stat().st_size)
+    return EmbeddingStats(
+        total,
+        {"image": dim, "text": dim, "fused": 2 * dim},
+        time.perf_counter() - started,
+        Path(target).stat().st_size,
+    )
 
 
 def read_vectors(path: Path | str, column: str = "fused") -> tuple[np.ndarray, np.ndarray]:

@@ -100,7 +100,9 @@ def download(name: str, cache_dir: Path, timeout: float = 5.0) -> LoadedModel:
     return LoadedModel(loaded.clip, loaded.config, loaded.bpe_path, f"pretrained {name} via ruclip.load")
 
 
-def save_folder(clip: CLIP, config: dict, bpe_path: Path, target: Path | str, extra: dict | None = None) -> Path:
+def save_folder(
+    clip: CLIP, config: dict, bpe_path: Path, target: Path | str, extra: dict | None = None
+) -> Path:
     """Write a ruCLIP-style folder atomically (``extra`` goes to ``training.json``)."""
     with atomic_dir(target) as tmp:
         (tmp / "config.json").write_text(json.dumps({**config, "mean": CLIP_MEAN, "std": CLIP_STD}, indent=2))

@@ -48,13 +48,20 @@ def _export(module: nn.Module, example: torch.Tensor, name: str, dims: dict, tar
         warnings.simplefilter("ignore")
         logging.getLogger("torch.onnx").setLevel(logging.ERROR)
         program = torch.onnx.export(
-            module.eval(), (example,), dynamo=True, input_names=[name], output_names=["features"],
-            dynamic_shapes=(dims,), verbose=False,
+            module.eval(),
+            (example,),
+            dynamo=True,
+            input_names=[name],
+            output_names=["features"],
+            dynamic_shapes=(dims,),
+            verbose=False,
         )
     program.save(str(target), external_data=False)
 
 
-def export_towers(clip: CLIP, model_dir: Path, target: Path | str, text_module: nn.Module | None = None) -> Path:
+def export_towers(
+    clip: CLIP, model_dir: Path, target: Path | str, text_module: nn.Module | None = None
+) -> Path:
     """Export both towers (and int8 variants) of ``clip`` loaded from ``model_dir`` into ``target``.
 
     ``text_module`` replaces the text tower (tests use it to plant a broken export).
@@ -67,11 +74,16 @@ def export_towers(clip: CLIP, model_dir: Path, target: Path | str, text_module: 
     with atomic_dir(target) as tmp:
         _export(ImageTower(clip), images, "images", {0: Dim("batch")}, onnx_file(tmp, "image", "fp32"))
         _export(
-            text_module or TextTower(clip), ids, "input_ids",
-            {0: Dim("batch"), 1: Dim("sequence", max=clip.context_length)}, onnx_file(tmp, "text", "fp32"),
+            text_module or TextTower(clip),
+            ids,
+            "input_ids",
+            {0: Dim("batch"), 1: Dim("sequence", max=clip.context_length)},
+            onnx_file(tmp, "text", "fp32"),
         )
         for tower in ("image", "text"):
-            quantize_dynamic(onnx_file(tmp, tower, "fp32"), onnx_file(tmp, tower, "int8"), weight_type=QuantType.QInt8)
+            quantize_dynamic(
+                onnx_file(tmp, tower, "fp32"), onnx_file(tmp, tower, "int8"), weight_type=QuantType.QInt8
+            )
         for name in ("bpe.model", "config.json"):
             shutil.copyfile(model_dir / name, tmp / name)
         manifest = {
@@ -131,13 +143,15 @@ def check_parity(clip: CLIP, onnx_dir: Path, images: np.ndarray, ids: np.ndarray
             sess = session(path)
             output = sess.run(None, {sess.get_inputs()[0].name: inputs[tower]})[0]
             cosine = _row_cosine(output, reference[tower])
-            rows.append({
-                "tower": tower,
-                "variant": variant,
-                "min_cosine": float(cosine.min()),
-                "max_abs_diff": float(np.abs(output - reference[tower]).max()),
-                "floor": floor,
-                "passed": bool(cosine.min() >= floor),
-                "file_bytes": path.stat().st_size,
-            })
+            rows.append(
+                {
+                    "tower": tower,
+                    "variant": variant,
+                    "min_cosine": float(cosine.min()),
+                    "max_abs_diff": float(np.abs(output - reference[tower]).max()),
+                    "floor": floor,
+                    "passed": bool(cosine.min() >= floor),
+                    "file_bytes": path.stat().st_size,
+                }
+            )
     return ParityReport(rows)

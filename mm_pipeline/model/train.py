@@ -49,7 +49,9 @@ RECIPES = {
     # The original project's recipe for pretrained weights (Adam, lr 1e-6, weight decay 0.01, per-epoch decay).
     "pretrained": TrainConfig(epochs=3, batch_size=32, lr=1e-6, weight_decay=0.01, lr_decay=0.9),
     # A recipe that learns from random initialization in minutes on 2 cores.
-    "compact": TrainConfig(epochs=12, batch_size=64, lr=1e-3, weight_decay=0.05, lr_decay=0.8, warmup_steps=20),
+    "compact": TrainConfig(
+        epochs=12, batch_size=64, lr=1e-3, weight_decay=0.05, lr_decay=0.8, warmup_steps=20
+    ),
 }
 
 
@@ -108,7 +110,9 @@ def load_pairs(batches: Sequence[BatchFiles], tokenizer: TextTokenizer) -> tuple
     return pairs, table
 
 
-def training_split(products: pd.DataFrame, eval_fraction: float, holdout_fraction: float) -> dict[str, np.ndarray]:
+def training_split(
+    products: pd.DataFrame, eval_fraction: float, holdout_fraction: float
+) -> dict[str, np.ndarray]:
     """Masks ``train`` / ``holdout`` / ``eval``; eval is never trained on, holdout picks the best epoch."""
     is_eval = eval_mask(products, eval_fraction)
     is_holdout = ~is_eval & holdout_mask(products, holdout_fraction)
@@ -141,7 +145,11 @@ def validate(clip: CLIP, data: PairedData, batch_size: int) -> dict[str, float]:
     clip.eval()
     image_features, text_features = encode_pairs(clip, data, batch_size)
     losses = [
-        float(contrastive_loss(image_features[s : s + batch_size], text_features[s : s + batch_size], clip.logit_scale))
+        float(
+            contrastive_loss(
+                image_features[s : s + batch_size], text_features[s : s + batch_size], clip.logit_scale
+            )
+        )
         for s in range(0, len(data), batch_size)
         if min(batch_size, len(data) - s) > 1
     ]
@@ -242,11 +250,15 @@ def fine_tune(
             if config.flip_images:
                 flip = torch.from_numpy(flips[index])
                 images = torch.where(flip.view(-1, 1, 1, 1), images.flip(2), images)
-            lr = config.lr * config.lr_decay**epoch * min(1.0, (global_step + 1) / max(config.warmup_steps, 1))
+            lr = (
+                config.lr * config.lr_decay**epoch * min(1.0, (global_step + 1) / max(config.warmup_steps, 1))
+            )
             for group in optimizer.param_groups:
                 group["lr"] = lr
             loss = contrastive_loss(
-                image_tower(images), text_tower(torch.from_numpy(trim_padding(train.ids[index]))), clip.logit_scale
+                image_tower(images),
+                text_tower(torch.from_numpy(trim_padding(train.ids[index]))),
+                clip.logit_scale,
             )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -258,8 +270,15 @@ def fine_tune(
             seen += len(index)
             rate = seen / max(time.perf_counter() - epoch_started, 1e-9)
             on_progress(
-                {"event": "step", "epoch": epoch, "step": step + 1, "steps": steps_per_epoch, "loss": float(loss),
-                 "lr": lr, "items_per_s": rate}
+                {
+                    "event": "step",
+                    "epoch": epoch,
+                    "step": step + 1,
+                    "steps": steps_per_epoch,
+                    "loss": loss.item(),
+                    "lr": lr,
+                    "items_per_s": rate,
+                }
             )
             if (step + 1) % config.checkpoint_every == 0:
                 save_checkpoint(epoch, step + 1)

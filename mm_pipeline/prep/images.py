@@ -44,7 +44,9 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
     width, height = image.size
     if width * height > max_pixels:
         image.close()
-        raise ImageProblem(f"image too large: {path.name} is {width}x{height}, over the {max_pixels} pixel limit")
+        raise ImageProblem(
+            f"image too large: {path.name} is {width}x{height}, over the {max_pixels} pixel limit"
+        )
     if min(width, height) < MIN_IMAGE_SIDE:
         image.close()
         raise ImageProblem(f"image too small: {path.name} is {width}x{height}, under {MIN_IMAGE_SIDE} px")
@@ -68,7 +70,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         array = np.asarray(image, dtype=np.float64)
         peak = max(float(array.max()), 1.0)
-        image = Image.fromarray((array * (255.0 / (65535.0 if peak > 255 else 255.0))).clip(0, 255).astype(np.uint8))
+        image = Image.fromarray(
+            (array * (255.0 / (65535.0 if peak > 255 else 255.0))).clip(0, 255).astype(np.uint8)
+        )
     if image.mode == "P":
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA"):

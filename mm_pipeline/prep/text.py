@@ -65,7 +65,8 @@ def clean_products(products: pd.DataFrame) -> pd.DataFrame:
     for column, cleaned in zip(("title", "brend", "description"), TEXT_PARTS, strict=True):
         out[cleaned] = [clean_text(v) for v in out[column].fillna("")]
     out["text"] = [
-        compose_text(t, b, d) for t, b, d in zip(out["title_clean"], out["brend_clean"], out["description_clean"])
+        compose_text(t, b, d)
+        for t, b, d in zip(out["title_clean"], out["brend_clean"], out["description_clean"], strict=True)
     ]
     return out
 

@@ -37,7 +37,10 @@ def test_clean_batch_is_fully_accepted_with_types(catalogue):
 
 @pytest.mark.parametrize(
     ("content", "problem"),
-    [(b"not a parquet file at all", "not a readable parquet"), (b"PAR1\x00\x00garbage", "not a readable parquet")],
+    [
+        (b"not a parquet file at all", "not a readable parquet"),
+        (b"PAR1\x00\x00garbage", "not a readable parquet"),
+    ],
 )
 def test_unusable_files_name_the_file_and_problem(tmp_path, content, problem):
     path = tmp_path / "bad.parquet"
@@ -76,7 +79,10 @@ def test_nm_as_strings_and_floats(catalogue):
     path, images = catalogue(floats, name="floats", images_for=[1000])
     result = validate_batch(path, images)
     assert list(result.accepted["nm"]) == [1000]
-    assert sorted(result.rejected["reject_reason"]) == ["bad type in column nm: 1002.5 is not an integer", "missing nm"]
+    assert sorted(result.rejected["reject_reason"]) == [
+        "bad type in column nm: 1002.5 is not an integer",
+        "missing nm",
+    ]
     assert_nothing_lost(result, 3)
 
 
@@ -139,7 +145,9 @@ def test_image_problems(catalogue, tmp_path):
     data = (images / "1003.jpg").read_bytes()
     (images / "1003.jpg").write_bytes(data[: len(data) // 2])
     write_jpeg(images / "1004.jpg", size=(1, 1))
-    Image.new("RGBA", (40, 30), (10, 200, 10, 0)).save(images / "1005.jpg", "PNG")  # PNG with alpha named .jpg
+    Image.new("RGBA", (40, 30), (10, 200, 10, 0)).save(
+        images / "1005.jpg", "PNG"
+    )  # PNG with alpha named .jpg
     Image.new("CMYK", (40, 30), (0, 255, 255, 0)).save(images / "1006.jpg", "JPEG")
     Image.fromarray(np.full((30, 40), 40000, dtype=np.uint16)).save(images / "1007.jpg", "PNG")
     Image.new("L", (5000, 5000)).save(images / "1008.jpg", "PNG")  # 25 Mpx bomb under a 1 Mpx limit

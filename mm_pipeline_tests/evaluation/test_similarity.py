@@ -1,13 +1,20 @@
 import numpy as np
 import pytest
 
-from mm_pipeline.evaluation.similarity import SimilarityIndex, approximate_recall_at_k, build_index
+from mm_pipeline.evaluation.similarity import (
+    SimilarityIndex,
+    approximate_recall_at_k,
+    build_index,
+    default_ivf_nlist,
+)
 
 
 def clustered_unit_vectors(n: int, dim: int, n_clusters: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((n_clusters, dim), dtype=np.float32)
-    vectors = centres[rng.integers(n_clusters, size=n)] + 0.3 * rng.standard_normal((n, dim), dtype=np.float32)
+    vectors = centres[rng.integers(n_clusters, size=n)] + 0.3 * rng.standard_normal(
+        (n, dim), dtype=np.float32
+    )
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
@@ -26,9 +33,12 @@ def test_index_kind_switches_at_exact_max():
     ids = np.arange(len(vectors), dtype=np.int64)
     assert build_index(vectors, ids, exact_max=1_000).kind == "flat"
     assert build_index(vectors, ids, exact_max=999, kind="hnsw").kind == "hnsw"
-    ivf = build_index(vectors, ids, exact_max=999, kind="ivf")
-    assert ivf.kind == "ivf"
-    assert ivf.params["nlist"] == int(4 * np.sqrt(1_000))
+    assert build_index(vectors, ids, exact_max=999, kind="ivf").kind == "ivf"
+
+
+def test_default_ivf_nlist():
+    assert default_ivf_nlist(1_000_000) == 4_000
+    assert default_ivf_nlist(1_000) == 25  # capped so each list gets enough training points
 
 
 def test_search_returns_nm_ids(clustered, nm_ids):
@@ -55,8 +65,16 @@ def test_save_load_round_trip(tmp_path, clustered, nm_ids, kind):
     path = index.save(tmp_path / "index.faiss")
     loaded = SimilarityIndex.load(path)
 
-    assert (loaded.kind, loaded.n, loaded.dim, loaded.params) == (index.kind, index.n, index.dim, index.params)
+    assert (loaded.kind, loaded.n, loaded.dim, loaded.params) == (
+        index.kind,
+        index.n,
+        index.dim,
+        index.params,
+    )
     assert loaded.build_seconds == pytest.approx(index.build_seconds)
     queries = clustered[::97]
     np.testing.assert_array_equal(loaded.search(queries, 10)[1], index.search(queries, 10)[1])
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["index.faiss", "index.faiss.json"]  # no temp files left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "index.faiss",
+        "index.faiss.json",
+    ]  # no temp files left

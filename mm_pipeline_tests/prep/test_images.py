@@ -45,7 +45,9 @@ def test_tensor_store_in_chunks(tmp_path):
         Image.new("RGB", (40, 20 + i), (i * 30, 0, 0)).save(path)
         files.append(path)
     calls = []
-    stats = write_tensor_store(files, tmp_path / "store.npy", 24, chunk_size=3, progress=lambda d, t: calls.append(d))
+    stats = write_tensor_store(
+        files, tmp_path / "store.npy", 24, chunk_size=3, progress=lambda d, t: calls.append(d)
+    )
     store = open_tensor_store(tmp_path / "store.npy")
     assert store.shape == (7, 24, 24, 3) and isinstance(store, np.memmap)
     assert calls == [3, 6, 7] and stats.count == 7

@@ -20,9 +20,14 @@ def test_crafted_marketplace_noise():
 
 
 def test_compose_keeps_parts_and_never_reads_labels():
-    products = pd.DataFrame({
-        "title": ["Куртка мужская"], "brend": ["Nord"], "description": ["<br>Тёплая"], "category": ["Одежда"],
-    })
+    products = pd.DataFrame(
+        {
+            "title": ["Куртка мужская"],
+            "brend": ["Nord"],
+            "description": ["<br>Тёплая"],
+            "category": ["Одежда"],
+        }
+    )
     cleaned = clean_products(products)
     assert cleaned.loc[0, "text"] == "Куртка мужская. Nord. Тёплая"
     assert cleaned.loc[0, "description_clean"] == "Тёплая"

@@ -22,6 +22,8 @@ embeddings_job = dg.define_asset_job(
     partitions_def=catalogue_batches,
     description="Embed one catalogue batch with the checked ONNX model.",
 )
+
+
 @dg.sensor(job=ingest_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
 def new_batch_files(context: dg.SensorEvaluationContext, settings: PipelineSettings) -> dg.SensorResult:
     """Register every new parquet file in the incoming folder as a partition and ingest it."""
@@ -31,3 +33,40 @@ def new_batch_files(context: dg.SensorEvaluationContext, settings: PipelineSetti
         run_requests=[dg.RunRequest(partition_key=name, run_key=name) for name in new],
         dynamic_partitions_requests=[catalogue_batches.build_add_request(new)] if new else [],
     )
+
+
+evaluation_job = dg.define_asset_job(
+    "evaluation_job",
+    selection=dg.AssetSelection.groups("evaluation", "publish"),
+    description="Proxy metrics with their gates, the similarity index and duplicates, then publishing.",
+)
+
+
+@dg.schedule(
+    job=model_job,
+    cron_schedule="0 2 * * *",
+    execution_timezone="Europe/Moscow",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+def nightly_refresh(context: dg.ScheduleEvaluationContext):
+    """Re-train when batches arrived or changed since the last fine-tuning.
+
+    Embeddings, metrics and publishing follow through their eager automation conditions once the new
+    ONNX model lands, so one nightly run request refreshes the whole graph in order.
+    """
+    instance = context.instance
+    model = instance.get_latest_materialization_event(dg.AssetKey("fine_tuned_model"))
+    data = instance.get_latest_materialization_event(dg.AssetKey("cleaned_text"))
+    if data is None:
+        return dg.SkipReason("no catalogue batch has been ingested yet")
+    if model is not None and model.timestamp >= data.timestamp:
+        return dg.SkipReason("no new or changed batches since the last fine-tuning")
+    return dg.RunRequest(run_key=f"nightly-{context.scheduled_execution_time:%Y-%m-%d}")
+
+
+automation = dg.AutomationConditionSensorDefinition(
+    "automation",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=60,
+)

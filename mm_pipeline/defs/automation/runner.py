@@ -7,7 +7,7 @@ import dagster as dg
 
 from mm_pipeline.defs.partitions import catalogue_batches
 
-STAGES = (("ingest_job", True), ("model_job", False), ("embeddings_job", True))
+STAGES = (("ingest_job", True), ("model_job", False), ("embeddings_job", True), ("evaluation_job", False))
 
 
 @dataclass

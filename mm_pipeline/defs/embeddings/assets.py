@@ -8,6 +8,7 @@ import pandas as pd
 from mm_pipeline.defs.model.assets import MODEL_POOL, onnx_model
 from mm_pipeline.defs.partitions import catalogue_batches
 from mm_pipeline.defs.resources import PipelineSettings
+from mm_pipeline.defs.tables import markdown_table
 from mm_pipeline.inference.encoders import OnnxEncoders, write_embeddings
 from mm_pipeline.prep.images import open_tensor_store
 
@@ -26,35 +27,40 @@ def choose_variant(wanted: str, passed: list[str]) -> str:
     group_name="embeddings",
     kinds={"onnx", "parquet"},
     pool=MODEL_POOL,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    automation_condition=dg.AutomationCondition.eager(),
     description="Per product: L2-normalized image and text vectors and the fused vector (their concatenation), "
-    "keyed by nm, with the model version.",
+    "keyed by nm, with the model version. A backfill embeds its whole range of batches in one run, loading "
+    "the ONNX sessions once.",
 )
 def embeddings(context: dg.AssetExecutionContext, settings: PipelineSettings) -> dg.MaterializeResult:
-    batch = context.partition_key
     layout = settings.layout
     parity = json.loads((layout.onnx_dir / "parity.json").read_text())
     variant = choose_variant(settings.onnx_variant, parity["passed_variants"])
     encoders = OnnxEncoders(layout.onnx_dir, variant, threads=settings.workers)
-    products = pd.read_parquet(layout.cleaned_text(batch), columns=["nm", "text"])
-    store = open_tensor_store(layout.image_tensors(batch))
-    if store.shape[1] != encoders.image_size:
-        raise dg.Failure(f"{batch}: image tensors are {store.shape[1]}px, the model wants {encoders.image_size}px")
+    rows = []
+    for batch in context.partition_keys:
+        products = pd.read_parquet(layout.cleaned_text(batch), columns=["nm", "text"])
+        store = open_tensor_store(layout.image_tensors(batch))
+        if store.shape[1] != encoders.image_size:
+            raise dg.Failure(f"{batch}: image tensors are {store.shape[1]}px, the model wants {encoders.image_size}px")
 
-    def log_progress(done: int, total: int) -> None:
-        context.log.info(f"{batch}: embedded {done}/{total}")
+        def log_progress(done: int, total: int, batch: str = batch) -> None:
+            context.log.info(f"{batch}: embedded {done}/{total}")
 
-    stats = write_embeddings(
-        encoders, products["nm"].to_numpy(), products["text"].tolist(), lambda s, e: store[s:e],
-        layout.embeddings(batch), progress=log_progress,
-    )
+        stats = write_embeddings(
+            encoders, products["nm"].to_numpy(), products["text"].tolist(), lambda s, e, store=store: store[s:e],
+            layout.embeddings(batch), progress=log_progress,
+        )
+        rows.append({"batch": batch, "path": str(layout.embeddings(batch)), "products": stats.count,
+                     "seconds": round(stats.seconds, 2), "disk_bytes": stats.bytes_on_disk})
     return dg.MaterializeResult(
         metadata={
-            "path": dg.MetadataValue.path(str(layout.embeddings(batch))),
-            "count": stats.count,
+            "count": sum(r["products"] for r in rows),
             "dims": dg.MetadataValue.json(stats.dims),
             "onnx_variant": variant,
             "model_version": encoders.model_version,
-            "products_per_second": round(stats.products_per_second, 1),
-            "disk_bytes": stats.bytes_on_disk,
+            "batches": dg.MetadataValue.md(markdown_table(rows)),
+            "products_per_second": round(sum(r["products"] for r in rows) / max(sum(r["seconds"] for r in rows), 1e-9), 1),
         }
     )

@@ -1,6 +1,5 @@
 """Ingest: validated raw products, cleaned text and image tensors, one partition per catalogue batch."""
 
-
 import time
 from pathlib import Path
 
@@ -34,11 +33,15 @@ def raw_products(context: dg.AssetExecutionContext, settings: PipelineSettings) 
             max_image_pixels=settings.max_image_pixels,
         )
     except BatchFileError as exc:
-        raise dg.Failure(description=str(exc), metadata={"file": str(exc.path), "problem": exc.problem}) from None
+        raise dg.Failure(
+            description=str(exc), metadata={"file": str(exc.path), "problem": exc.problem}
+        ) from None
     layout = settings.layout
     accepted_path = write_parquet(result.accepted, layout.raw_accepted(batch))
     rejected_path = write_parquet(result.rejected, layout.raw_rejected(batch))
-    context.log.info(f"{batch}: {len(result.accepted)} accepted, {len(result.rejected)} rejected of {result.n_input}")
+    context.log.info(
+        f"{batch}: {len(result.accepted)} accepted, {len(result.rejected)} rejected of {result.n_input}"
+    )
     for row in result.rejected.head(20).itertuples():
         context.log.warning(f"{batch}: rejected nm={row.nm}: {row.reject_reason}")
     reasons = result.reject_counts()
@@ -70,6 +73,7 @@ def raw_products(context: dg.AssetExecutionContext, settings: PipelineSettings) 
     partitions_def=catalogue_batches,
     deps=[raw_products],
     group_name=INGEST_GROUP,
+    automation_condition=dg.AutomationCondition.eager(),
     kinds={"parquet"},
     description="HTML/emoji/control characters stripped, Unicode normalized; title, brand and description "
     "kept separately and composed into `text`, the input of the text tower.",
@@ -81,8 +85,7 @@ def cleaned_text(context: dg.AssetExecutionContext, settings: PipelineSettings) 
     layout = settings.layout
     products = pd.read_parquet(layout.raw_accepted(batch))
     cleaned = clean_products(products)
-    keep = [c for c in cleaned.columns if c not in ("title", "description", "brend")]
-    path = write_parquet(cleaned[keep], layout.cleaned_text(batch))
+    path = write_parquet(cleaned, layout.cleaned_text(batch))
     stats = length_stats(cleaned["text"])
     return dg.MaterializeResult(
         metadata={
@@ -99,6 +102,7 @@ def cleaned_text(context: dg.AssetExecutionContext, settings: PipelineSettings) 
     partitions_def=catalogue_batches,
     deps=[raw_products],
     group_name=INGEST_GROUP,
+    automation_condition=dg.AutomationCondition.eager(),
     kinds={"numpy"},
     description="Decoded RGB images, EXIF-rotated, letterboxed to the model resolution, uint8 "
     "[N, size, size, 3] in a memory-mappable .npy, rows in the order of the accepted products.",
@@ -116,7 +120,11 @@ def image_tensors(context: dg.AssetExecutionContext, settings: PipelineSettings)
         context.log.info(f"{batch}: {done}/{total} images ({rate:.0f}/s)")
 
     stats = write_tensor_store(
-        image_files, layout.image_tensors(batch), settings.image_size, workers=settings.workers, progress=log_progress
+        image_files,
+        layout.image_tensors(batch),
+        settings.image_size,
+        workers=settings.workers,
+        progress=log_progress,
     )
     return dg.MaterializeResult(
         metadata={

@@ -1,5 +1,6 @@
 """Model: base ruCLIP (pretrained folder, download, or compact from scratch), fine-tuning, ONNX export."""
 
+import dataclasses
 import json
 import os
 import time
@@ -71,8 +72,13 @@ def base_model(context: dg.AssetExecutionContext, settings: PipelineSettings) ->
             vocab_size = TextTokenizer(bpe_path).vocab_size
             config = {**COMPACT_CONFIG, "vocab_size": vocab_size, "image_resolution": settings.image_size}
             torch.manual_seed(0)
-            save_folder(build_clip(config), config, bpe_path, target,
-                        extra={"origin": "compact, trained from scratch", "bpe_corpus_texts": len(corpus)})
+            save_folder(
+                build_clip(config),
+                config,
+                bpe_path,
+                target,
+                extra={"origin": "compact, trained from scratch", "bpe_corpus_texts": len(corpus)},
+            )
         origin = f"compact ruCLIP, trained from scratch (no pretrained weights configured; BPE on {len(corpus)} texts)"
     context.log.info(f"base model: {origin}")
     return dg.MaterializeResult(
@@ -102,8 +108,8 @@ def fine_tuned_model(
     base_origin = json.loads((layout.model_dir("base") / "training.json").read_text())["origin"]
     pretrained = not base_origin.startswith("compact")
     recipe = RECIPES["pretrained" if pretrained else "compact"]
-    if settings.train_epochs:
-        recipe = type(recipe)(**{**recipe.__dict__, "epochs": settings.train_epochs})
+    overrides = {"epochs": settings.train_epochs, "batch_size": settings.train_batch_size}
+    recipe = dataclasses.replace(recipe, **{k: v for k, v in overrides.items() if v})
     pairs, products = load_pairs(_require_batches(settings, context), TextTokenizer(base.bpe_path))
     split = training_split(products, settings.eval_fraction, recipe.holdout_fraction)
     train, holdout = pairs.subset(split["train"]), pairs.subset(split["holdout"])
@@ -112,15 +118,29 @@ def fine_tuned_model(
     torch.set_num_threads(settings.workers)
     job_id = fingerprint(recipe, base.config, train, layout.model_dir("base") / "pytorch_model.bin")
     wandb = wandb_resource["sdk"]
-    run = wandb.init(project="mm_pipeline", job_type="fine_tune", dir=os.environ.get("WANDB_DIR"),
-                     config={"recipe": recipe.__dict__, "model": base.config, "train": len(train),
-                             "holdout": len(holdout)})
+    run = wandb.init(
+        project="mm_pipeline",
+        job_type="fine_tune",
+        dir=os.environ.get("WANDB_DIR"),
+        config={
+            "recipe": recipe.__dict__,
+            "model": base.config,
+            "train": len(train),
+            "holdout": len(holdout),
+        },
+    )
     started, last_log = time.perf_counter(), 0.0
 
     def on_progress(event: dict) -> None:
         nonlocal last_log
         if event["event"] == "step":
-            run.log({"train/loss": event["loss"], "train/lr": event["lr"], "train/items_per_s": event["items_per_s"]})
+            run.log(
+                {
+                    "train/loss": event["loss"],
+                    "train/lr": event["lr"],
+                    "train/items_per_s": event["items_per_s"],
+                }
+            )
             if time.perf_counter() - last_log > 10 or event["step"] == event["steps"]:
                 last_log = time.perf_counter()
                 context.log.info(
@@ -141,10 +161,20 @@ def fine_tuned_model(
         result = fine_tune(base.clip, train, holdout, recipe, layout.checkpoints_dir, job_id, on_progress)
     finally:
         run.finish()
-    target = save_folder(base.clip, base.config, base.bpe_path, layout.model_dir("fine_tuned"), extra={
-        "recipe": recipe.__dict__, "history": result.history, "best_epoch": result.best_epoch, "base": base_origin,
-        "train_products": len(train), "holdout_products": len(holdout),
-    })
+    target = save_folder(
+        base.clip,
+        base.config,
+        base.bpe_path,
+        layout.model_dir("fine_tuned"),
+        extra={
+            "recipe": recipe.__dict__,
+            "history": result.history,
+            "best_epoch": result.best_epoch,
+            "base": base_origin,
+            "train_products": len(train),
+            "holdout_products": len(holdout),
+        },
+    )
     best = result.best
     return dg.MaterializeResult(
         metadata={
@@ -183,7 +213,9 @@ def onnx_model(context: dg.AssetExecutionContext, settings: PipelineSettings) ->
         metadata={
             "path": dg.MetadataValue.path(str(target)),
             "model_version": manifest["model_version"],
-            "files": dg.MetadataValue.md(markdown_table([{"file": k, "bytes": v} for k, v in manifest["files"].items()])),
+            "files": dg.MetadataValue.md(
+                markdown_table([{"file": k, "bytes": v} for k, v in manifest["files"].items()])
+            ),
             "seconds": round(time.perf_counter() - started, 1),
         }
     )
@@ -192,15 +224,23 @@ def onnx_model(context: dg.AssetExecutionContext, settings: PipelineSettings) ->
 PARITY_SAMPLE = 64
 
 
-@dg.asset_check(asset=onnx_model, blocking=True, description="ONNX fp32 (cos ≥ 0.9999) and int8 (cos ≥ 0.995) "
-                "agree with torch on real eval-split products; downstream only uses a variant that passed.")
+@dg.asset_check(
+    asset=onnx_model,
+    blocking=True,
+    description="ONNX fp32 (cos ≥ 0.9999) and int8 (cos ≥ 0.995) "
+    "agree with torch on real eval-split products; downstream only uses a variant that passed.",
+)
 def onnx_parity(context: dg.AssetCheckExecutionContext, settings: PipelineSettings) -> dg.AssetCheckResult:
     layout = settings.layout
     model = load_folder(layout.model_dir("fine_tuned"))
-    pairs, products = load_pairs(materialized_batches(settings, context.instance), TextTokenizer(model.bpe_path))
+    pairs, products = load_pairs(
+        materialized_batches(settings, context.instance), TextTokenizer(model.bpe_path)
+    )
     eval_rows = np.flatnonzero(training_split(products, settings.eval_fraction, 0.0)["eval"])[:PARITY_SAMPLE]
     report = check_parity(model.clip, layout.onnx_dir, pairs.images(eval_rows), pairs.ids[eval_rows])
-    write_json({"passed_variants": report.passed_variants, "rows": report.rows}, layout.onnx_dir / "parity.json")
+    write_json(
+        {"passed_variants": report.passed_variants, "rows": report.rows}, layout.onnx_dir / "parity.json"
+    )
     return dg.AssetCheckResult(
         passed=report.passed,
         metadata={

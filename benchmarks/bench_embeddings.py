@@ -1,0 +1,160 @@
+"""Embedding throughput: the original project's path versus ours, measured side by side in one run.
+
+    python benchmarks/bench_embeddings.py [--n 256] [--quick]
+
+Model: the real ruclip-vit-base-patch32-384 architecture (random weights unless MM_RUCLIP_DIR is set;
+speed does not depend on weight values). Inputs: real Flipkart products (JPEGs + titles) from
+../shared/data/flipkart1050. Every path starts from the same JPEG files and titles, decode included.
+
+(a) seed-style: torch eager + ruclip.Predictor, 6 prompt templates averaged, batch 10 (generate_embeddings.py)
+(b) torch eager, one text per product, batch 32
+(c) ours, ONNX Runtime fp32, length-sorted trimmed text, decode overlapped with inference
+(d) ours, ONNX Runtime int8 (the default)
+(e) reference: torch bf16 autocast (where the CPU supports it)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from mm_pipeline.inference.encoders import OnnxEncoders, l2_normalize, read_vectors, write_embeddings
+from mm_pipeline.model.clip import VIT_B32_384_CONFIG, ImageTower, build_clip, load_folder, save_folder
+from mm_pipeline.model.export import export_towers
+from mm_pipeline.prep.images import load_letterboxed
+from mm_pipeline.prep.tokens import TextTokenizer, train_bpe
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "flipkart1050"
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def model_folder(work: Path, titles: list[str]) -> Path:
+    if os.environ.get("MM_RUCLIP_DIR"):
+        return Path(os.environ["MM_RUCLIP_DIR"])
+    bpe = train_bpe(titles * 3, work / "bpe" / "bpe.model", vocab_size=2000)
+    config = dict(VIT_B32_384_CONFIG)  # vocab stays 49408: embedding size as in the real model
+    torch.manual_seed(0)
+    return save_folder(build_clip(config), config, bpe, work / "vit_b32_384")
+
+
+def seed_style(clip, processor_dir: Path, files, titles):
+    """generate_embeddings.py: PIL images through RuCLIPProcessor, Predictor with templates, batch 10."""
+    from ruclip import Predictor, RuCLIPProcessor
+
+    processor = RuCLIPProcessor.from_pretrained(str(processor_dir))
+    predictor = Predictor(clip, processor, "cpu", bs=10, quiet=True)
+    with torch.no_grad():
+        images = predictor.get_image_latents([Image.open(f) for f in files])
+        texts = predictor.get_text_latents(titles)
+    return images.numpy(), texts.numpy()
+
+
+def torch_eager(clip, tokenizer: TextTokenizer, files, titles, size: int, bf16: bool = False):
+    tower = ImageTower(clip).eval()
+    images, texts = [], []
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        for start in range(0, len(files), 32):
+            batch = np.stack([load_letterboxed(f, size) for f in files[start : start + 32]])
+            images.append(tower(torch.from_numpy(batch)).float())
+            ids = torch.from_numpy(tokenizer.encode(titles[start : start + 32]))
+            texts.append(clip.encode_text(ids).float())
+    return l2_normalize(torch.cat(images).numpy()), l2_normalize(torch.cat(texts).numpy())
+
+
+def ours(onnx_dir: Path, variant: str, files, titles, work: Path):
+    encoders = OnnxEncoders(onnx_dir, variant)
+    size = encoders.image_size
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+
+        def load(start, stop):
+            return np.stack(list(pool.map(lambda f: load_letterboxed(f, size), files[start:stop])))
+
+        out = work / f"{variant}.parquet"
+        write_embeddings(encoders, np.arange(len(files)), titles, load, out, chunk_size=64)
+    return read_vectors(out, "image")[1], read_vectors(out, "text")[1]
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float((l2_normalize(a) * l2_normalize(b)).sum(axis=1).mean())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=256)
+    parser.add_argument("--quick", action="store_true", help="64 products, for a smoke run")
+    args = parser.parse_args()
+    if not (SHARED / "products.parquet").exists():
+        print(f"skipped: {SHARED} is not available")
+        return 0
+    n = 64 if args.quick else args.n
+    products = pd.read_parquet(SHARED / "products.parquet").head(n)
+    files = [str(SHARED / "images" / f"{nm}.jpg") for nm in products["nm"]]
+    titles = products["title"].tolist()
+    torch.set_num_threads(os.cpu_count() or 2)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        folder = model_folder(work, titles)
+        model = load_folder(folder)
+        clip, size = model.clip.eval(), model.config["image_resolution"]
+        tokenizer = TextTokenizer(model.bpe_path)
+        started = time.perf_counter()
+        onnx_dir = export_towers(clip, folder, work / "onnx")
+        print(
+            f"ONNX export + int8 quantization: {time.perf_counter() - started:.0f} s (one-off)",
+            file=sys.stderr,
+        )
+
+        paths = {
+            "(a) seed: torch + Predictor, 6 templates, bs 10": lambda: seed_style(
+                clip, folder, files, titles
+            ),
+            "(b) torch eager, 1 text": lambda: torch_eager(clip, tokenizer, files, titles, size),
+            "(c) ours: ORT fp32, trimmed text": lambda: ours(onnx_dir, "fp32", files, titles, work),
+            "(d) ours: ORT int8, trimmed text [default]": lambda: ours(onnx_dir, "int8", files, titles, work),
+            "(e) torch bf16 autocast": lambda: torch_eager(clip, tokenizer, files, titles, size, bf16=True),
+        }
+        results, outputs = [], {}
+        for name, run in paths.items():
+            started = time.perf_counter()
+            outputs[name] = run()
+            seconds = time.perf_counter() - started
+            results.append(
+                {
+                    "path": name,
+                    "products_per_s": n / seconds,
+                    "seconds": seconds,
+                    "peak_rss_mb": peak_rss_mb(),
+                }
+            )
+            print(f"{name}: {n / seconds:.1f} products/s", file=sys.stderr)
+    reference = outputs["(b) torch eager, 1 text"]
+    table = pd.DataFrame(results)
+    rate = table.set_index("path")["products_per_s"]
+    table["x_vs_a"] = table["products_per_s"] / rate.iloc[0]
+    table["x_vs_b"] = table["products_per_s"] / rate.iloc[1]
+    table["cos_image_vs_fp32_torch"] = [cosine(outputs[p][0], reference[0]) for p in table["path"]]
+    table["cos_text_vs_fp32_torch"] = [cosine(outputs[p][1], reference[1]) for p in table["path"]]
+    print(
+        f"\nEmbeddings, {n} real products, ruclip-vit-base-patch32-384 architecture, {os.cpu_count()} cores"
+    )
+    print("(a)'s text cosine differs by design: it averages 6 prompt templates. peak RSS is cumulative.")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""Duplicates: faiss similarity index over fused vectors, the duplicates metric with its gate, review pairs."""
+
+import json
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from mm_pipeline.defs.catalogue_index import catalogue_lookup
+from mm_pipeline.defs.metrics.assets import (
+    EVALUATION_GROUP,
+    MetricGates,
+    base_model_embeddings,
+    load_eval_set,
+)
+from mm_pipeline.defs.resources import PipelineSettings
+from mm_pipeline.defs.tables import markdown_table
+from mm_pipeline.evaluation.duplicates import evaluate_duplicates
+from mm_pipeline.evaluation.similarity import SimilarityIndex, approximate_recall_at_k, build_index
+from mm_pipeline.evaluation.tasks import INSUFFICIENT
+from mm_pipeline.storage import write_json, write_parquet
+
+
+class IndexSettings(dg.ConfigurableResource):
+    """Exact search up to ``exact_max`` products, an approximate index above (parameters documented in README)."""
+
+    exact_max: int = 200_000
+    kind: str = "ivf"
+    hnsw_m: int = 32
+    ef_search: int = 128
+    ivf_nprobe: int = 16
+    review_k: int = 10
+
+
+@dg.asset(
+    group_name=EVALUATION_GROUP,
+    automation_condition=dg.AutomationCondition.eager(),
+    deps=["embeddings"],
+    kinds={"faiss"},
+    description="faiss inner-product index over the fused vectors of all accepted products, ids = nm.",
+)
+def similarity_index(
+    context: dg.AssetExecutionContext, settings: PipelineSettings, index_settings: IndexSettings
+) -> dg.MaterializeResult:
+    lookup, vectors = catalogue_lookup(settings, context.instance)
+    index = build_index(
+        vectors,
+        lookup["nm"].to_numpy(),
+        exact_max=index_settings.exact_max,
+        kind=index_settings.kind,
+        hnsw_m=index_settings.hnsw_m,
+        ef_search=index_settings.ef_search,
+        ivf_nprobe=index_settings.ivf_nprobe,
+        threads=settings.workers,
+    )
+    folder = settings.layout.similarity_dir
+    index.save(folder / "fused.faiss")
+    write_parquet(lookup, folder / "lookup.parquet")
+    recall = approximate_recall_at_k(index, vectors)
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(folder / "fused.faiss")),
+            "index_type": index.kind,
+            "size": index.n,
+            "dim": index.dim,
+            "build_seconds": round(index.build_seconds, 3),
+            "recall_at_10_vs_exact": recall,
+            "params": dg.MetadataValue.json(index.params),
+        }
+    )
+
+
+@dg.asset(
+    group_name=EVALUATION_GROUP,
+    automation_condition=dg.AutomationCondition.eager(),
+    deps=["embeddings", base_model_embeddings],
+    kinds={"faiss"},
+    description="Identical products with different images/descriptions: recall@1/5/10 of finding a same-group "
+    "listing, and pair precision/recall/F1 at a threshold chosen on one half of the groups and scored on the "
+    "other; image, text, fused and the base model compared.",
+)
+def metric_duplicates(context: dg.AssetExecutionContext, settings: PipelineSettings) -> dg.MaterializeResult:
+    data = load_eval_set(settings, context.instance)
+    layout = settings.layout
+    groups = data.products.get("dup_group", pd.Series(-1, index=data.products.index))
+    groups = pd.to_numeric(groups, errors="coerce").fillna(-1).astype("int64").to_numpy()
+    grouped = int((pd.Series(groups[groups >= 0]).value_counts() >= 2).sum())
+    if grouped < 4:
+        summary = {
+            "task": "duplicates",
+            "status": INSUFFICIENT,
+            "ground_truth": "dup_group column",
+            "reason": f"{grouped} duplicate groups with ≥2 eval-split listings, need at least 4",
+        }
+        write_json(summary, layout.metrics_dir / "duplicates.json")
+        return dg.MaterializeResult(metadata={"status": INSUFFICIENT, "reason": summary["reason"]})
+    vectors = {**{k: data.tuned[k] for k in ("image", "text", "fused")}, "base_fused": data.base["fused"]}
+    report = evaluate_duplicates(vectors, data.products["nm"].to_numpy(), groups)
+    table = report.summary()
+    fused = table.set_index("kind").loc["fused"]
+    base = table.set_index("kind").loc["base_fused"]
+    summary = {
+        "task": "duplicates",
+        "status": "ok",
+        "ground_truth": "dup_group column",
+        "groups": grouped,
+        "fused_f1": float(fused["pair_f1"]),
+        "base_fused_f1": float(base["pair_f1"]),
+        "fused_f1_minus_base": float(fused["pair_f1"] - base["pair_f1"]),
+        "fused_recall_at_5": float(fused["recall@5"]),
+        "chance_recall_at_5": float(fused["chance@5"]),
+        "threshold": float(fused["threshold"]),
+    }
+    write_json(summary, layout.metrics_dir / "duplicates.json")
+    write_parquet(table, layout.metrics_dir / "duplicates.parquet")
+    return dg.MaterializeResult(
+        metadata={
+            **{k: v for k, v in summary.items() if k not in ("task",)},
+            "results": dg.MetadataValue.md(markdown_table(table.to_dict("records"), 3)),
+        }
+    )
+
+
+@dg.asset_check(
+    asset=metric_duplicates,
+    blocking=True,
+    description="Fused pair F1 above its floor and not worse than the base model.",
+)
+def duplicates_gate(settings: PipelineSettings, gates: MetricGates) -> dg.AssetCheckResult:
+    from mm_pipeline.evaluation.tasks import judge
+
+    summary = json.loads((settings.layout.metrics_dir / "duplicates.json").read_text())
+    floor = gates.min_fused_f1.get("duplicates", 0.0)
+    verdict = judge(summary, floor, gates.max_drop_vs_base)
+    return dg.AssetCheckResult(
+        passed=verdict.passed,
+        metadata={"floor": floor, "verdict": "; ".join(verdict.reasons) or "within thresholds"},
+    )
+
+
+@dg.asset(
+    group_name=EVALUATION_GROUP,
+    automation_condition=dg.AutomationCondition.eager(),
+    deps=[similarity_index, metric_duplicates],
+    kinds={"parquet"},
+    description="Candidate duplicate pairs over the whole catalogue (nm_a, nm_b, score, titles) at or above the "
+    "threshold chosen by metric_duplicates, for review.",
+)
+def duplicate_pairs(
+    context: dg.AssetExecutionContext, settings: PipelineSettings, index_settings: IndexSettings
+) -> dg.MaterializeResult:
+    layout = settings.layout
+    summary = json.loads((layout.metrics_dir / "duplicates.json").read_text())
+    if summary["status"] != "ok":
+        return dg.MaterializeResult(metadata={"status": summary["status"], "reason": summary["reason"]})
+    index = SimilarityIndex.load(layout.similarity_dir / "fused.faiss")
+    lookup, vectors = catalogue_lookup(settings, context.instance)
+    scores, ids = index.search(vectors, index_settings.review_k + 1)
+    query = np.repeat(lookup["nm"].to_numpy(), ids.shape[1])
+    pairs = pd.DataFrame({"nm_a": query, "nm_b": ids.reshape(-1), "score": scores.reshape(-1)})
+    pairs = pairs[
+        (pairs["nm_b"] >= 0) & (pairs["nm_a"] != pairs["nm_b"]) & (pairs["score"] >= summary["threshold"])
+    ]
+    pairs[["nm_a", "nm_b"]] = np.sort(pairs[["nm_a", "nm_b"]].to_numpy(), axis=1)
+    pairs = pairs.drop_duplicates(["nm_a", "nm_b"]).sort_values("score", ascending=False, ignore_index=True)
+    titles = lookup.set_index("nm")["title"]
+    pairs["title_a"] = titles.reindex(pairs["nm_a"]).to_numpy()
+    pairs["title_b"] = titles.reindex(pairs["nm_b"]).to_numpy()
+    target = write_parquet(pairs, layout.similarity_dir / "duplicate_pairs.parquet")
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(target)),
+            "pairs": len(pairs),
+            "threshold": summary["threshold"],
+            "preview": dg.MetadataValue.md(markdown_table(pairs.head(15).to_dict("records"), 3)),
+        }
+    )

@@ -1,0 +1,177 @@
+"""Proxy metrics: one asset per task from one spec list, each with a blocking gate, and publishing."""
+
+import json
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from mm_pipeline.defs.partitions import catalogue_batches
+from mm_pipeline.defs.resources import PipelineSettings, materialized_batches
+from mm_pipeline.defs.tables import markdown_table
+from mm_pipeline.evaluation.labels import TASKS
+from mm_pipeline.evaluation.tasks import EvalSet, evaluate_task, judge
+from mm_pipeline.inference.encoders import read_vectors
+from mm_pipeline.model.clip import load_folder
+from mm_pipeline.model.train import encode_pairs, load_pairs, training_split
+from mm_pipeline.prep.tokens import TextTokenizer
+from mm_pipeline.storage import save_npy, write_json, write_parquet
+
+EVALUATION_GROUP = "evaluation"
+
+
+class MetricGates(dg.ConfigurableResource):
+    """Floors for the fused-vector F1 of each task and the allowed drop of fine-tuned versus base.
+
+    Defaults are deliberately modest floors that a working model clears on the sample catalogue; raise them
+    for production catalogues.
+    """
+
+    min_fused_f1: dict[str, float] = {
+        "category": 0.5,
+        "sub_category": 0.3,
+        "price_range": 0.2,
+        "gender": 0.6,
+        "age_group": 0.6,
+        "isadult": 0.5,
+        "duplicates": 0.2,
+    }
+    max_drop_vs_base: float = 0.05
+
+
+@dg.asset(
+    group_name=EVALUATION_GROUP,
+    automation_condition=dg.AutomationCondition.eager(),
+    deps=["base_model", "cleaned_text", "image_tensors"],
+    kinds={"pytorch", "numpy"},
+    description="Vectors of the base model (before fine-tuning) for eval-split products: the reference row "
+    "of every metric table.",
+)
+def base_model_embeddings(
+    context: dg.AssetExecutionContext, settings: PipelineSettings
+) -> dg.MaterializeResult:
+    layout = settings.layout
+    model = load_folder(layout.model_dir("base"))
+    pairs, products = load_pairs(
+        materialized_batches(settings, context.instance), TextTokenizer(model.bpe_path)
+    )
+    rows = np.flatnonzero(training_split(products, settings.eval_fraction, 0.0)["eval"])
+    image, text = encode_pairs(model.clip, pairs.subset(np.isin(np.arange(len(pairs)), rows)))
+    target = layout.metrics_dir / "base_model_embeddings"
+    save_npy(image.numpy(), target / "image.npy")
+    save_npy(text.numpy(), target / "text.npy")
+    write_parquet(products.iloc[rows][["nm"]], target / "nm.parquet")
+    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(target)), "count": len(rows)})
+
+
+def load_eval_set(settings: PipelineSettings, instance: dg.DagsterInstance) -> EvalSet:
+    """Eval-split products with their fine-tuned vectors (from ``embeddings``) and base-model vectors."""
+    layout = settings.layout
+    batches = [b for b in materialized_batches(settings, instance) if layout.embeddings(b.name).exists()]
+    products = pd.concat([pd.read_parquet(b.cleaned_text) for b in batches], ignore_index=True)
+    tuned = {}
+    for column in ("image", "text"):
+        parts = [read_vectors(layout.embeddings(b.name), column) for b in batches]
+        nm = np.concatenate([p[0] for p in parts])
+        tuned[column] = np.concatenate([p[1] for p in parts])
+    base_dir = layout.metrics_dir / "base_model_embeddings"
+    base_nm = pd.read_parquet(base_dir / "nm.parquet")["nm"].to_numpy()
+    position = pd.Series(np.arange(len(nm)), index=nm)
+    eval_products = products.set_index("nm").loc[base_nm].reset_index()
+    rows = position.loc[base_nm].to_numpy()
+    return EvalSet.build(
+        eval_products,
+        {k: v[rows] for k, v in tuned.items()},
+        {k: np.load(base_dir / f"{k}.npy") for k in ("image", "text")},
+    )
+
+
+def build_metric_asset(
+    task_name: str, description: str
+) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
+    asset_name = f"metric_{task_name}"
+
+    @dg.asset(
+        name=asset_name,
+        group_name=EVALUATION_GROUP,
+    automation_condition=dg.AutomationCondition.eager(),
+        deps=["embeddings", base_model_embeddings],
+        kinds={"scikitlearn"},
+        description=f"Proxy task «{task_name}»: {description} Logistic regression and MLP probes, 5-fold "
+        "stratified CV on the eval split, text/image/fused/PCA features, base-model and TF-IDF references.",
+    )
+    def metric(context: dg.AssetExecutionContext, settings: PipelineSettings) -> dg.MaterializeResult:
+        result = evaluate_task(task_name, load_eval_set(settings, context.instance))
+        layout = settings.layout
+        write_json(result.summary(), layout.metrics_dir / f"{task_name}.json")
+        if not result.table.empty:
+            write_parquet(result.table, layout.metrics_dir / f"{task_name}.parquet")
+        context.log.info(f"{task_name}: {result.summary()}")
+        metadata = {
+            "status": result.status,
+            "labelled_products": result.extras.get("labelled", 0),
+            **{k: dg.MetadataValue.float(float(v)) for k, v in result.headline.items()},
+        }
+        if result.reason:
+            metadata["reason"] = result.reason
+        if not result.table.empty:
+            metadata["results"] = dg.MetadataValue.md(markdown_table(result.table.to_dict("records"), 3))
+        metadata.update({k: v for k, v in result.extras.items() if k != "labelled"})
+        return dg.MaterializeResult(metadata=metadata)
+
+    @dg.asset_check(
+        asset=metric,
+        name=f"{task_name}_gate",
+        blocking=True,
+        description=f"Fused F1 of «{task_name}» above its floor and not worse than the base model.",
+    )
+    def gate(settings: PipelineSettings, gates: MetricGates) -> dg.AssetCheckResult:
+        summary = json.loads((settings.layout.metrics_dir / f"{task_name}.json").read_text())
+        floor = gates.min_fused_f1.get(task_name, 0.0)
+        verdict = judge(summary, floor, gates.max_drop_vs_base)
+        return dg.AssetCheckResult(
+            passed=verdict.passed,
+            metadata={
+                "floor": floor,
+                "max_drop_vs_base": gates.max_drop_vs_base,
+                "status": summary["status"],
+                "verdict": "; ".join(verdict.reasons) or "within thresholds",
+            },
+        )
+
+    return metric, gate
+
+
+METRIC_ASSETS = [build_metric_asset(task.name, task.description) for task in TASKS]
+metric_assets = [asset for asset, _ in METRIC_ASSETS]
+metric_gates = [gate for _, gate in METRIC_ASSETS]
+
+
+@dg.asset(
+    group_name="publish",
+    automation_condition=dg.AutomationCondition.eager(),
+    deps=[*metric_assets, "metric_duplicates", "embeddings"],
+    kinds={"parquet"},
+    description="What consumers read: fused vectors + nm + model version of every batch in one file. Runs only "
+    "when every metric gate passed, so a failed gate leaves the previous version in place.",
+)
+def published_embeddings(
+    context: dg.AssetExecutionContext, settings: PipelineSettings
+) -> dg.MaterializeResult:
+    layout = settings.layout
+    frames = []
+    for batch in sorted(context.instance.get_dynamic_partitions(catalogue_batches.name)):
+        path = layout.embeddings(batch)
+        if path.exists():
+            frames.append(pd.read_parquet(path, columns=["nm", "model_version", "fused"]).assign(batch=batch))
+    published = pd.concat(frames, ignore_index=True)
+    target = write_parquet(published, layout.published_dir / "embeddings.parquet")
+    versions = sorted(published["model_version"].unique())
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(target)),
+            "products": len(published),
+            "batches": len(frames),
+            "model_versions": ", ".join(versions),
+        }
+    )

@@ -1,0 +1,73 @@
+"""Metric assets, their gates, the duplicates assets and publishing, end to end on a small sample."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from mm_pipeline.definitions import build_defs
+from mm_pipeline.defs.metrics.assets import MetricGates
+from mm_pipeline.evaluation.labels import TASKS
+from mm_pipeline_tests.defs.conftest import Pipeline, make_pipeline
+
+PERMISSIVE = MetricGates(min_fused_f1={}, max_drop_vs_base=1.0)
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory, small_sample, tiny_ruclip_dir) -> Pipeline:
+    tmp_path = tmp_path_factory.mktemp("evaluation")
+    pipeline = make_pipeline(
+        tmp_path, small_sample / "batches", small_sample / "images",
+        ruclip_dir=str(tiny_ruclip_dir), train_epochs=1, train_batch_size=32, eval_fraction=0.5,
+    )
+    batches = pipeline.register()
+    for batch in batches:
+        assert pipeline.run("ingest_job", batch).success
+    assert pipeline.run("model_job").success
+    for batch in batches:
+        assert pipeline.run("embeddings_job", batch).success
+    return pipeline
+
+
+def with_gates(pipeline: Pipeline, gates: MetricGates) -> Pipeline:
+    return Pipeline(build_defs(pipeline.settings, gates), pipeline.instance, pipeline.settings)
+
+
+def test_all_metrics_then_a_failed_gate_keeps_the_published_version(embedded):
+    pipeline = with_gates(embedded, PERMISSIVE)
+    result = pipeline.run("evaluation_job")
+    assert result.success
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    expected = {f"metric_{t.name}" for t in TASKS} | {
+        "metric_duplicates", "similarity_index", "duplicate_pairs", "base_model_embeddings", "published_embeddings"
+    }
+    assert expected <= materialized
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert len(checks) == 7 and all(checks.values())
+
+    layout = pipeline.settings.layout
+    category = json.loads((layout.metrics_dir / "category.json").read_text())
+    assert category["status"] == "ok" and 0 <= category["fused_f1"] <= 1
+    table = pd.read_parquet(layout.metrics_dir / "category.parquet")
+    assert set(table["model"]) == {"fine_tuned", "base", "tfidf"}
+    assert {"text", "image", "fused", "pca_fused"} <= set(table["features"])
+    isadult = json.loads((layout.metrics_dir / "isadult.json").read_text())
+    assert isadult["status"] in ("ok", "insufficient data")
+    duplicates = json.loads((layout.metrics_dir / "duplicates.json").read_text())
+    assert duplicates["ground_truth"] == "dup_group column"
+
+    published = layout.published_dir / "embeddings.parquet"
+    before = published.read_bytes()
+    strict = with_gates(embedded, MetricGates(min_fused_f1={"category": 1.01}, max_drop_vs_base=1.0))
+    gated = strict.run("evaluation_job")
+    assert not gated.success
+    checks = {c.check_name: c.passed for c in gated.get_asset_check_evaluations()}
+    assert checks["category_gate"] is False
+    assert "published_embeddings" not in {
+        e.asset_key.to_user_string() for e in gated.get_asset_materialization_events()
+    }
+    assert published.read_bytes() == before
+    # the checked asset itself stays materialized: a failed gate does not undo metric_category
+    assert "metric_category" in {e.asset_key.to_user_string() for e in gated.get_asset_materialization_events()}

@@ -1,0 +1,67 @@
+"""Model and embedding assets through Dagster, starting from a ruCLIP folder given as MM_RUCLIP_DIR."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from mm_pipeline.inference.encoders import read_vectors
+from mm_pipeline_tests.defs.conftest import make_pipeline
+
+
+def test_model_job_then_embeddings_per_partition(tmp_path, small_sample, tiny_ruclip_dir):
+    pipeline = make_pipeline(
+        tmp_path,
+        small_sample / "batches",
+        small_sample / "images",
+        ruclip_dir=str(tiny_ruclip_dir),
+        train_epochs=1,
+        train_batch_size=32,
+    )
+    batches = pipeline.register()
+    for batch in batches:
+        assert pipeline.run("ingest_job", batch).success
+
+    model_run = pipeline.run("model_job")
+    assert model_run.success
+    base_meta = model_run.asset_materializations_for_node("base_model")[0].metadata
+    assert base_meta["origin"].value == f"pretrained from {tiny_ruclip_dir}"
+    tuned = model_run.asset_materializations_for_node("fine_tuned_model")[0].metadata
+    assert tuned["recipe"].value == "pretrained" and tuned["best_epoch"].value == 0
+    assert "val_recall_at_5" in tuned["curve"].value
+    checks = model_run.get_asset_check_evaluations()
+    assert [(c.check_name, c.passed) for c in checks] == [("onnx_parity", True)]
+    layout = pipeline.settings.layout
+    passed = json.loads((layout.onnx_dir / "parity.json").read_text())["passed_variants"]
+    assert passed[0] == "fp32"
+    expected_variant = "int8" if "int8" in passed else "fp32"  # a variant that failed parity is never used
+
+    for batch in batches:
+        run = pipeline.run("embeddings_job", batch)
+        assert run.success
+        meta = run.asset_materializations_for_node("embeddings")[0].metadata
+        assert meta["onnx_variant"].value == expected_variant and meta["dims"].value == {
+            "image": 64,
+            "text": 64,
+            "fused": 128,
+        }
+
+    cleaned = pd.read_parquet(layout.cleaned_text("batch_000"), columns=["nm"])
+    nm, fused = read_vectors(layout.embeddings("batch_000"), "fused")
+    assert list(nm) == list(cleaned["nm"])
+    assert fused.shape == (len(cleaned), 128)
+    assert np.allclose(np.linalg.norm(fused[:, :64], axis=1), 1, atol=1e-5)
+    assert np.allclose(np.linalg.norm(fused, axis=1), np.sqrt(2), atol=1e-5)
+    assert (
+        pd.read_parquet(layout.embeddings("batch_000"), columns=["model_version"])["model_version"].nunique()
+        == 1
+    )
+
+    other = layout.embeddings("batch_001")
+    before = (other.stat().st_mtime_ns, other.read_bytes())
+    mine = layout.embeddings("batch_000").read_bytes()
+    assert pipeline.run("embeddings_job", "batch_000").success
+    assert (other.stat().st_mtime_ns, other.read_bytes()) == before
+    assert layout.embeddings("batch_000").read_bytes() == mine

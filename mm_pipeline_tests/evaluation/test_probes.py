@@ -1,0 +1,159 @@
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_breast_cancer, load_digits
+from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
+from sklearn.preprocessing import StandardScaler
+
+from mm_pipeline.evaluation import probes
+from mm_pipeline.evaluation.probes import (
+    RESULT_COLUMNS,
+    InsufficientData,
+    evaluate_probes,
+    prepare_labels,
+    regress_log_price,
+    score_predictions,
+    stratified_folds,
+    tfidf_baseline,
+)
+
+
+def clusters(n: int, dim: int, n_classes: int, spread: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_classes, dim)) * spread
+    codes = rng.integers(n_classes, size=n)
+    x = centres[codes] + rng.normal(size=(n, dim))
+    return x.astype(np.float32), np.array([f"class_{c}" for c in codes])
+
+
+def test_separable_clusters_score_near_one():
+    x, y = clusters(600, 32, 4, spread=3.0)
+    table = evaluate_probes({"text": x[:, :16], "image": x[:, 16:], "fused": x}, y, "multiclass")
+    assert table.columns.tolist() == RESULT_COLUMNS
+    assert table[["features", "probe"]].apply(tuple, axis=1).tolist() == [
+        (f, p) for f in ("text", "image", "fused", "pca_fused") for p in ("logreg", "mlp")
+    ]
+    assert (table["f1"] > 0.95).all()
+    assert (table["n"] == 600).all() and (table["n_classes"] == 4).all() and (table["n_splits"] == 5).all()
+
+    xb, yb = clusters(400, 16, 2, spread=3.0, seed=1)
+    binary = evaluate_probes({"fused": xb}, yb, "binary", pca_components=None)
+    assert binary["features"].tolist() == ["fused", "fused"] and (binary["f1"] > 0.95).all()
+
+
+def test_random_features_score_near_chance():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1000, 32)).astype(np.float32)
+    binary = evaluate_probes({"fused": x}, rng.choice(["a", "b"], 1000), "binary", pca_components=None)
+    assert (binary["f1"] < 0.6).all()
+    multiclass = evaluate_probes(
+        {"fused": x}, rng.choice(list("abcde"), 1000), "multiclass", pca_components=None
+    )
+    assert (multiclass["f1"] < 0.35).all() and (multiclass["macro_f1"] < 0.35).all()
+
+
+def sklearn_oof_f1(x: np.ndarray, labels: np.ndarray, kind: str, model) -> float:
+    prepared = prepare_labels(labels, kind, 5)
+    predicted = np.empty(len(prepared.codes), np.int64)
+    for train_rows, test_rows in stratified_folds(prepared.codes, prepared.n_splits, seed=0):
+        scaler = StandardScaler().fit(x[train_rows])
+        fitted = model.fit(scaler.transform(x[train_rows]), prepared.codes[train_rows])
+        predicted[test_rows] = fitted.predict(scaler.transform(x[test_rows]))
+    return score_predictions(prepared.codes, predicted, prepared)["f1"]
+
+
+@pytest.mark.parametrize(
+    ("loader", "kind"),
+    [(load_digits, "multiclass"), (load_breast_cancer, "binary")],
+    ids=["digits", "cancer"],
+)
+def test_f1_matches_sklearn_on_the_same_folds(loader, kind):
+    data = loader()
+    x, labels = data.data.astype(np.float32), data.target.astype(str)
+    ours = evaluate_probes({"fused": x}, labels, kind, pca_components=None).set_index("probe")["f1"]
+    reference_logreg = sklearn_oof_f1(x, labels, kind, LogisticRegression(max_iter=1000))
+    reference_mlp = sklearn_oof_f1(x, labels, kind, MLPClassifier(random_state=0, max_iter=300))
+    assert abs(ours["logreg"] - reference_logreg) < 0.02
+    assert abs(ours["mlp"] - reference_mlp) < 0.02
+
+
+def test_binary_scores_the_requested_or_minority_class():
+    x, y = clusters(300, 8, 2, spread=1.0, seed=2)
+    y = np.where(np.arange(300) < 60, "rare", "common")  # rare = first 60 rows
+    x[:60] += 1.5
+    by_default = evaluate_probes({"fused": x}, y, "binary", probes=("logreg",), pca_components=None)
+    as_common = evaluate_probes(
+        {"fused": x}, y, "binary", probes=("logreg",), pca_components=None, positive_label="common"
+    )
+    assert by_default["f1"].iloc[0] < as_common["f1"].iloc[0]  # the minority class is the harder one
+
+
+def test_insufficient_data_is_a_specific_error():
+    x, y = clusters(100, 4, 2, spread=2.0)
+    with pytest.raises(InsufficientData, match="labelled rows"):
+        evaluate_probes({"fused": x[:10]}, y[:10], "binary")
+    with pytest.raises(InsufficientData, match="one class"):
+        evaluate_probes({"fused": x}, np.full(100, "a"), "binary")
+    with pytest.raises(InsufficientData, match="single labelled row"):
+        evaluate_probes({"fused": x}, np.r_[["a"], np.full(99, "b")], "binary")
+    with pytest.raises(ValueError, match="does not match"):
+        evaluate_probes({"fused": x[:50]}, y, "binary")
+
+
+def test_rare_classes_merge_into_other_and_folds_shrink_for_small_binary_classes():
+    labels = np.array(["a"] * 40 + ["b"] * 40 + ["c"] * 3 + ["d"] * 2)
+    prepared = prepare_labels(labels, "multiclass", 5)
+    assert prepared.classes.tolist() == ["a", "b", "other"] and prepared.n_splits == 5
+    prepared = prepare_labels(np.array(["a"] * 40 + ["b"] * 40 + ["c"] * 3), "multiclass", 5)
+    assert prepared.classes.tolist() == ["a", "b"] and prepared.keep.sum() == 80  # "other" too small: dropped
+    prepared = prepare_labels(np.array(["a"] * 40 + ["b"] * 3), "binary", 5)
+    assert prepared.n_splits == 3 and prepared.classes[prepared.positive] == "b"
+
+
+def test_pca_is_fitted_inside_training_folds_only(monkeypatch):
+    x, y = clusters(200, 16, 2, spread=2.0)
+    fitted_on: list[set[bytes]] = []
+    original = probes.fit_pca
+
+    def recording_fit_pca(train, *args, **kwargs):
+        fitted_on.append({row.tobytes() for row in train.numpy()})
+        return original(train, *args, **kwargs)
+
+    monkeypatch.setattr(probes, "fit_pca", recording_fit_pca)
+    evaluate_probes({"fused": x}, y, "binary", probes=("logreg",), pca_components=4)
+    assert len(fitted_on) == 5
+    prepared = prepare_labels(y, "binary", 5)
+    for rows, (train_rows, test_rows) in zip(
+        fitted_on, stratified_folds(prepared.codes, 5, seed=0), strict=True
+    ):
+        assert rows == {row.tobytes() for row in x[train_rows]}
+        assert rows.isdisjoint(row.tobytes() for row in x[test_rows])
+
+
+def test_results_are_deterministic_for_a_seed():
+    x, y = clusters(300, 16, 3, spread=0.5)
+    first = evaluate_probes({"fused": x}, y, "multiclass", seed=3).drop(columns="seconds")
+    second = evaluate_probes({"fused": x}, y, "multiclass", seed=3).drop(columns="seconds")
+    pd.testing.assert_frame_equal(first, second)
+
+
+def test_tfidf_baseline_learns_words():
+    rng = np.random.default_rng(0)
+    words = {"shoes": ["кроссовки", "кеды", "ботинки"], "dress": ["платье", "сарафан", "юбка"]}
+    labels = rng.choice(["shoes", "dress"], 120)
+    texts = [f"{rng.choice(words[label])} цвет {rng.choice(['красный', 'синий'])}" for label in labels]
+    table = tfidf_baseline(texts, labels, "binary")
+    assert table.columns.tolist() == RESULT_COLUMNS
+    assert table["features"].tolist() == ["tfidf_text"] and table["f1"].iloc[0] > 0.95
+
+
+def test_log_price_ridge_beats_the_mean_and_skips_missing_prices():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 8)).astype(np.float32)
+    target = x @ rng.normal(size=8) + 7 + rng.normal(scale=0.1, size=300)
+    target[:10] = np.nan
+    result = regress_log_price({"fused": x, "noise": rng.normal(size=(300, 8))}, target)
+    assert result["fused"]["n"] == 290
+    assert result["fused"]["mse"] < 0.05 < result["fused"]["baseline_mse"]
+    assert result["noise"]["r2"] < 0.1
