@@ -17,7 +17,7 @@ import numpy as np
 
 from mm_pipeline.evaluation.similarity import build_index, faiss_threads
 
-SEARCH_SWEEPS = {"hnsw": ("ef_search", (32, 64, 128, 256)), "ivf": ("nprobe", (8, 16, 32, 64))}
+SEARCH_SWEEPS = {"hnsw": ("ef_search", (32, 64, 128, 256)), "ivf": ("nprobe", (4, 8, 16, 32))}
 
 
 def clustered_unit_vectors(

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from sklearn.model_selection import KFold, StratifiedKFold
 FEATURE_SETS = ("text", "image", "fused", "pca_fused")
 PROBES = ("logreg", "mlp")
 MIN_ROWS = 20
+PARALLEL_MIN_ELEMENTS = 1 << 20  # training-matrix size from which torch uses every core
 OTHER_CLASS = "other"
 RESULT_COLUMNS = [
     "features",
@@ -110,11 +112,13 @@ def prepare_labels(
     names, counts = np.unique(values, return_counts=True)
     if kind == "binary" and len(names) > 2:
         raise ValueError(f"binary task has {len(names)} classes: {list(names)[:5]}")
+    keep = np.ones(len(values), bool)
     rare = names[counts < n_splits]
     if len(names) > 2 and len(rare):
         values = np.where(np.isin(values, rare), OTHER_CLASS, values)
-        names, counts = np.unique(values, return_counts=True)
-    keep = ~np.isin(values, names[counts < 2]) if len(names) > 2 else np.ones(len(values), bool)
+        merged = values == OTHER_CLASS
+        if merged.sum() < n_splits:
+            keep = ~merged
     names, codes = np.unique(values[keep], return_inverse=True)
     counts = np.bincount(codes)
     if len(names) < 2:
@@ -155,10 +159,11 @@ def score_predictions(codes: np.ndarray, predicted: np.ndarray, prepared: Prepar
 
 
 @contextmanager
-def torch_threads(n_threads: int | None = None) -> Iterator[None]:
-    """Use all cores available to this process for torch, restoring the previous setting afterwards."""
+def torch_threads(n_elements: int) -> Iterator[None]:
+    """Run torch on all cores available to this process for large inputs, on one core for small ones (where
+    thread start-up and synchronisation cost more than they save); restores the previous setting."""
     previous = torch.get_num_threads()
-    torch.set_num_threads(n_threads or len(os.sched_getaffinity(0)))
+    torch.set_num_threads(len(os.sched_getaffinity(0)) if n_elements >= PARALLEL_MIN_ELEMENTS else 1)
     try:
         yield
     finally:
@@ -173,16 +178,30 @@ def standardize(train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor, 
     return (train - mean) / std, (test - mean) / std
 
 
-def fit_pca(train: torch.Tensor, n_components: int, max_rows: int, generator: torch.Generator):
-    """Principal axes of the training rows (at most ``max_rows`` sampled): returns (mean, components d×k)."""
+def fit_pca(
+    train: torch.Tensor,
+    n_components: int,
+    max_rows: int,
+    generator: torch.Generator,
+    power_iterations: int = 4,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top principal axes of the training rows (at most ``max_rows`` sampled): returns (mean, components d×k).
+
+    Randomised subspace iteration on the covariance, as sklearn's PCA does for large inputs: a few products
+    with a d×(k+16) block instead of a full eigendecomposition.
+    """
     sample = _sample_rows(train, max_rows, generator)
     mean = sample.mean(0)
     centred = sample - mean
-    covariance = (centred.T @ centred).double().numpy() / len(sample)
-    _, vectors = np.linalg.eigh(covariance)  # ascending eigenvalues
-    k = min(n_components, train.shape[1])
-    components = torch.from_numpy(np.ascontiguousarray(vectors[:, ::-1][:, :k])).float()
-    return mean, components
+    covariance = (centred.T @ centred).double() / len(sample)
+    d = covariance.shape[0]
+    k = min(n_components, d)
+    basis = torch.linalg.qr(torch.randn(d, min(d, k + 16), generator=generator, dtype=torch.float64)).Q
+    for _ in range(power_iterations):
+        basis = torch.linalg.qr(covariance @ basis).Q
+    _, vectors = torch.linalg.eigh(basis.T @ covariance @ basis)  # ascending eigenvalues
+    components = basis @ vectors.flip(1)[:, :k]
+    return mean, components.float()
 
 
 def _sample_rows(x: torch.Tensor, max_rows: int, generator: torch.Generator) -> torch.Tensor:
@@ -196,22 +215,58 @@ def _is_binary_output(n_classes: int) -> bool:
 
 
 def fit_predict_logreg(
-    x_train: torch.Tensor,
+    x_train: torch.Tensor | sparse.csr_matrix,
     y_train: torch.Tensor,
-    x_test: torch.Tensor,
+    x_test: torch.Tensor | sparse.csr_matrix,
     n_classes: int,
     settings: LogRegSettings,
     generator: torch.Generator,
-    preconditioned: bool = True,
 ) -> np.ndarray:
     """sklearn LogisticRegression(C) objective minimised by L-BFGS; returns class indices for ``x_test``.
 
-    Gradients are written out (X^T G computed as (G^T X)^T, several times faster than autograd's X^T G).
+    Dense X gets a Cholesky preconditioner of the Hessian bound, sparse X (TF-IDF) a diagonal one. Gradients
+    are written out: X^T G as (G^T X)^T for dense X and as a product with a stored CSR copy of X^T for
+    sparse X, both several times faster than the X^T G autograd would run.
     """
     n, d = x_train.shape
     binary = _is_binary_output(n_classes)
     penalty = 1.0 / (settings.C * n)  # mean-loss scaling, as sklearn's lbfgs solver
-    factor = _hessian_factor(x_train, binary, penalty, settings, generator) if preconditioned else None
+    curvature = 0.25 if binary else 0.5  # bound of the log-loss Hessian per unit of X^T X / n
+    if sparse.issparse(x_train):
+        x_rows, x_columns = _torch_csr(x_train), _torch_csr(x_train.T.tocsr())
+        column_scale = torch.from_numpy(np.asarray(x_train.multiply(x_train).sum(0)).ravel() / n).float()
+        inverse_sqrt = (curvature * column_scale + penalty).rsqrt().unsqueeze(1)
+
+        def times_x(w: torch.Tensor) -> torch.Tensor:
+            return x_rows @ w
+
+        def x_transpose_times(g: torch.Tensor) -> torch.Tensor:
+            return x_columns @ g
+
+        def weights_of(v: torch.Tensor) -> torch.Tensor:
+            return v * inverse_sqrt
+
+        def gradient_of_v(grad_w: torch.Tensor) -> torch.Tensor:
+            return grad_w * inverse_sqrt
+
+        x_test = _torch_csr(x_test)
+    else:
+        sample = _sample_rows(x_train, settings.preconditioner_rows, generator)
+        hessian_bound = curvature * (sample.T @ sample) / len(sample) + penalty * torch.eye(d)
+        factor = torch.linalg.cholesky(hessian_bound)  # W = L^-T V: the Hessian in V is close to I
+
+        def times_x(w: torch.Tensor) -> torch.Tensor:
+            return x_train @ w
+
+        def x_transpose_times(g: torch.Tensor) -> torch.Tensor:
+            return (g.T @ x_train).T
+
+        def weights_of(v: torch.Tensor) -> torch.Tensor:
+            return torch.linalg.solve_triangular(factor.T, v, upper=True)
+
+        def gradient_of_v(grad_w: torch.Tensor) -> torch.Tensor:
+            return torch.linalg.solve_triangular(factor, grad_w, upper=False)
+
     if binary:
         target = y_train.float().unsqueeze(1)
     else:
@@ -219,10 +274,6 @@ def fit_predict_logreg(
     v = torch.zeros(d, target.shape[1])
     b = torch.zeros(target.shape[1])
     v.grad, b.grad = torch.zeros_like(v), torch.zeros_like(b)
-
-    def weights() -> torch.Tensor:
-        return v if factor is None else torch.linalg.solve_triangular(factor.T, v, upper=True)
-
     optimizer = torch.optim.LBFGS(
         [v, b],
         lr=1.0,
@@ -234,8 +285,8 @@ def fit_predict_logreg(
     )
 
     def closure() -> torch.Tensor:
-        w = weights()
-        logits = x_train @ w + b
+        w = weights_of(v)
+        logits = times_x(w) + b
         if binary:
             loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
             residual = torch.sigmoid(logits) - target
@@ -243,23 +294,12 @@ def fit_predict_logreg(
             loss = torch.nn.functional.cross_entropy(logits, target)
             residual = torch.softmax(logits, 1) - target
         residual /= n
-        grad_w = (residual.T @ x_train).T + penalty * w
-        v.grad.copy_(grad_w if factor is None else torch.linalg.solve_triangular(factor, grad_w, upper=False))
+        v.grad.copy_(gradient_of_v(x_transpose_times(residual) + penalty * w))
         b.grad.copy_(residual.sum(0))
         return loss + 0.5 * penalty * w.square().sum()
 
     optimizer.step(closure)
-    return _decide(x_test @ weights() + b, binary)
-
-
-def _hessian_factor(
-    x_train: torch.Tensor, binary: bool, penalty: float, settings: LogRegSettings, generator: torch.Generator
-) -> torch.Tensor:
-    """Cholesky factor of the mean log-loss Hessian bound c X^T X / n + penalty I (c = 1/4 sigmoid, 1/2
-    softmax), X^T X estimated on sampled rows; a preconditioner only, it does not change the optimum."""
-    sample = _sample_rows(x_train, settings.preconditioner_rows, generator)
-    curvature = (0.25 if binary else 0.5) * (sample.T @ sample) / len(sample)
-    return torch.linalg.cholesky(curvature + penalty * torch.eye(x_train.shape[1]))
+    return _decide(x_test @ weights_of(v) + b, binary)
 
 
 def fit_predict_mlp(
@@ -270,47 +310,67 @@ def fit_predict_mlp(
     settings: MLPSettings,
     generator: torch.Generator,
 ) -> np.ndarray:
-    """One hidden ReLU layer, Adam, sklearn-style Glorot init and L2; returns class indices for ``x_test``."""
+    """One hidden ReLU layer, Adam, sklearn-style Glorot init and L2; returns class indices for ``x_test``.
+
+    Backward pass and Adam are written out over one flat parameter buffer: a few kernels per step instead of
+    autograd's and the optimizer's per-tensor bookkeeping, which dominates on small batches.
+    """
     n, d = x_train.shape
     binary = _is_binary_output(n_classes)
     outputs = 1 if binary else n_classes
-    w1, b1 = _glorot(d, settings.hidden, generator, factor=6.0)
-    w2, b2 = _glorot(settings.hidden, outputs, generator, factor=2.0 if binary else 6.0)
+    shapes = [(d, settings.hidden), (settings.hidden,), (settings.hidden, outputs), (outputs,)]
+    params = torch.empty(sum(math.prod(shape) for shape in shapes))
+    grads, first_moment, second_moment = (torch.zeros_like(params) for _ in range(3))
+    w1, b1, w2, b2 = _views(params, shapes)
+    g_w1, g_b1, g_w2, g_b2 = _views(grads, shapes)
+    for weight, bias, factor in ((w1, b1, 6.0), (w2, b2, 2.0 if binary else 6.0)):
+        bound = math.sqrt(factor / (weight.shape[0] + weight.shape[1]))  # sklearn's init
+        weight.uniform_(-bound, bound, generator=generator)
+        bias.uniform_(-bound, bound, generator=generator)
     batch = min(settings.batch_size, n)
     batches_per_epoch = math.ceil(n / batch)
     epochs = min(
         settings.max_epochs, max(settings.min_epochs, math.ceil(settings.min_steps / batches_per_epoch))
     )
-    optimizer = torch.optim.Adam(
-        [
-            {"params": [w1, w2], "weight_decay": settings.alpha / batch},
-            {"params": [b1, b2], "weight_decay": 0.0},
-        ],
-        lr=settings.lr,
+    target = (
+        y_train.float().unsqueeze(1) if binary else torch.nn.functional.one_hot(y_train, n_classes).float()
     )
-    target = y_train.float().unsqueeze(1) if binary else y_train
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    step = 0
     for _ in range(epochs):
         order = torch.randperm(n, generator=generator)
         for start in range(0, n, batch):
             rows = order[start : start + batch]
-            logits = torch.relu(x_train[rows] @ w1 + b1) @ w2 + b2
-            if binary:
-                loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target[rows])
-            else:
-                loss = torch.nn.functional.cross_entropy(logits, target[rows])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    with torch.no_grad():
-        logits = torch.relu(x_test @ w1 + b1) @ w2 + b2
+            x, size = x_train[rows], len(rows)
+            hidden_pre = torch.addmm(b1, x, w1)
+            hidden = torch.relu(hidden_pre)
+            logits = torch.addmm(b2, hidden, w2)
+            probabilities = torch.sigmoid(logits) if binary else torch.softmax(logits, 1)
+            d_logits = probabilities.sub_(target[rows]).div_(size)  # d(mean log-loss)/d(logits)
+            torch.mm(hidden.T, d_logits, out=g_w2)
+            torch.sum(d_logits, 0, out=g_b2)
+            d_hidden = (d_logits @ w2.T).mul_(hidden_pre > 0)
+            torch.mm(x.T, d_hidden, out=g_w1)
+            torch.sum(d_hidden, 0, out=g_b1)
+            # sklearn's penalty alpha/2 ||W||^2 per batch mean (weights only)
+            g_w1.add_(w1, alpha=settings.alpha / size)
+            g_w2.add_(w2, alpha=settings.alpha / size)
+            step += 1
+            first_moment.mul_(beta1).add_(grads, alpha=1 - beta1)
+            second_moment.mul_(beta2).addcmul_(grads, grads, value=1 - beta2)
+            denominator = (second_moment / (1 - beta2**step)).sqrt_().add_(eps)
+            params.addcdiv_(first_moment, denominator, value=-settings.lr / (1 - beta1**step))
+    logits = torch.addmm(b2, torch.relu(torch.addmm(b1, x_test, w1)), w2)
     return _decide(logits, binary)
 
 
-def _glorot(fan_in: int, fan_out: int, generator: torch.Generator, factor: float):
-    bound = math.sqrt(factor / (fan_in + fan_out))
-    weight = (torch.rand(fan_in, fan_out, generator=generator) * 2 - 1) * bound
-    bias = (torch.rand(fan_out, generator=generator) * 2 - 1) * bound
-    return weight.requires_grad_(), bias.requires_grad_()
+def _views(flat: torch.Tensor, shapes: list[tuple[int, ...]]) -> list[torch.Tensor]:
+    views, offset = [], 0
+    for shape in shapes:
+        size = math.prod(shape)
+        views.append(flat[offset : offset + size].view(shape))
+        offset += size
+    return views
 
 
 def _decide(logits: torch.Tensor, binary: bool) -> np.ndarray:
@@ -365,7 +425,7 @@ def evaluate_probes(
     predictions = {(s, p): np.empty(len(codes), np.int64) for s in set_names for p in probes}
     seconds = dict.fromkeys(predictions, 0.0)
     labels_tensor = torch.from_numpy(codes)
-    with torch_threads():
+    with torch_threads(len(codes) * max(x.shape[1] for x in matrices.values())):
         for fold, (train_rows, test_rows) in enumerate(stratified_folds(codes, prepared.n_splits, seed)):
             generator = torch.Generator().manual_seed(seed * 1000 + fold)
             train_idx, test_idx = torch.from_numpy(train_rows), torch.from_numpy(test_rows)
@@ -495,7 +555,7 @@ def tfidf_baseline(
     codes = prepared.codes
     predicted = np.empty(len(codes), np.int64)
     started = time.perf_counter()
-    with torch_threads():
+    with torch_threads(0):  # sparse products: one thread
         for fold, (train_rows, test_rows) in enumerate(stratified_folds(codes, prepared.n_splits, seed)):
             vectorizers = [
                 TfidfVectorizer(ngram_range=(1, 2), max_features=max_features, sublinear_tf=True),
@@ -507,13 +567,7 @@ def tfidf_baseline(
             x_test = sparse.hstack([v.transform(documents[test_rows]) for v in vectorizers]).tocsr()
             generator = torch.Generator().manual_seed(seed * 1000 + fold)
             predicted[test_rows] = fit_predict_logreg(
-                _torch_csr(x_train),
-                torch.from_numpy(codes[train_rows]),
-                _torch_csr(x_test),
-                len(prepared.classes),
-                logreg,
-                generator,
-                preconditioned=False,
+                x_train, torch.from_numpy(codes[train_rows]), x_test, len(prepared.classes), logreg, generator
             )
     row = {
         "features": "tfidf_text",
@@ -529,9 +583,12 @@ def tfidf_baseline(
 
 def _torch_csr(matrix: sparse.csr_matrix) -> torch.Tensor:
     matrix = matrix.astype(np.float32)
-    return torch.sparse_csr_tensor(
-        torch.from_numpy(matrix.indptr.astype(np.int64)),
-        torch.from_numpy(matrix.indices.astype(np.int64)),
-        torch.from_numpy(matrix.data),
-        size=matrix.shape,
-    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(matrix.indptr.astype(np.int64)),
+            torch.from_numpy(matrix.indices.astype(np.int64)),
+            torch.from_numpy(matrix.data),
+            size=matrix.shape,
+            check_invariants=False,  # built from a valid scipy CSR matrix
+        )
