@@ -171,13 +171,16 @@ def first_decision(explicit: list[frozenset[str]], title: str, text: str, decide
 
 # ---------------------------------------------------------------- apparel
 
+# Word starts (stems) of clothes, shoes and headwear; compounds such as "sportswear" or "sweatshirt" match
+# their last part.
 _APPAREL = re.compile(
-    r"одежд|обув|нижнее бель|головн\w* убор|шапк|кепк|панам|плать|сарафан|юбк|блуз|рубаш|футболк|майк|топы?\b"
-    r"|брюк|джинс|шорт|леггин|лосин|колгот|носк|гольф|куртк|пальто|пуховик|плащ|жилет|пиджак|жакет|костюм"
+    r"\b(?:одежд|обув|нижнее бель|головн\w* убор|шапк|кепк|панам|плать|сарафан|юбк|блуз|рубаш|футболк|майк"
+    r"|топы?\b|брюк|джинс|шорт|леггин|лосин|колгот|носк|куртк|пальто|пуховик|плащ|жилет|пиджак|жакет|костюм"
     r"|комбинезон|свитер|джемпер|кардиган|толстовк|худи|свитшот|пижам|халат|купальн|плавк|трус|бюстгальт"
-    r"|кроссовк|кед|ботин|сапог|туфл|босонож|сандал|шлепан|тапоч|мокасин|лофер|слип"
-    r"|cloth|apparel|wear\b|footwear|shoe|sneaker|boot|sandal|slipper|dress|shirt|t-shirt|top\b|jean|trouser"
-    r"|short|skirt|legging|jacket|coat|sweater|hoodie|sock|kurta|saree|sari\b|frock|romper|bodysuit|hat\b|cap\b",
+    r"|кроссовк|кеды|ботин|сапог|туфл|босонож|сандал|шлепан|тапоч|мокасин|лофер|слипон"
+    r"|cloth|apparel|shoe|sneaker|boots?\b|sandal|slipper|dress|jeans?\b|trouser|shorts\b|skirt|legging|jacket"
+    r"|coats?\b|sweater|hoodie|socks?\b|kurta|sarees?\b|frock|romper|bodysuit|hats?\b|caps?\b|tops?\b)"
+    r"|wear\b|shirts?\b",
     re.IGNORECASE,
 )
 _NOT_APPAREL = re.compile(r"eyewear|постельн", re.IGNORECASE)

@@ -13,10 +13,24 @@ def _unit_interval(key: str, salt: str) -> float:
     return int.from_bytes(digest, "big") / 2**64
 
 
+NO_GROUP = -1
+
+
+def group_codes(products: pd.DataFrame) -> np.ndarray:
+    """``dup_group`` as int codes (any id type: ints, SKU strings); -1 where a product has no group."""
+    if "dup_group" not in products.columns:
+        return np.full(len(products), NO_GROUP, dtype=np.int64)
+    raw = products["dup_group"]
+    text = raw.astype("string").str.strip()
+    missing = raw.isna() | text.isin(["", str(NO_GROUP)])
+    codes, _ = pd.factorize(text.where(~missing))
+    return np.where(missing.to_numpy(), NO_GROUP, codes).astype(np.int64)
+
+
 def split_keys(products: pd.DataFrame) -> list[str]:
-    groups = products["dup_group"] if "dup_group" in products.columns else pd.Series(-1, index=products.index)
-    groups = pd.to_numeric(groups, errors="coerce").fillna(-1).astype("int64")
-    return [f"g{g}" if g >= 0 else f"n{nm}" for nm, g in zip(products["nm"], groups, strict=True)]
+    groups = group_codes(products)
+    raw = products["dup_group"].astype("string").to_numpy() if "dup_group" in products.columns else groups
+    return [f"g{r}" if g >= 0 else f"n{nm}" for nm, g, r in zip(products["nm"], groups, raw, strict=True)]
 
 
 def eval_mask(products: pd.DataFrame, eval_fraction: float, salt: str = "eval") -> np.ndarray:

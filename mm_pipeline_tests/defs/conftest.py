@@ -9,7 +9,11 @@ import dagster as dg
 
 from mm_pipeline.definitions import build_defs
 from mm_pipeline.defs.automation.runner import register_batches
+from mm_pipeline.defs.metrics.assets import MetricGates
 from mm_pipeline.defs.resources import PipelineSettings
+
+# floors a tiny untrained test model can meet: these tests check wiring, the gate test checks gating
+PERMISSIVE_GATES = MetricGates(min_fused_f1={}, max_drop_vs_base=1.0)
 
 
 @dataclass
@@ -29,7 +33,9 @@ class Pipeline:
         return batches
 
 
-def make_pipeline(tmp_path: Path, incoming: Path, images: Path, **overrides) -> Pipeline:
+def make_pipeline(
+    tmp_path: Path, incoming: Path, images: Path, gates: MetricGates | None = None, **overrides
+) -> Pipeline:
     settings = PipelineSettings(
         data_dir=str(tmp_path / "data"),
         incoming_dir=str(incoming),
@@ -37,4 +43,4 @@ def make_pipeline(tmp_path: Path, incoming: Path, images: Path, **overrides) -> 
         workers=2,
         **overrides,
     )
-    return Pipeline(build_defs(settings), dg.DagsterInstance.ephemeral(), settings)
+    return Pipeline(build_defs(settings, gates), dg.DagsterInstance.ephemeral(), settings)

@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 
 from mm_pipeline_tests.conftest import shared_set
-from mm_pipeline_tests.defs.conftest import make_pipeline
+from mm_pipeline_tests.defs.conftest import PERMISSIVE_GATES, make_pipeline
 
 SUBSET = {dg.AssetKey("base_model_embeddings"), dg.AssetKey("metric_duplicates")}
 
@@ -18,8 +18,16 @@ def embedded_real_set(tmp_path, name: str, ruclip_dir):
     incoming = tmp_path / "incoming"
     incoming.mkdir()
     (incoming / f"{name}.parquet").symlink_to(folder / "products.parquet")
-    pipeline = make_pipeline(tmp_path, incoming, folder / "images", ruclip_dir=str(ruclip_dir), train_epochs=1,
-                             train_batch_size=16, eval_fraction=0.5)
+    pipeline = make_pipeline(
+        tmp_path,
+        incoming,
+        folder / "images",
+        PERMISSIVE_GATES,
+        ruclip_dir=str(ruclip_dir),
+        train_epochs=1,
+        train_batch_size=16,
+        eval_fraction=0.5,
+    )
     pipeline.register()
     for job, key in (("ingest_job", name), ("model_job", None), ("embeddings_job", name)):
         assert pipeline.run(job, key).success, job

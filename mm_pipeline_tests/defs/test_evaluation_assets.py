@@ -10,17 +10,20 @@ import pytest
 from mm_pipeline.definitions import build_defs
 from mm_pipeline.defs.metrics.assets import MetricGates
 from mm_pipeline.evaluation.labels import TASKS
-from mm_pipeline_tests.defs.conftest import Pipeline, make_pipeline
-
-PERMISSIVE = MetricGates(min_fused_f1={}, max_drop_vs_base=1.0)
+from mm_pipeline_tests.defs.conftest import PERMISSIVE_GATES, Pipeline, make_pipeline
 
 
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory, small_sample, tiny_ruclip_dir) -> Pipeline:
     tmp_path = tmp_path_factory.mktemp("evaluation")
     pipeline = make_pipeline(
-        tmp_path, small_sample / "batches", small_sample / "images",
-        ruclip_dir=str(tiny_ruclip_dir), train_epochs=1, train_batch_size=32, eval_fraction=0.5,
+        tmp_path,
+        small_sample / "batches",
+        small_sample / "images",
+        ruclip_dir=str(tiny_ruclip_dir),
+        train_epochs=1,
+        train_batch_size=32,
+        eval_fraction=0.5,
     )
     batches = pipeline.register()
     for batch in batches:
@@ -36,12 +39,16 @@ def with_gates(pipeline: Pipeline, gates: MetricGates) -> Pipeline:
 
 
 def test_all_metrics_then_a_failed_gate_keeps_the_published_version(embedded):
-    pipeline = with_gates(embedded, PERMISSIVE)
+    pipeline = with_gates(embedded, PERMISSIVE_GATES)
     result = pipeline.run("evaluation_job")
     assert result.success
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     expected = {f"metric_{t.name}" for t in TASKS} | {
-        "metric_duplicates", "similarity_index", "duplicate_pairs", "base_model_embeddings", "published_embeddings"
+        "metric_duplicates",
+        "similarity_index",
+        "duplicate_pairs",
+        "base_model_embeddings",
+        "published_embeddings",
     }
     assert expected <= materialized
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
@@ -70,4 +77,6 @@ def test_all_metrics_then_a_failed_gate_keeps_the_published_version(embedded):
     }
     assert published.read_bytes() == before
     # the checked asset itself stays materialized: a failed gate does not undo metric_category
-    assert "metric_category" in {e.asset_key.to_user_string() for e in gated.get_asset_materialization_events()}
+    assert "metric_category" in {
+        e.asset_key.to_user_string() for e in gated.get_asset_materialization_events()
+    }

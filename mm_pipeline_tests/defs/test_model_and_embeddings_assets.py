@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 
 from mm_pipeline.inference.encoders import read_vectors
+from mm_pipeline_tests.defs.conftest import make_pipeline
 
 # the tags a single-run backfill puts on its run
 ASSET_PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
 ASSET_PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
-from mm_pipeline_tests.defs.conftest import make_pipeline
 
 
 def test_model_job_then_embeddings_per_partition(tmp_path, small_sample, tiny_ruclip_dir):
@@ -44,14 +44,19 @@ def test_model_job_then_embeddings_per_partition(tmp_path, small_sample, tiny_ru
 
     # a backfill over the range of batches in one run (BackfillPolicy.single_run on embeddings)
     backfill = pipeline.defs.resolve_job_def("embeddings_job").execute_in_process(
-        instance=pipeline.instance, raise_on_error=False,
+        instance=pipeline.instance,
+        raise_on_error=False,
         tags={ASSET_PARTITION_RANGE_START_TAG: batches[0], ASSET_PARTITION_RANGE_END_TAG: batches[-1]},
     )
     assert backfill.success
     events = backfill.get_asset_materialization_events()
     assert sorted(e.partition for e in events) == batches  # both partitions, one run
     meta = events[0].materialization.metadata
-    assert meta["onnx_variant"].value == expected_variant and meta["dims"].value == {"image": 64, "text": 64, "fused": 128}
+    assert meta["onnx_variant"].value == expected_variant and meta["dims"].value == {
+        "image": 64,
+        "text": 64,
+        "fused": 128,
+    }
     assert meta["count"].value == sum(len(pd.read_parquet(layout.cleaned_text(b))) for b in batches)
 
     cleaned = pd.read_parquet(layout.cleaned_text("batch_000"), columns=["nm"])

@@ -65,6 +65,7 @@ def sklearn_oof_f1(x: np.ndarray, labels: np.ndarray, kind: str, model) -> float
     return score_predictions(prepared.codes, predicted, prepared)["f1"]
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize(
     ("loader", "kind"),
     [(load_digits, "multiclass"), (load_breast_cancer, "binary")],

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-
 from pathlib import Path
 
 import numpy as np
@@ -99,10 +98,11 @@ def test_fine_tuning_beats_chance_and_keeps_best_epoch(tmp_path, learning_batche
     torch.manual_seed(0)
     model_dir = save_folder(build_clip(config), config, bpe, tmp_path / "from_scratch")
     model, train, holdout, _ = _training_setup(model_dir, learning_batches)
-    recipe = dataclasses.replace(RECIPES["compact"], epochs=3, batch_size=16, lr=3e-3, warmup_steps=2)
+    # from random weights the first epochs are a plateau; by epoch 4-5 held-out recall is ~3x chance
+    recipe = dataclasses.replace(RECIPES["compact"], epochs=6, batch_size=32, lr=1e-3, warmup_steps=2)
     events = []
     result = fine_tune(model.clip, train, holdout, recipe, tmp_path / "ckpt", "job", events.append)
-    assert len(result.history) == 3 and len(holdout) >= 80
+    assert len(result.history) == 6 and len(holdout) >= 80
     best = result.best
     assert best["val_recall_at_5"] > 1.5 * best["chance_recall_at_5"]
     assert best == max(

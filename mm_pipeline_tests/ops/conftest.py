@@ -6,6 +6,7 @@ import contextlib
 import glob
 import os
 import pwd
+import shlex
 import shutil
 import signal
 import socket
@@ -153,7 +154,7 @@ def as_server_user(argv: list[str], user: str | None) -> list[str]:
     runuser = shutil.which("runuser")
     if runuser:
         return [runuser, "-u", user, "--", *argv]
-    return ["su", user, "-s", "/bin/sh", "-c", " ".join(map(repr, argv))]
+    return ["su", user, "-s", "/bin/sh", "-c", shlex.join(argv)]
 
 
 def server_user() -> str | None:
@@ -172,7 +173,6 @@ def server_user() -> str | None:
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[Postgres]:
     """A throw-away PostgreSQL cluster from Debian's packages on 127.0.0.1:<free port>, stopped at the end."""
-    pytest.importorskip("psycopg2", reason="psycopg2 comes with dagster-postgres")
     bin_dir = postgres_bin_dir()
     if bin_dir is None:
         pytest.skip(
@@ -181,45 +181,41 @@ def postgres_server() -> Iterator[Postgres]:
     user = server_user()
     # Not under pytest's tmp dir: /tmp/pytest-of-root is 0700, so the postgres user could not enter it.
     root = Path(tempfile.mkdtemp(prefix="mm_pg_"))
-    data, sockets, log = root / "data", root / "sock", root / "server.log"
-    sockets.mkdir()
+    data, sockets, log, pwfile = root / "data", root / "sock", root / "server.log", root / "pwfile"
     password = "dagster-test"
-    (root / "pwfile").write_text(password + "\n")
-    if user is not None:
-        entry = pwd.getpwnam(user)
-        for path in (root, sockets, root / "pwfile"):
-            os.chown(path, entry.pw_uid, entry.pw_gid)
-    os.chmod(root, 0o700)
 
     def run(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run(
             as_server_user(list(argv), user), capture_output=True, text=True, timeout=timeout, cwd=root
         )
 
-    init = run(
-        str(bin_dir / "initdb"),
-        "-D",
-        str(data),
-        "-U",
-        "dagster",
-        f"--pwfile={root / 'pwfile'}",
-        "--auth-host=scram-sha-256",
-        "--auth-local=trust",
-        "-E",
-        "UTF8",
-        "--locale=C",
-    )
-    assert init.returncode == 0, f"initdb failed:\n{init.stdout}\n{init.stderr}"
-    port = free_port()
-    options = f"-c listen_addresses={LOOPBACK} -p {port} -c unix_socket_directories={sockets} -c fsync=off"
-    start = run(
-        str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start"
-    )
+    started = False
     try:
-        assert start.returncode == 0, f"pg_ctl start failed:\n{start.stdout}\n{start.stderr}\n{log_tail(log)}"
+        sockets.mkdir()
+        pwfile.write_text(password + "\n")
+        if user is not None:
+            entry = pwd.getpwnam(user)
+            for path in (root, sockets, pwfile):
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+        os.chmod(root, 0o700)
+        init = run(
+            str(bin_dir / "initdb"),
+            *("-D", str(data), "-U", "dagster", f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C"),
+            *("--auth-host=scram-sha-256", "--auth-local=trust"),
+        )
+        assert init.returncode == 0, f"initdb failed:\n{init.stdout}\n{init.stderr}"
+        port = free_port()
+        options = (
+            f"-c listen_addresses={LOOPBACK} -p {port} -c unix_socket_directories={sockets} -c fsync=off"
+        )
+        start = run(
+            str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start"
+        )
+        started = start.returncode == 0
+        assert started, f"pg_ctl start failed:\n{start.stdout}\n{start.stderr}\n{log_tail(log)}"
         server = Postgres(LOOPBACK, port, "dagster", password, "postgres")
-        server = Postgres(LOOPBACK, port, "dagster", password, server.create_database("mm_pipeline"))
-        yield server
+        yield Postgres(LOOPBACK, port, "dagster", password, server.create_database("mm_pipeline"))
     finally:
-        run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "-t", "60", "stop")
+        if started:
+            run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "-t", "60", "stop")
         shutil.rmtree(root, ignore_errors=True)

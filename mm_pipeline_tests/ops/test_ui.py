@@ -6,15 +6,18 @@ Playwright's own browser download is never used.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 import pytest
 import requests
 
 from mm_pipeline.defs.partitions import catalogue_batches
+from mm_pipeline.defs.resources import PipelineSettings
 from mm_pipeline_tests.ops.conftest import (
     LOOPBACK,
     VENV_BIN,
@@ -59,6 +62,20 @@ def location_loaded(base: str) -> bool:
     return True
 
 
+def dismiss_community_dialog(page) -> None:
+    """A fresh browser profile gets a "Join the Dagster community" dialog over the first page: skip it, so
+    that the screenshots show the page (the browser remembers the choice for later pages)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    skip = page.get_by_role("button", name="Skip")
+    try:
+        skip.wait_for(state="visible", timeout=10_000)
+    except PlaywrightTimeout:
+        return
+    skip.click()
+    skip.wait_for(state="hidden")
+
+
 @pytest.fixture
 def webserver(tmp_path, small_sample):
     """dagster-webserver on 127.0.0.1 for ``make ui``'s workspace, over a copy of the sample catalogue."""
@@ -67,12 +84,16 @@ def webserver(tmp_path, small_sample):
     shutil.copytree(small_sample / "images", sample / "images")
     home = tmp_path / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    # Runs start at once (no daemon to dequeue them, no sensors adding runs of their own).
+    (home / "dagster.yaml").write_text(
+        "run_coordinator:\n  module: dagster.core.run_coordinator\n  class: DefaultRunCoordinator\n"
+        "telemetry:\n  enabled: false\n"
+    )
     # Dynamic partitions live in the instance: register them before the server starts, like the sensor would.
     with dg.DagsterInstance.from_config(str(home)) as instance:
         instance.add_dynamic_partitions(catalogue_batches.name, ["batch_000", "batch_001"])
     env = {
-        **__import__("os").environ,
+        **os.environ,
         "DAGSTER_HOME": str(home),
         "MM_DATA_DIR": str(tmp_path / "data"),
         "MM_INCOMING_DIR": str(sample / "batches"),
@@ -107,7 +128,11 @@ def test_launch_over_graphql_and_see_it_in_chromium(webserver):
     base, port, tmp_path, log = webserver
     client = DagsterGraphQLClient(LOOPBACK, port_number=port)
     run_id = client.submit_job_execution(
-        "ingest_job", repository_location_name=LOCATION, tags={"dagster/partition": BATCH}
+        "ingest_job",
+        repository_location_name=LOCATION,
+        tags={"dagster/partition": BATCH},
+        # One run-worker process instead of one per step: each process imports torch and the project.
+        run_config={"execution": {"config": {"in_process": {}}}},
     )
     deadline = time.monotonic() + RUN_TIMEOUT
     status = None
@@ -131,33 +156,37 @@ def test_launch_over_graphql_and_see_it_in_chromium(webserver):
     rows_accepted = next(
         e["intValue"] for e in materialization["metadataEntries"] if e["label"] == "rows_accepted"
     )
-    assert rows_accepted > 0
+    # ... and the run wrote its files where the server's environment pointed it.
+    accepted = PipelineSettings(data_dir=str(tmp_path / "data")).layout.raw_accepted(BATCH)
+    assert rows_accepted == len(pd.read_parquet(accepted)) > 0
 
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium; .ci/run does it)")
-    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is in the dev extra")
+    from playwright.sync_api import sync_playwright  # dev extra; drives Debian's Chromium, downloads nothing
+
     shots = tmp_path / "screenshots"
     shots.mkdir()
-    with playwright.sync_playwright() as p:
+    with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             page.set_default_timeout(PAGE_TIMEOUT_MS)
 
-            # The global asset graph: every ingest asset is drawn as a node.
-            page.goto(f"{base}/asset-groups")
+            # The ingest group's asset graph: its three assets as nodes (raw_products one of two partitions
+            # filled by the run) and edges out to the model and embedding assets of other groups.
+            page.goto(f"{base}/locations/{LOCATION}/asset-groups/ingest")
+            dismiss_community_dialog(page)
             for name in ("raw_products", "cleaned_text", "image_tensors", "fine_tuned_model", "embeddings"):
                 page.get_by_text(name, exact=True).first.wait_for(state="visible")
+            page.get_by_text("50% filled").first.wait_for(state="visible")
             page.screenshot(path=str(shots / "asset_graph.png"))
 
-            # The asset's page for the partition just materialized shows its metadata.
+            # The asset's page for the partition just materialized: its run and its metadata table.
             page.goto(f"{base}/assets/raw_products?view=partitions&partition={BATCH}")
-            page.get_by_text("rows_accepted", exact=True).first.wait_for(state="visible")
-            value = page.get_by_text(f"{rows_accepted:,}", exact=True).or_(
-                page.get_by_text(str(rows_accepted), exact=True)
-            )
-            value.first.wait_for(state="visible")
-            page.get_by_text(run_id[:8]).first.wait_for(state="visible")
+            row = page.locator("tr", has=page.get_by_text("rows_accepted", exact=True))
+            row.first.wait_for(state="visible")
+            assert row.first.locator("td").nth(1).inner_text().strip() == str(rows_accepted)
+            page.get_by_text(run_id[:8], exact=True).first.wait_for(state="visible")
             page.screenshot(path=str(shots / "raw_products.png"), full_page=True)
         finally:
             browser.close()

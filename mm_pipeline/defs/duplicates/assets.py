@@ -21,6 +21,7 @@ from mm_pipeline.evaluation.relisting import make_relistings
 from mm_pipeline.evaluation.similarity import SimilarityIndex, approximate_recall_at_k, build_index
 from mm_pipeline.inference.encoders import OnnxEncoders, fuse, l2_normalize
 from mm_pipeline.model.clip import ImageTower, TextTower, load_folder
+from mm_pipeline.model.split import group_codes
 from mm_pipeline.model.train import load_pairs
 from mm_pipeline.prep.tokens import TextTokenizer, trim_padding
 from mm_pipeline.storage import write_json, write_parquet
@@ -87,8 +88,7 @@ def similarity_index(
 def metric_duplicates(context: dg.AssetExecutionContext, settings: PipelineSettings) -> dg.MaterializeResult:
     data = load_eval_set(settings, context.instance)
     layout = settings.layout
-    groups = data.products.get("dup_group", pd.Series(-1, index=data.products.index))
-    groups = pd.to_numeric(groups, errors="coerce").fillna(-1).astype("int64").to_numpy()
+    groups = group_codes(data.products)
     grouped = int((pd.Series(groups[groups >= 0]).value_counts() >= 2).sum())
     vectors = {**{k: data.tuned[k] for k in ("image", "text", "fused")}, "base_fused": data.base["fused"]}
     nm = data.products["nm"].to_numpy()

@@ -113,7 +113,7 @@ def fine_tuned_model(
     pairs, products = load_pairs(_require_batches(settings, context), TextTokenizer(base.bpe_path))
     split = training_split(products, settings.eval_fraction, recipe.holdout_fraction)
     train, holdout = pairs.subset(split["train"]), pairs.subset(split["holdout"])
-    if len(train) < recipe.batch_size or len(holdout) < 8:
+    if len(train) < recipe.batch_size or len(holdout) < 4:
         raise dg.Failure(f"too few products to train: {len(train)} train, {len(holdout)} held out")
     torch.set_num_threads(settings.workers)
     job_id = fingerprint(recipe, base.config, train, layout.model_dir("base") / "pytorch_model.bin")
