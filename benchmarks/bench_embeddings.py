@@ -110,7 +110,7 @@ def main() -> int:
         folder = model_folder(work, titles)
         model = load_folder(folder)
         clip, size = model.clip.eval(), model.config["image_resolution"]
-        tokenizer = TextTokenizer(model.bpe_path)
+        tokenizer = model.tokenizer
         started = time.perf_counter()
         onnx_dir = export_towers(clip, folder, work / "onnx")
         print(

@@ -73,7 +73,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     settings = defs.resources["settings"]
     with dg.DagsterInstance.get() as instance:
         outcome = materialize_graph(defs, instance, settings.batch_names())
-    print_summary(settings.layout, outcome.batches)
+    print_summary(settings.layout, outcome.batches, outcome.checks)
     print(
         f"elapsed: {time.perf_counter() - started:.0f} s; runs recorded in DAGSTER_HOME={os.environ.get('DAGSTER_HOME')}"
         " (`make ui` shows them)"

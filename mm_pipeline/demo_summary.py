@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 
 from mm_pipeline.layout import Layout
 
 
-def print_summary(layout: Layout, batches: list[str]) -> None:
+def print_summary(layout: Layout, batches: list[str], checks: list[dict]) -> None:
     print("\nbatch            accepted  rejected")
     for batch in batches:
         accepted, rejected = layout.raw_accepted(batch), layout.raw_rejected(batch)
         n_acc = len(pd.read_parquet(accepted, columns=["nm"])) if accepted.exists() else "-"
         n_rej = len(pd.read_parquet(rejected, columns=["nm"])) if rejected.exists() else "-"
         print(f"{batch:<16} {n_acc:>8}  {n_rej:>8}")
+    print("\ncheck                     result  verdict")
+    for check in checks:
+        print(f"{check['check']:<25} {'pass' if check['passed'] else 'FAIL':<7} {check['verdict']}")
+    for task_file in sorted(layout.metrics_dir.glob("*.json")) if layout.metrics_dir.exists() else []:
+        summary = json.loads(task_file.read_text())
+        if "fused_f1" in summary:
+            print(f"  {summary['task']:<14} fused F1 {summary['fused_f1']:.3f}  base {summary['base_fused_f1']:.3f}")
+    published = layout.published_dir / "embeddings.parquet"
+    if any(not c["passed"] for c in checks):
+        print("published_embeddings: NOT updated — a gate failed, consumers keep the previous version")
+    elif published.exists():
+        print(f"published_embeddings: {published}")
     print(f"\noutputs under {layout.store}:")
     for folder in sorted(p for p in layout.store.iterdir() if p.is_dir()) if layout.store.exists() else []:
         print(f"  {folder}")

@@ -16,7 +16,7 @@ import torch
 from ruclip.model import CLIP
 from torch import nn
 
-from mm_pipeline.prep.tokens import CONTEXT_LENGTH, EOS_ID
+from mm_pipeline.prep.tokens import CONTEXT_LENGTH, EOS_ID, TextTokenizer
 from mm_pipeline.storage import atomic_dir
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -24,14 +24,15 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 MODEL_FILES = ("config.json", "bpe.model", "pytorch_model.bin")
 
 # Small enough to train on a few thousand products in minutes on 2 CPU cores; same architecture as
-# ruclip-vit-base-patch32-384 (ViT image tower, causal text transformer, EOS pooling).
+# ruclip-vit-base-patch32-384 (ViT image tower, causal text transformer, EOS pooling). It reads the first
+# 40 tokens (title, brand and the start of the description) instead of 77, which halves the text cost.
 COMPACT_CONFIG = {
     "embed_dim": 256,
     "image_resolution": 96,
     "vision_layers": 3,
     "vision_width": 128,
     "vision_patch_size": 16,
-    "context_length": CONTEXT_LENGTH,
+    "context_length": 40,
     "vocab_size": 6000,
     "transformer_width": 128,
     "transformer_heads": 2,
@@ -62,6 +63,10 @@ class LoadedModel:
     config: dict
     bpe_path: Path
     origin: str  # human-readable: where the weights came from
+
+    @property
+    def tokenizer(self) -> TextTokenizer:
+        return TextTokenizer(self.bpe_path, self.config["context_length"])
 
 
 def build_clip(config: dict) -> CLIP:

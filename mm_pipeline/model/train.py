@@ -50,7 +50,7 @@ RECIPES = {
     "pretrained": TrainConfig(epochs=3, batch_size=32, lr=1e-6, weight_decay=0.01, lr_decay=0.9),
     # A recipe that learns from random initialization in minutes on 2 cores.
     "compact": TrainConfig(
-        epochs=12, batch_size=64, lr=1e-3, weight_decay=0.05, lr_decay=0.8, warmup_steps=20
+        epochs=8, batch_size=64, lr=1e-3, weight_decay=0.05, lr_decay=0.85, warmup_steps=20
     ),
 }
 

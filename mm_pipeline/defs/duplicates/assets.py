@@ -23,7 +23,7 @@ from mm_pipeline.inference.encoders import OnnxEncoders, fuse, l2_normalize
 from mm_pipeline.model.clip import ImageTower, TextTower, load_folder
 from mm_pipeline.model.split import group_codes
 from mm_pipeline.model.train import load_pairs
-from mm_pipeline.prep.tokens import TextTokenizer, trim_padding
+from mm_pipeline.prep.tokens import trim_padding
 from mm_pipeline.storage import write_json, write_parquet
 
 
@@ -128,7 +128,7 @@ def relisted_vectors(settings: PipelineSettings, instance: dg.DagsterInstance, d
     """Originals plus one synthetic re-listing each, embedded by the fine-tuned ONNX and the base model."""
     layout = settings.layout
     base = load_folder(layout.model_dir("base"))
-    pairs, _ = load_pairs(materialized_batches(settings, instance), TextTokenizer(base.bpe_path))
+    pairs, _ = load_pairs(materialized_batches(settings, instance), base.tokenizer)
     chosen = data.products["nm"].to_numpy()[:RELISTED_PRODUCTS]
     rows = pd.Series(np.arange(len(pairs)), index=pairs.nm).loc[chosen].to_numpy()
     texts, images = make_relistings(data.products["text"].tolist()[: len(chosen)], pairs.images(rows))
@@ -137,7 +137,7 @@ def relisted_vectors(settings: PipelineSettings, instance: dg.DagsterInstance, d
     tuned_image, tuned_text = encoders.encode_images(images), encoders.encode_texts(texts)
     with torch.no_grad():
         base_image = ImageTower(base.clip)(torch.from_numpy(images)).numpy()
-        base_ids = trim_padding(TextTokenizer(base.bpe_path).encode(texts))
+        base_ids = trim_padding(base.tokenizer.encode(texts))
         base_text = TextTower(base.clip)(torch.from_numpy(base_ids)).numpy()
     relisted = {
         "image": l2_normalize(tuned_image), "text": l2_normalize(tuned_text), "fused": fuse(tuned_image, tuned_text),

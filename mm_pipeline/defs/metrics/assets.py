@@ -14,7 +14,6 @@ from mm_pipeline.evaluation.tasks import EvalSet, evaluate_task, judge
 from mm_pipeline.inference.encoders import read_vectors
 from mm_pipeline.model.clip import load_folder
 from mm_pipeline.model.train import encode_pairs, load_pairs, training_split
-from mm_pipeline.prep.tokens import TextTokenizer
 from mm_pipeline.storage import save_npy, write_json, write_parquet
 
 EVALUATION_GROUP = "evaluation"
@@ -53,7 +52,7 @@ def base_model_embeddings(
     layout = settings.layout
     model = load_folder(layout.model_dir("base"))
     pairs, products = load_pairs(
-        materialized_batches(settings, context.instance), TextTokenizer(model.bpe_path)
+        materialized_batches(settings, context.instance), model.tokenizer
     )
     rows = np.flatnonzero(training_split(products, settings.eval_fraction, 0.0)["eval"])
     image, text = encode_pairs(model.clip, pairs.subset(np.isin(np.arange(len(pairs)), rows)))

@@ -110,7 +110,7 @@ def fine_tuned_model(
     recipe = RECIPES["pretrained" if pretrained else "compact"]
     overrides = {"epochs": settings.train_epochs, "batch_size": settings.train_batch_size}
     recipe = dataclasses.replace(recipe, **{k: v for k, v in overrides.items() if v})
-    pairs, products = load_pairs(_require_batches(settings, context), TextTokenizer(base.bpe_path))
+    pairs, products = load_pairs(_require_batches(settings, context), base.tokenizer)
     split = training_split(products, settings.eval_fraction, recipe.holdout_fraction)
     train, holdout = pairs.subset(split["train"]), pairs.subset(split["holdout"])
     if len(train) < recipe.batch_size or len(holdout) < 4:
@@ -234,7 +234,7 @@ def onnx_parity(context: dg.AssetCheckExecutionContext, settings: PipelineSettin
     layout = settings.layout
     model = load_folder(layout.model_dir("fine_tuned"))
     pairs, products = load_pairs(
-        materialized_batches(settings, context.instance), TextTokenizer(model.bpe_path)
+        materialized_batches(settings, context.instance), model.tokenizer
     )
     eval_rows = np.flatnonzero(training_split(products, settings.eval_fraction, 0.0)["eval"])[:PARITY_SAMPLE]
     report = check_parity(model.clip, layout.onnx_dir, pairs.images(eval_rows), pairs.ids[eval_rows])
