@@ -78,6 +78,7 @@ class LogRegSettings:
     max_iter: int = 100
     tol: float = 1e-4
     preconditioner_rows: int = 4096  # rows sampled to estimate X^T X for the preconditioner
+    history: int = 10
 
 
 @dataclass(frozen=True)
@@ -283,7 +284,7 @@ def fit_predict_logreg(
         max_iter=settings.max_iter,
         tolerance_grad=settings.tol,
         tolerance_change=1e-9,
-        history_size=10,
+        history_size=settings.history,
         line_search_fn="strong_wolfe",
     )
 
