@@ -1,0 +1,41 @@
+"""`mm-pipeline similar` reads the similarity index and the embeddings files and prints neighbours."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mm_pipeline.cli import main as cli_main
+from mm_pipeline.evaluation.similarity import build_index
+from mm_pipeline.inference.encoders import fuse
+from mm_pipeline.layout import Layout
+from mm_pipeline.storage import write_parquet
+
+
+def test_similar_prints_the_nearest_products(tmp_path, capsys):
+    layout = Layout(tmp_path)
+    rng = np.random.default_rng(0)
+    image, text = rng.normal(size=(20, 8)), rng.normal(size=(20, 8))
+    image[1], text[1] = image[0] + 0.01, text[0] + 0.01  # nm 101 is a near-copy of nm 100
+    fused = fuse(image, text)
+    nm = np.arange(100, 120)
+    columns = {
+        "nm": pa.array(nm),
+        "fused": pa.FixedSizeListArray.from_arrays(pa.array(fused.reshape(-1)), 16),
+    }
+    layout.embeddings("b0").parent.mkdir(parents=True)
+    pq.write_table(pa.table(columns), layout.embeddings("b0"))
+    build_index(fused / np.sqrt(2), nm).save(layout.similarity_dir / "fused.faiss")
+    write_parquet(
+        pd.DataFrame({"nm": nm, "title": [f"товар {i}" for i in nm], "batch": "b0"}),
+        layout.similarity_dir / "lookup.parquet",
+    )
+
+    assert cli_main(["similar", "--nm", "100", "--k", "3", "--data-dir", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "товар 100" in lines[0] and len(lines) == 4
+    assert lines[1].split()[0] == "101" and float(lines[1].split()[1]) > 0.99
+    assert cli_main(["similar", "--nm", "999", "--data-dir", str(tmp_path)]) == 2
+    assert "not in the index" in capsys.readouterr().err
