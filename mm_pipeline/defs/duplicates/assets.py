@@ -99,7 +99,8 @@ def metric_duplicates(context: dg.AssetExecutionContext, settings: PipelineSetti
         vectors, nm, groups = relisted_vectors(settings, context.instance, data, vectors)
         grouped = int(groups.max()) + 1
         context.log.info(f"no dup_group ground truth; built {grouped} synthetic re-listing pairs")
-    report = evaluate_duplicates(vectors, nm, groups)
+    # cosine scores for every kind (fused vectors have norm sqrt(2)), so thresholds read the same way
+    report = evaluate_duplicates({k: l2_normalize(v) for k, v in vectors.items()}, nm, groups)
     table = report.summary()
     fused = table.set_index("kind").loc["fused"]
     base = table.set_index("kind").loc["base_fused"]
