@@ -65,7 +65,8 @@ def _best(table: pd.DataFrame, model: str, features: str = "fused") -> float:
 
 def evaluate_task(task_name: str, data: EvalSet, n_splits: int = 5, seed: int = 0) -> TaskResult:
     task = TASK_BY_NAME[task_name]
-    edges = price_bin_edges(data.products["price"]) if "price" in data.products else None
+    prices = data.products["price"] if "price" in data.products else pd.Series(dtype=float)
+    edges = price_bin_edges(prices) if (pd.to_numeric(prices, errors="coerce") > 0).any() else None
     labels = derive_labels(data.products, price_bin_edges=edges)[task_name]
     known = labels.notna().to_numpy()
     y = labels[known].astype(str).to_numpy()
