@@ -1,6 +1,6 @@
 """``make bench``: every benchmark in one go, each printing its ratios measured side by side.
 
-    python benchmarks/run_all.py [--quick]
+python benchmarks/run_all.py [--quick]
 """
 
 from __future__ import annotations

@@ -21,7 +21,9 @@ def perturb_image(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     scale = rng.uniform(0.75, 0.95)
     side = int(size * scale)
     left, top = rng.integers(0, size - side + 1, size=2)
-    picture = picture.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.BICUBIC)
+    picture = picture.crop((left, top, left + side, top + side)).resize(
+        (size, size), Image.Resampling.BICUBIC
+    )
     if rng.random() < 0.5:
         picture = picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     picture = ImageEnhance.Brightness(picture).enhance(rng.uniform(0.75, 1.25))
@@ -46,9 +48,7 @@ def reword(text: str, rng: np.random.Generator) -> str:
     return " ".join([head, *[s for s in kept if s]])
 
 
-def make_relistings(
-    texts: list[str], images: np.ndarray, seed: int = 0
-) -> tuple[list[str], np.ndarray]:
+def make_relistings(texts: list[str], images: np.ndarray, seed: int = 0) -> tuple[list[str], np.ndarray]:
     """One re-listing per product: ``(reworded texts, perturbed images)`` aligned with the inputs."""
     rng = np.random.default_rng(seed)
     new_images = np.stack([perturb_image(image, rng) for image in images]) if len(images) else images

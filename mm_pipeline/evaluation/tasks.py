@@ -74,12 +74,18 @@ def evaluate_task(task_name: str, data: EvalSet, n_splits: int = 5, seed: int = 
         tables = []
         for model, vectors in (("fine_tuned", data.tuned), ("base", data.base)):
             frame = evaluate_probes(
-                {k: v[known] for k, v in vectors.items()}, y, task.kind, n_splits, seed,
+                {k: v[known] for k, v in vectors.items()},
+                y,
+                task.kind,
+                n_splits,
+                seed,
                 positive_label=task.positive_label,
             )
             tables.append(frame.assign(model=model))
         texts = data.products.loc[known, "text"].tolist()
-        tfidf = tfidf_baseline(texts, y, task.kind, n_splits=n_splits, seed=seed, positive_label=task.positive_label)
+        tfidf = tfidf_baseline(
+            texts, y, task.kind, n_splits=n_splits, seed=seed, positive_label=task.positive_label
+        )
         tables.append(tfidf.assign(model="tfidf"))
     except InsufficientData as exc:
         return TaskResult(task_name, INSUFFICIENT, exc.reason, extras={"labelled": int(known.sum())})

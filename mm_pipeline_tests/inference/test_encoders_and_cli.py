@@ -18,7 +18,9 @@ from mm_pipeline_tests.conftest import good_rows, shared_set
 
 @pytest.fixture(scope="module")
 def onnx_dir(tmp_path_factory, tiny_ruclip_dir):
-    return export_towers(load_folder(tiny_ruclip_dir).clip, tiny_ruclip_dir, tmp_path_factory.mktemp("m") / "onnx")
+    return export_towers(
+        load_folder(tiny_ruclip_dir).clip, tiny_ruclip_dir, tmp_path_factory.mktemp("m") / "onnx"
+    )
 
 
 def test_trimmed_text_equals_full_context_on_real_titles(onnx_dir, tiny_ruclip_dir):
@@ -26,7 +28,9 @@ def test_trimmed_text_equals_full_context_on_real_titles(onnx_dir, tiny_ruclip_d
     encoders = OnnxEncoders(onnx_dir, "fp32")
     ids = encoders.tokenizer.encode(titles)
     trimmed = encoders.encode_ids(ids, batch_size=32)  # sorted by length, each batch cut after its last EOS
-    full = np.concatenate([encoders.text_session.run(None, {"input_ids": ids[s : s + 32]})[0] for s in range(0, 200, 32)])
+    full = np.concatenate(
+        [encoders.text_session.run(None, {"input_ids": ids[s : s + 32]})[0] for s in range(0, 200, 32)]
+    )
     assert np.abs(trimmed - full).max() < 1e-5
     with torch.no_grad():
         reference = load_folder(tiny_ruclip_dir).clip.encode_text(torch.from_numpy(ids)).numpy()
@@ -47,8 +51,17 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 def test_embed_cli_on_russian_real_data_without_torch(tmp_path, onnx_dir):
     folder = shared_set("lamoda_hats")
     out = tmp_path / "hats.parquet"
-    done = run_cli("embed", "--products", str(folder / "products.parquet"), "--images", str(folder / "images"),
-                   "--model", str(onnx_dir), "--out", str(out))
+    done = run_cli(
+        "embed",
+        "--products",
+        str(folder / "products.parquet"),
+        "--images",
+        str(folder / "images"),
+        "--model",
+        str(onnx_dir),
+        "--out",
+        str(out),
+    )
     assert done.returncode == 0, done.stderr
     nm, fused = read_vectors(out, "fused")
     assert list(nm) == list(pd.read_parquet(folder / "products.parquet")["nm"])
@@ -61,7 +74,9 @@ def test_embed_cli_reports_bad_rows_and_keeps_them(tmp_path, catalogue, onnx_dir
     rows.loc[1, "title"] = " "
     path, images = catalogue(rows, images_for=[1000, 1001, 1002])
     out = tmp_path / "emb.parquet"
-    done = run_cli("embed", "--products", str(path), "--images", str(images), "--model", str(onnx_dir), "--out", str(out))
+    done = run_cli(
+        "embed", "--products", str(path), "--images", str(images), "--model", str(onnx_dir), "--out", str(out)
+    )
     assert done.returncode == 0, done.stderr
     assert "rejected nm=1001: empty title" in done.stderr and "rejected nm=1003: missing image" in done.stderr
     assert sorted(read_vectors(out, "fused")[0]) == [1000, 1002]
@@ -70,6 +85,15 @@ def test_embed_cli_reports_bad_rows_and_keeps_them(tmp_path, catalogue, onnx_dir
 
     broken = tmp_path / "broken.parquet"
     broken.write_bytes(b"nope")
-    failed = run_cli("embed", "--products", str(broken), "--images", str(images), "--model", str(onnx_dir),
-                     "--out", str(out))
+    failed = run_cli(
+        "embed",
+        "--products",
+        str(broken),
+        "--images",
+        str(images),
+        "--model",
+        str(onnx_dir),
+        "--out",
+        str(out),
+    )
     assert failed.returncode == 2 and "broken.parquet" in failed.stderr and "Traceback" not in failed.stderr

@@ -36,14 +36,22 @@ sys.exit(0 if result.success else 1)
 def start_run(tmp_path: Path, sample: Path, batch: str, home: Path) -> subprocess.Popen:
     home.mkdir(parents=True, exist_ok=True)
     args = [str(tmp_path / "data"), str(sample / "batches"), str(sample / "images"), batch, str(home)]
-    return subprocess.Popen([sys.executable, "-c", RUN_PARTITION, *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", RUN_PARTITION, *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def outputs(tmp_path: Path, batch: str) -> dict[str, bytes]:
     store = tmp_path / "data" / "store"
-    files = [store / "raw_products" / f"{batch}.accepted.parquet", store / "raw_products" / f"{batch}.rejected.parquet",
-             store / "cleaned_text" / f"{batch}.parquet", store / "image_tensors" / f"{batch}.npy"]
+    files = [
+        store / "raw_products" / f"{batch}.accepted.parquet",
+        store / "raw_products" / f"{batch}.rejected.parquet",
+        store / "cleaned_text" / f"{batch}.parquet",
+        store / "image_tensors" / f"{batch}.npy",
+    ]
     return {f.name: f.read_bytes() for f in files}
 
 
@@ -81,14 +89,22 @@ def test_two_concurrent_runs_of_one_partition_cannot_corrupt_it(tmp_path, small_
     assert start_run(solo, small_sample, batch, solo / "home").wait(timeout=600) == 0
     assert outputs(solo, batch) == together
     accepted = pd.read_parquet(tmp_path / "data" / "store" / "raw_products" / f"{batch}.accepted.parquet")
-    assert open_tensor_store(tmp_path / "data" / "store" / "image_tensors" / f"{batch}.npy").shape[0] == len(accepted)
+    assert open_tensor_store(tmp_path / "data" / "store" / "image_tensors" / f"{batch}.npy").shape[0] == len(
+        accepted
+    )
 
 
 FRAMES = data_frames(
     columns=[
-        column("nm", elements=st.one_of(st.integers(-3, 30), st.none(), st.floats(allow_nan=True)), dtype=object),
+        column(
+            "nm", elements=st.one_of(st.integers(-3, 30), st.none(), st.floats(allow_nan=True)), dtype=object
+        ),
         column("title", elements=st.one_of(st.text(max_size=12), st.none()), dtype=object),
-        column("price", elements=st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.none()), dtype=object),
+        column(
+            "price",
+            elements=st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.none()),
+            dtype=object,
+        ),
         column("isadult", elements=st.one_of(st.booleans(), st.none()), dtype=object),
     ],
 )

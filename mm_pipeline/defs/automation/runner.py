@@ -57,11 +57,17 @@ def materialize_graph(
             outcome.run_ids.append(result.run_id)
             evaluations = result.get_asset_check_evaluations()
             outcome.checks += [
-                {"asset": c.asset_key.to_user_string(), "check": c.check_name, "passed": c.passed,
-                 "verdict": c.metadata.get("verdict", dg.MetadataValue.text("")).value}
+                {
+                    "asset": c.asset_key.to_user_string(),
+                    "check": c.check_name,
+                    "passed": c.passed,
+                    "verdict": c.metadata.get("verdict", dg.MetadataValue.text("")).value,
+                }
                 for c in evaluations
             ]
-            failed_checks = {f"{c.asset_key.to_user_string()}_{c.check_name}" for c in evaluations if not c.passed}
+            failed_checks = {
+                f"{c.asset_key.to_user_string()}_{c.check_name}" for c in evaluations if not c.passed
+            }
             failed_steps = {e.step_key for e in result.all_events if e.is_step_failure}
             if not result.success and not failed_steps <= failed_checks:
                 outcome.failures.append(label)

@@ -12,6 +12,7 @@ from mm_pipeline.defs.metrics.assets import (
     EVALUATION_GROUP,
     MetricGates,
     base_model_embeddings,
+    gate_result,
     load_eval_set,
 )
 from mm_pipeline.defs.resources import PipelineSettings, materialized_batches
@@ -105,10 +106,15 @@ def metric_duplicates(context: dg.AssetExecutionContext, settings: PipelineSetti
     fused = table.set_index("kind").loc["fused"]
     base = table.set_index("kind").loc["base_fused"]
     summary = {
-        "task": "duplicates", "status": "ok", "ground_truth": ground_truth, "groups": grouped,
-        "fused_f1": float(fused["pair_f1"]), "base_fused_f1": float(base["pair_f1"]),
+        "task": "duplicates",
+        "status": "ok",
+        "ground_truth": ground_truth,
+        "groups": grouped,
+        "fused_f1": float(fused["pair_f1"]),
+        "base_fused_f1": float(base["pair_f1"]),
         "fused_f1_minus_base": float(fused["pair_f1"] - base["pair_f1"]),
-        "fused_recall_at_5": float(fused["recall@5"]), "chance_recall_at_5": float(fused["chance@5"]),
+        "fused_recall_at_5": float(fused["recall@5"]),
+        "chance_recall_at_5": float(fused["chance@5"]),
         "threshold": float(fused["threshold"]),
     }
     write_json(summary, layout.metrics_dir / "duplicates.json")
@@ -141,7 +147,9 @@ def relisted_vectors(settings: PipelineSettings, instance: dg.DagsterInstance, d
         base_ids = trim_padding(base.tokenizer.encode(texts))
         base_text = TextTower(base.clip)(torch.from_numpy(base_ids)).numpy()
     relisted = {
-        "image": l2_normalize(tuned_image), "text": l2_normalize(tuned_text), "fused": fuse(tuned_image, tuned_text),
+        "image": l2_normalize(tuned_image),
+        "text": l2_normalize(tuned_text),
+        "fused": fuse(tuned_image, tuned_text),
         "base_fused": fuse(base_image, base_text),
     }
     count = len(chosen)
@@ -157,15 +165,7 @@ def relisted_vectors(settings: PipelineSettings, instance: dg.DagsterInstance, d
     description="Fused pair F1 above its floor and not worse than the base model.",
 )
 def duplicates_gate(settings: PipelineSettings, gates: MetricGates) -> dg.AssetCheckResult:
-    from mm_pipeline.evaluation.tasks import judge
-
-    summary = json.loads((settings.layout.metrics_dir / "duplicates.json").read_text())
-    floor = gates.min_fused_f1.get("duplicates", 0.0)
-    verdict = judge(summary, floor, gates.max_drop_vs_base)
-    return dg.AssetCheckResult(
-        passed=verdict.passed,
-        metadata={"floor": floor, "verdict": "; ".join(verdict.reasons) or "within thresholds"},
-    )
+    return gate_result("duplicates", settings, gates)
 
 
 @dg.asset(

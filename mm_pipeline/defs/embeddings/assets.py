@@ -43,17 +43,30 @@ def embeddings(context: dg.AssetExecutionContext, settings: PipelineSettings) ->
         products = pd.read_parquet(layout.cleaned_text(batch), columns=["nm", "text"])
         store = open_tensor_store(layout.image_tensors(batch))
         if store.shape[1] != encoders.image_size:
-            raise dg.Failure(f"{batch}: image tensors are {store.shape[1]}px, the model wants {encoders.image_size}px")
+            raise dg.Failure(
+                f"{batch}: image tensors are {store.shape[1]}px, the model wants {encoders.image_size}px"
+            )
 
         def log_progress(done: int, total: int, batch: str = batch) -> None:
             context.log.info(f"{batch}: embedded {done}/{total}")
 
         stats = write_embeddings(
-            encoders, products["nm"].to_numpy(), products["text"].tolist(), lambda s, e, store=store: store[s:e],
-            layout.embeddings(batch), progress=log_progress,
+            encoders,
+            products["nm"].to_numpy(),
+            products["text"].tolist(),
+            lambda s, e, store=store: store[s:e],
+            layout.embeddings(batch),
+            progress=log_progress,
         )
-        rows.append({"batch": batch, "path": str(layout.embeddings(batch)), "products": stats.count,
-                     "seconds": round(stats.seconds, 2), "disk_bytes": stats.bytes_on_disk})
+        rows.append(
+            {
+                "batch": batch,
+                "path": str(layout.embeddings(batch)),
+                "products": stats.count,
+                "seconds": round(stats.seconds, 2),
+                "disk_bytes": stats.bytes_on_disk,
+            }
+        )
     return dg.MaterializeResult(
         metadata={
             "count": sum(r["products"] for r in rows),
@@ -61,6 +74,8 @@ def embeddings(context: dg.AssetExecutionContext, settings: PipelineSettings) ->
             "onnx_variant": variant,
             "model_version": encoders.model_version,
             "batches": dg.MetadataValue.md(markdown_table(rows)),
-            "products_per_second": round(sum(r["products"] for r in rows) / max(sum(r["seconds"] for r in rows), 1e-9), 1),
+            "products_per_second": round(
+                sum(r["products"] for r in rows) / max(sum(r["seconds"] for r in rows), 1e-9), 1
+            ),
         }
     )

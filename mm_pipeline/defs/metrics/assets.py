@@ -51,9 +51,7 @@ def base_model_embeddings(
 ) -> dg.MaterializeResult:
     layout = settings.layout
     model = load_folder(layout.model_dir("base"))
-    pairs, products = load_pairs(
-        materialized_batches(settings, context.instance), model.tokenizer
-    )
+    pairs, products = load_pairs(materialized_batches(settings, context.instance), model.tokenizer)
     rows = np.flatnonzero(training_split(products, settings.eval_fraction, 0.0)["eval"])
     image, text = encode_pairs(model.clip, pairs.subset(np.isin(np.arange(len(pairs)), rows)))
     target = layout.metrics_dir / "base_model_embeddings"
@@ -93,7 +91,7 @@ def build_metric_asset(
     @dg.asset(
         name=asset_name,
         group_name=EVALUATION_GROUP,
-    automation_condition=dg.AutomationCondition.eager(),
+        automation_condition=dg.AutomationCondition.eager(),
         deps=["embeddings", base_model_embeddings],
         kinds={"scikitlearn"},
         description=f"Proxy task «{task_name}»: {description} Logistic regression and MLP probes, 5-fold "
@@ -125,20 +123,25 @@ def build_metric_asset(
         description=f"Fused F1 of «{task_name}» above its floor and not worse than the base model.",
     )
     def gate(settings: PipelineSettings, gates: MetricGates) -> dg.AssetCheckResult:
-        summary = json.loads((settings.layout.metrics_dir / f"{task_name}.json").read_text())
-        floor = gates.min_fused_f1.get(task_name, 0.0)
-        verdict = judge(summary, floor, gates.max_drop_vs_base)
-        return dg.AssetCheckResult(
-            passed=verdict.passed,
-            metadata={
-                "floor": floor,
-                "max_drop_vs_base": gates.max_drop_vs_base,
-                "status": summary["status"],
-                "verdict": "; ".join(verdict.reasons) or "within thresholds",
-            },
-        )
+        return gate_result(task_name, settings, gates)
 
     return metric, gate
+
+
+def gate_result(task_name: str, settings: PipelineSettings, gates: MetricGates) -> dg.AssetCheckResult:
+    """Judge a task's stored summary against its configured floor and the allowed drop versus base."""
+    summary = json.loads((settings.layout.metrics_dir / f"{task_name}.json").read_text())
+    floor = gates.min_fused_f1.get(task_name, 0.0)
+    verdict = judge(summary, floor, gates.max_drop_vs_base)
+    return dg.AssetCheckResult(
+        passed=verdict.passed,
+        metadata={
+            "floor": floor,
+            "max_drop_vs_base": gates.max_drop_vs_base,
+            "status": summary["status"],
+            "verdict": "; ".join(verdict.reasons) or "within thresholds",
+        },
+    )
 
 
 METRIC_ASSETS = [build_metric_asset(task.name, task.description) for task in TASKS]

@@ -233,9 +233,7 @@ PARITY_SAMPLE = 64
 def onnx_parity(context: dg.AssetCheckExecutionContext, settings: PipelineSettings) -> dg.AssetCheckResult:
     layout = settings.layout
     model = load_folder(layout.model_dir("fine_tuned"))
-    pairs, products = load_pairs(
-        materialized_batches(settings, context.instance), model.tokenizer
-    )
+    pairs, products = load_pairs(materialized_batches(settings, context.instance), model.tokenizer)
     eval_rows = np.flatnonzero(training_split(products, settings.eval_fraction, 0.0)["eval"])[:PARITY_SAMPLE]
     report = check_parity(model.clip, layout.onnx_dir, pairs.images(eval_rows), pairs.ids[eval_rows])
     write_json(
