@@ -6,6 +6,7 @@ The server is Debian's PostgreSQL started by the session fixture ``postgres_serv
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -90,11 +91,12 @@ def postgres_instance(home: Path) -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(home))
 
 
-def sensor_tick(sensor, instance, defs, settings):
+def sensor_tick(sensor, instance, defs, settings, cursor=None):
     """One evaluation as the sensor daemon does it: from an instance ref, with the repository to resolve
     partitioned run requests against the partitions that exist once the tick's add-requests are applied."""
     with dg.build_sensor_context(
         instance_ref=instance.get_ref(),
+        cursor=cursor,
         resources={"settings": settings},
         repository_def=defs.get_repository_def(),
     ) as context:
@@ -108,9 +110,10 @@ def test_sensor_schedule_and_materialization_on_postgres(
     db = postgres_server.create_database("pipeline_ops")
     for key, value in postgres_server.env(db).items():
         monkeypatch.setenv(key, value)
+    incoming = shutil.copytree(small_sample / "batches", tmp_path / "incoming")
     settings = PipelineSettings(
         data_dir=str(tmp_path / "data"),
-        incoming_dir=str(small_sample / "batches"),
+        incoming_dir=str(incoming),
         images_dir=str(small_sample / "images"),
         workers=1,
     )
@@ -126,15 +129,23 @@ def test_sensor_schedule_and_materialization_on_postgres(
         # Sensor tick on an empty instance: every batch file becomes a partition and an ingest run request.
         tick = sensor_tick(sensor, instance, defs, settings)
         assert [r.partition_key for r in tick.run_requests] == batches
-        assert [r.run_key for r in tick.run_requests] == batches
+        assert [r.run_key.split("@")[0] for r in tick.run_requests] == batches
         assert all(r.job_name in (None, "ingest_job") for r in tick.run_requests)
         [add] = tick.dynamic_partitions_requests
         assert isinstance(add, dg.AddDynamicPartitionsRequest)
         assert (add.partitions_def_name, list(add.partition_keys)) == (catalogue_batches.name, batches)
         # Apply the request as the sensor daemon would; the next tick finds nothing new.
         instance.add_dynamic_partitions(add.partitions_def_name, add.partition_keys)
-        again = sensor_tick(sensor, instance, defs, settings)
+        again = sensor_tick(sensor, instance, defs, settings, tick.cursor)
         assert not again.run_requests and not again.dynamic_partitions_requests
+        # A replaced file is re-ingested under its partition; the run key names the new file version.
+        replaced = incoming / "batch_001.parquet"
+        pd.read_parquet(replaced).iloc[:-1].to_parquet(replaced)
+        changed = sensor_tick(sensor, instance, defs, settings, again.cursor)
+        [rerun] = changed.run_requests
+        assert rerun.partition_key == "batch_001" and rerun.run_key not in {r.run_key for r in tick.run_requests}
+        assert not changed.dynamic_partitions_requests
+        assert not sensor_tick(sensor, instance, defs, settings, changed.cursor).run_requests
 
         # Schedule tick before any ingest: a skip with its reason.
         before = schedule.evaluate_tick(

@@ -1,5 +1,8 @@
 """Jobs per stage, the sensor that turns new batch files into partitions, and the nightly refresh."""
 
+import json
+from pathlib import Path
+
 import dagster as dg
 
 from mm_pipeline.defs.partitions import catalogue_batches
@@ -26,13 +29,26 @@ embeddings_job = dg.define_asset_job(
 
 @dg.sensor(job=ingest_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
 def new_batch_files(context: dg.SensorEvaluationContext, settings: PipelineSettings) -> dg.SensorResult:
-    """Register every new parquet file in the incoming folder as a partition and ingest it."""
+    """Register every new parquet file in the incoming folder as a partition and ingest it; re-ingest a
+    registered batch whose file was replaced (size or modification time changed since the last tick)."""
     known = set(context.instance.get_dynamic_partitions(catalogue_batches.name))
-    new = [name for name in settings.batch_names() if name not in known]
+    seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    current = {name: file_signature(settings.batch_file(name)) for name in settings.batch_names()}
+    new = [name for name in current if name not in known]
+    # a partition registered before this cursor existed counts as up to date, not as changed
+    changed = [name for name in current if name in known and seen.get(name, current[name]) != current[name]]
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(partition_key=name, run_key=name) for name in new],
+        run_requests=[
+            dg.RunRequest(partition_key=name, run_key=f"{name}@{current[name]}") for name in new + changed
+        ],
         dynamic_partitions_requests=[catalogue_batches.build_add_request(new)] if new else [],
+        cursor=json.dumps(current, sort_keys=True),
     )
+
+
+def file_signature(path: Path) -> str:
+    stat = path.stat()
+    return f"{stat.st_size}-{stat.st_mtime_ns}"
 
 
 evaluation_job = dg.define_asset_job(
