@@ -88,6 +88,40 @@ def ours(onnx_dir: Path, variant: str, files, titles, work: Path):
     return read_vectors(out, "image")[1], read_vectors(out, "text")[1]
 
 
+def profile(clip, tokenizer: TextTokenizer, onnx_dir: Path, files, titles, size: int) -> pd.DataFrame:
+    """Where the time goes: each phase of paths (b) and (d) timed alone, in seconds per 100 products."""
+
+    def timed(run) -> tuple[float, object]:
+        started = time.perf_counter()
+        value = run()
+        return (time.perf_counter() - started) * 100 / len(files), value
+
+    decode, images = timed(lambda: np.stack([load_letterboxed(f, size) for f in files]))
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        decode_parallel, _ = timed(lambda: list(pool.map(lambda f: load_letterboxed(f, size), files)))
+    tower = ImageTower(clip).eval()
+    ids = tokenizer.encode(titles)
+    with torch.no_grad():
+        torch_image, _ = timed(
+            lambda: [tower(torch.from_numpy(images[s : s + 32])) for s in range(0, len(files), 32)]
+        )
+        torch_text, _ = timed(
+            lambda: [clip.encode_text(torch.from_numpy(ids[s : s + 32])) for s in range(0, len(files), 32)]
+        )
+    encoders = OnnxEncoders(onnx_dir, "int8")
+    ort_image, _ = timed(lambda: encoders.encode_images(images))
+    ort_text, _ = timed(lambda: encoders.encode_ids(ids))
+    tokenize, _ = timed(lambda: tokenizer.encode(titles))
+    rows = [
+        ("decode + letterbox JPEG, 1 thread", decode, decode),
+        (f"decode + letterbox JPEG, {os.cpu_count()} threads", decode_parallel, decode_parallel),
+        ("tokenize titles", tokenize, tokenize),
+        ("image tower", torch_image, ort_image),
+        ("text tower (torch: 77 tokens; ORT: sorted + trimmed)", torch_text, ort_text),
+    ]
+    return pd.DataFrame(rows, columns=["phase", "(b) torch fp32 s/100", "(d) ORT int8 s/100"])
+
+
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float((l2_normalize(a) * l2_normalize(b)).sum(axis=1).mean())
 
@@ -141,6 +175,7 @@ def main() -> int:
                 }
             )
             print(f"{name}: {n / seconds:.1f} products/s", file=sys.stderr)
+        phases = profile(clip, tokenizer, onnx_dir, files, titles, size)
     reference = outputs["(b) torch eager, 1 text"]
     table = pd.DataFrame(results)
     rate = table.set_index("path")["products_per_s"]
@@ -153,6 +188,8 @@ def main() -> int:
     )
     print("(a)'s text cosine differs by design: it averages 6 prompt templates. peak RSS is cumulative.")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print("\nProfile: each phase alone, seconds per 100 products")
+    print(phases.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     return 0
 
 

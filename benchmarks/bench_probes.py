@@ -152,7 +152,9 @@ def compare_with_sklearn(
         ours = evaluate_probes({"fused": x}, y, kind, seed=seed, pca_components=None, n_threads=n_threads)
         ours = ours.set_index("probe")
         references = {
-            "logreg": [LogisticRegression(max_iter=1000)],
+            "logreg": [
+                LogisticRegression(max_iter=1000, class_weight="balanced" if kind == "binary" else None)
+            ],
             "mlp": [MLPClassifier(random_state=seed), MLPClassifier(random_state=seed + 1)],
         }
         for probe, models in references.items():

@@ -67,7 +67,9 @@ def test_all_metrics_then_a_failed_gate_keeps_the_published_version(embedded):
 
     published = layout.published_dir / "embeddings.parquet"
     before = published.read_bytes()
-    strict = with_gates(embedded, MetricGates(min_fused_f1={"category": 1.01}, max_drop_vs_base=1.0))
+    strict = with_gates(
+        embedded, MetricGates(min_fused_f1={"category": 1.01}, max_drop_vs_base=1.0, noise_z=0.0)
+    )
     gated = strict.run("evaluation_job")
     assert not gated.success
     checks = {c.check_name: c.passed for c in gated.get_asset_check_evaluations()}

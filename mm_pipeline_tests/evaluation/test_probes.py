@@ -75,7 +75,10 @@ def test_f1_matches_sklearn_on_the_same_folds(loader, kind):
     data = loader()
     x, labels = data.data.astype(np.float32), data.target.astype(str)
     ours = evaluate_probes({"fused": x}, labels, kind, pca_components=None).set_index("probe")["f1"]
-    reference_logreg = sklearn_oof_f1(x, labels, kind, LogisticRegression(max_iter=1000))
+    balanced = "balanced" if kind == "binary" else None  # our binary logreg weights classes as sklearn's
+    reference_logreg = sklearn_oof_f1(
+        x, labels, kind, LogisticRegression(max_iter=1000, class_weight=balanced)
+    )
     reference_mlp = sklearn_oof_f1(x, labels, kind, MLPClassifier(random_state=0))
     assert abs(ours["logreg"] - reference_logreg) < 0.02
     assert abs(ours["mlp"] - reference_mlp) < 0.02
@@ -90,6 +93,41 @@ def test_binary_scores_the_requested_or_minority_class():
         {"fused": x}, y, "binary", probes=("logreg",), pca_components=None, positive_label="common"
     )
     assert by_default["f1"].iloc[0] < as_common["f1"].iloc[0]  # the minority class is the harder one
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_rare_positive_class_is_found_with_balanced_weights():
+    """5% positives, separable but close: unweighted logits stay below 0 for many positives."""
+    rng = np.random.default_rng(3)
+    y = np.where(rng.random(1000) < 0.05, "adult", "not_adult")
+    x = rng.normal(size=(1000, 64)).astype(np.float32)
+    x[y == "adult", :8] += 0.9
+    balanced = evaluate_probes({"fused": x}, y, "binary", probes=("logreg",), pca_components=None)
+    plain = evaluate_probes(
+        {"fused": x},
+        y,
+        "binary",
+        probes=("logreg",),
+        pca_components=None,
+        logreg=probes.LogRegSettings(balanced_binary=False),
+    )
+    assert balanced["recall"].iloc[0] > plain["recall"].iloc[0] + 0.2
+    assert balanced["f1"].iloc[0] > plain["f1"].iloc[0]
+    reference = sklearn_oof_f1(x, y, "binary", LogisticRegression(max_iter=1000, class_weight="balanced"))
+    assert abs(balanced["f1"].iloc[0] - reference) < 0.02
+
+
+def test_bootstrap_f1_is_paired_and_centred_on_the_point_estimate():
+    x, y = clusters(400, 8, 3, spread=0.8, seed=4)
+    run = probes.cross_validate({"fused": x}, y, "multiclass", probes=("logreg", "mlp"), pca_components=None)
+    logreg, mlp = run.predictions["fused", "logreg"], run.predictions["fused", "mlp"]
+    point = score_predictions(run.prepared.codes, logreg, run.prepared)["f1"]
+    resampled = probes.bootstrap_f1(run.prepared, [logreg, logreg, mlp, run.prepared.codes])
+    assert resampled.shape == (4, 200)
+    assert np.array_equal(resampled[0], resampled[1])  # same resamples for every vector
+    assert abs(resampled[0].mean() - point) < 0.02 and 0.005 < resampled[0].std() < 0.06
+    assert (resampled[3] == 1.0).all()  # perfect predictions score 1 on every resample
+    assert np.std(resampled[0] - resampled[2]) < np.std(resampled[0]) + np.std(resampled[2])
 
 
 def test_insufficient_data_is_a_specific_error():

@@ -143,7 +143,9 @@ def test_sensor_schedule_and_materialization_on_postgres(
         pd.read_parquet(replaced).iloc[:-1].to_parquet(replaced)
         changed = sensor_tick(sensor, instance, defs, settings, again.cursor)
         [rerun] = changed.run_requests
-        assert rerun.partition_key == "batch_001" and rerun.run_key not in {r.run_key for r in tick.run_requests}
+        assert rerun.partition_key == "batch_001" and rerun.run_key not in {
+            r.run_key for r in tick.run_requests
+        }
         assert not changed.dynamic_partitions_requests
         assert not sensor_tick(sensor, instance, defs, settings, changed.cursor).run_requests
 

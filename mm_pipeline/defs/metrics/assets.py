@@ -10,7 +10,7 @@ from mm_pipeline.defs.partitions import catalogue_batches
 from mm_pipeline.defs.resources import PipelineSettings, materialized_batches
 from mm_pipeline.defs.tables import markdown_table
 from mm_pipeline.evaluation.labels import TASKS
-from mm_pipeline.evaluation.tasks import EvalSet, evaluate_task, judge
+from mm_pipeline.evaluation.tasks import NOISE_Z, EvalSet, evaluate_task, judge
 from mm_pipeline.inference.encoders import read_vectors
 from mm_pipeline.model.clip import load_folder
 from mm_pipeline.model.train import encode_pairs, load_pairs, training_split
@@ -36,6 +36,8 @@ class MetricGates(dg.ConfigurableResource):
         "duplicates": 0.2,
     }
     max_drop_vs_base: float = 0.05
+    # shortfalls within noise_z bootstrap standard errors of the eval split pass; 0 makes thresholds exact
+    noise_z: float = NOISE_Z
 
 
 @dg.asset(
@@ -132,12 +134,13 @@ def gate_result(task_name: str, settings: PipelineSettings, gates: MetricGates) 
     """Judge a task's stored summary against its configured floor and the allowed drop versus base."""
     summary = json.loads((settings.layout.metrics_dir / f"{task_name}.json").read_text())
     floor = gates.min_fused_f1.get(task_name, 0.0)
-    verdict = judge(summary, floor, gates.max_drop_vs_base)
+    verdict = judge(summary, floor, gates.max_drop_vs_base, gates.noise_z)
     return dg.AssetCheckResult(
         passed=verdict.passed,
         metadata={
             "floor": floor,
             "max_drop_vs_base": gates.max_drop_vs_base,
+            "noise_z": gates.noise_z,
             "status": summary["status"],
             "verdict": "; ".join(verdict.reasons) or "within thresholds",
         },
