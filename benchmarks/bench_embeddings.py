@@ -122,6 +122,15 @@ def profile(clip, tokenizer: TextTokenizer, onnx_dir: Path, files, titles, size:
     return pd.DataFrame(rows, columns=["phase", "(b) torch fp32 s/100", "(d) ORT int8 s/100"])
 
 
+def native_bf16() -> bool:
+    """Whether the CPU computes bf16 in hardware (AVX512-BF16 or AMX); elsewhere torch emulates it slowly."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float((l2_normalize(a) * l2_normalize(b)).sum(axis=1).mean())
 
@@ -159,8 +168,13 @@ def main() -> int:
             "(b) torch eager, 1 text": lambda: torch_eager(clip, tokenizer, files, titles, size),
             "(c) ours: ORT fp32, trimmed text": lambda: ours(onnx_dir, "fp32", files, titles, work),
             "(d) ours: ORT int8, trimmed text [default]": lambda: ours(onnx_dir, "int8", files, titles, work),
-            "(e) torch bf16 autocast": lambda: torch_eager(clip, tokenizer, files, titles, size, bf16=True),
         }
+        if native_bf16():
+            paths["(e) torch bf16 autocast"] = lambda: torch_eager(
+                clip, tokenizer, files, titles, size, bf16=True
+            )
+        else:
+            print("(e) torch bf16 autocast: skipped, this CPU has no AVX512-BF16/AMX", file=sys.stderr)
         results, outputs = [], {}
         for name, run in paths.items():
             started = time.perf_counter()

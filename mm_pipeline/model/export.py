@@ -81,8 +81,13 @@ def export_towers(
             onnx_file(tmp, "text", "fp32"),
         )
         for tower in ("image", "text"):
+            # 7-bit weights: CPUs without VNNI (AVX2) multiply u8 x s8 pairs into saturating int16; with
+            # 8-bit weights ViT-B/32 image vectors drift to cosine 0.988 there, with 7 bits 0.9996
             quantize_dynamic(
-                onnx_file(tmp, tower, "fp32"), onnx_file(tmp, tower, "int8"), weight_type=QuantType.QInt8
+                onnx_file(tmp, tower, "fp32"),
+                onnx_file(tmp, tower, "int8"),
+                weight_type=QuantType.QInt8,
+                reduce_range=True,
             )
         for name in ("bpe.model", "config.json"):
             shutil.copyfile(model_dir / name, tmp / name)
