@@ -289,6 +289,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="3000 x 256, parity on 1000 rows")
     parser.add_argument("--threads", type=int, help="torch threads (default: all cores for large inputs)")
+    parser.add_argument("--skip-sklearn", action="store_true", help="parts 1 and 4 only (no sklearn runs)")
     args = parser.parse_args()
     if args.quick:
         args.n, args.dim, args.parity_rows = 3_000, 256, 1_000
@@ -300,8 +301,9 @@ def main() -> None:
     # the first torch optimizer imports torch._dynamo (seconds): keep that out of the timings
     evaluate_probes({"fused": features["fused"][:100]}, labels["gender"][:100], "binary", pca_components=None)
     time_all_tasks(features, labels, args.seed, args.threads)
-    compare_with_sklearn(features, labels, min(args.parity_rows, args.n), args.seed, args.threads)
-    compare_one_full_fold(features, labels, args.seed, args.threads)
+    if not args.skip_sklearn:
+        compare_with_sklearn(features, labels, min(args.parity_rows, args.n), args.seed, args.threads)
+        compare_one_full_fold(features, labels, args.seed, args.threads)
     time_whole_tables(args.n, args.dim // 2, args.seed)
     print(f"# load average {os.getloadavg()[0]:.1f} at end")
 
