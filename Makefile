@@ -18,19 +18,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+
+$(DAGSTER_HOME)/dagster.yaml: deploy/dagster.local.yaml
+	mkdir -p $(DAGSTER_HOME) $(WANDB_DIR)
+	cp $< $@
 
 demo: install
-	mkdir -p $(DAGSTER_HOME) $(WANDB_DIR)
 	$(BIN)/mm-pipeline demo --out data/sample --n 3000 --batches 3
 
 test: install
-	mkdir -p $(DAGSTER_HOME)
 	$(BIN)/ruff check mm_pipeline mm_pipeline_tests benchmarks
 	$(BIN)/pytest
 
 ui: install
-	mkdir -p $(DAGSTER_HOME)
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 bench: install

@@ -37,20 +37,23 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from mm_pipeline.catalog.contract import BatchFileError, validate_batch
+    from mm_pipeline.catalog.contract import BatchFileError, one_line, validate_batch
 
     try:
         result = validate_batch(args.batch, args.images)
     except BatchFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # whatever the input, one line and never a traceback
+        print(f"error: {args.batch}: unexpected {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
+        return 1
     print(
         f"{result.source}: {len(result.accepted)} accepted, {len(result.rejected)} rejected of {result.n_input}"
     )
     if result.missing_columns:
         print(f"missing optional columns (filled with defaults): {', '.join(result.missing_columns)}")
-    for row in result.rejected.itertuples():
-        print(f"rejected nm={row.nm}: {row.reject_reason}")
+    for line in result.rejection_lines():
+        print(line)
     return 0
 
 
@@ -102,8 +105,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
     out = Path(args.out)
     rejected_path = out.with_name(out.stem + ".rejected.parquet")
     write_parquet(result.rejected, rejected_path)
-    for row in result.rejected.itertuples():
-        print(f"rejected nm={row.nm}: {row.reject_reason}", file=sys.stderr)
+    for line in result.rejection_lines():
+        print(line, file=sys.stderr)
     encoders = OnnxEncoders(args.model, args.variant)
     products = clean_products(result.accepted)
     files = products["image_file"].tolist()
@@ -139,14 +142,16 @@ def cmd_similar(args: argparse.Namespace) -> int:
     from mm_pipeline.evaluation.similarity import SimilarityIndex
     from mm_pipeline.inference.encoders import read_vectors
     from mm_pipeline.layout import Layout
+    from mm_pipeline.storage import pin
 
     layout = Layout(Path(args.data_dir))
-    folder = layout.similarity_dir
-    if not (folder / "fused.faiss").exists():
+    if not (layout.index_dir / "fused.faiss").exists():
         print(
-            f"error: no similarity index under {folder}; materialize similarity_index first", file=sys.stderr
+            f"error: no similarity index under {layout.index_dir}; materialize similarity_index first",
+            file=sys.stderr,
         )
         return 2
+    folder = pin(layout.index_dir)
     index = SimilarityIndex.load(folder / "fused.faiss")
     lookup = pd.read_parquet(folder / "lookup.parquet").set_index("nm")
     if args.nm not in lookup.index:

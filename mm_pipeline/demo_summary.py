@@ -19,7 +19,7 @@ def print_summary(layout: Layout, batches: list[str], checks: list[dict]) -> Non
     print("\ncheck                     result  verdict")
     for check in checks:
         print(f"{check['check']:<25} {'pass' if check['passed'] else 'FAIL':<7} {check['verdict']}")
-    for task_file in sorted(layout.metrics_dir.glob("*.json")) if layout.metrics_dir.exists() else []:
+    for task_file in sorted(layout.metrics_dir.glob("*/summary.json")):
         summary = json.loads(task_file.read_text())
         if "fused_f1" in summary:
             print(

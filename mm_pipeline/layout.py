@@ -1,6 +1,8 @@
 """Where every artifact lives on disk, derived from one data directory (no Dagster here).
 
 Assets pass these paths to each other through lineage; the same layout lets the CLI and tests find them.
+Files that only make sense together (accepted + rejected rows, a metric's summary + table, an index + its
+lookup) share one folder written with :func:`mm_pipeline.storage.atomic_dir`, so they change as a set.
 """
 
 from __future__ import annotations
@@ -17,11 +19,14 @@ class Layout:
     def store(self) -> Path:
         return self.data_dir / "store"
 
+    def raw_dir(self, batch: str) -> Path:
+        return self.store / "raw_products" / batch
+
     def raw_accepted(self, batch: str) -> Path:
-        return self.store / "raw_products" / f"{batch}.accepted.parquet"
+        return self.raw_dir(batch) / "accepted.parquet"
 
     def raw_rejected(self, batch: str) -> Path:
-        return self.store / "raw_products" / f"{batch}.rejected.parquet"
+        return self.raw_dir(batch) / "rejected.parquet"
 
     def cleaned_text(self, batch: str) -> Path:
         return self.store / "cleaned_text" / f"{batch}.parquet"
@@ -48,9 +53,32 @@ class Layout:
     def metrics_dir(self) -> Path:
         return self.store / "metrics"
 
+    def metric_dir(self, task: str) -> Path:
+        return self.metrics_dir / task
+
+    def metric_summary(self, task: str) -> Path:
+        return self.metric_dir(task) / "summary.json"
+
+    def metric_table(self, task: str) -> Path:
+        return self.metric_dir(task) / "table.parquet"
+
+    @property
+    def base_embeddings_dir(self) -> Path:
+        """The base model's vectors of the eval products (image.npy, text.npy, nm.parquet)."""
+        return self.store / "base_model_embeddings"
+
     @property
     def similarity_dir(self) -> Path:
         return self.store / "similarity"
+
+    @property
+    def index_dir(self) -> Path:
+        """The faiss index with its metadata and row → nm lookup."""
+        return self.similarity_dir / "index"
+
+    @property
+    def duplicate_pairs(self) -> Path:
+        return self.similarity_dir / "duplicate_pairs.parquet"
 
     @property
     def published_dir(self) -> Path:

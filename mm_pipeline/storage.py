@@ -1,8 +1,11 @@
-"""Atomic file writes: every artifact appears whole under its final name or not at all.
+"""Atomic writes: every artifact appears whole under its final name or not at all.
 
-Writers get a unique temporary name beside the target (pid + random suffix, so two concurrent runs never
-share one) and the result is moved into place with ``os.replace``; an interrupted write leaves the previous
-version readable and only a hidden ``.tmp`` file that readers never look at.
+Files: writers get a unique temporary sibling (host + pid + random suffix, so concurrent runs never share
+one) that ``os.replace`` moves into place. Folders and sets of files that belong together: each write goes
+to a new version folder in a hidden ``.<name>.versions/`` beside the target, and the target is a symlink
+swapped to it with one ``os.replace``. Readers see the complete old set or the complete new one; an
+interrupted write leaves only hidden temporaries, which the next write on the same host sweeps away once
+their process is gone.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,9 +24,45 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+VERSIONS_KEPT = 2  # the current version and the one before it
+PRUNE_GRACE_S = 600.0  # younger versions stay too: a reader may have pinned one a moment ago
+_HOST = socket.gethostname().replace(".", "-")
+
+
+def _writer_tag() -> str:
+    return f"{_HOST}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+
 
 def _temp_sibling(target: Path) -> Path:
-    return target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    return target.with_name(f".{target.name}.{_writer_tag()}.tmp")
+
+
+def _process_gone(tag_parts: list[str]) -> bool:
+    """Whether a temporary named ``…host.pid.rand…`` belongs to a finished process on this host."""
+    if len(tag_parts) < 3 or tag_parts[-3] != _HOST or not tag_parts[-2].isdigit():
+        return False  # another machine's writer (shared volume): not ours to judge
+    try:
+        os.kill(int(tag_parts[-2]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _sweep_stale_temporaries(target: Path) -> None:
+    prefix = f".{target.name}."
+    for leftover in target.parent.glob(f"{prefix}*.tmp"):
+        tag = leftover.name[len(prefix) : -len(".tmp")].split(".")
+        if _process_gone(tag):
+            _remove(leftover)
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @contextmanager
@@ -29,6 +70,7 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
     """Yield a temporary file path; on success it replaces ``target`` atomically, on error it is removed."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _sweep_stale_temporaries(target)
     tmp = _temp_sibling(target)
     try:
         yield tmp
@@ -37,27 +79,57 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def versions_dir(target: Path | str) -> Path:
+    target = Path(target)
+    return target.parent / f".{target.name}.versions"
+
+
 @contextmanager
 def atomic_dir(target: Path | str) -> Iterator[Path]:
-    """Yield a temporary directory that replaces ``target`` (a folder) when the block succeeds.
+    """Yield an empty folder; when the block succeeds ``target`` (a symlink) is switched to it atomically.
 
-    The old folder is renamed aside and removed after the new one is in place, so readers see either the
-    complete old folder or the complete new one.
+    Concurrent writers each get their own folder and the last to finish wins; no reader ever finds
+    ``target`` missing or half-written. Readers of several files pin the version first (:func:`pin`).
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_sibling(target)
-    tmp.mkdir()
+    versions = versions_dir(target)
+    versions.mkdir(parents=True, exist_ok=True)
+    writing = versions / f"tmp.{_writer_tag()}"
+    writing.mkdir()
     try:
-        yield tmp
-        retired = _temp_sibling(target) if target.exists() else None
-        if retired is not None:
-            os.replace(target, retired)
-        os.replace(tmp, target)
-        if retired is not None:
-            shutil.rmtree(retired, ignore_errors=True)
+        yield writing
+        finished = versions / f"v{time.time_ns():020d}.{writing.name[len('tmp.') :]}"
+        os.replace(writing, finished)
+        _point(target, finished)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove(writing)
+    _prune(versions, target)
+
+
+def _point(target: Path, version: Path) -> None:
+    if target.exists() and not target.is_symlink():  # a plain folder from an older layout
+        os.replace(target, versions_dir(target) / f"v{0:020d}.{_writer_tag()}")
+    link = _temp_sibling(target)
+    os.symlink(os.path.relpath(version, target.parent), link)
+    os.replace(link, target)
+
+
+def pin(folder: Path | str) -> Path:
+    """The version folder ``folder`` points to now: read every file of one set through it."""
+    return Path(folder).resolve()
+
+
+def _prune(versions: Path, target: Path) -> None:
+    current = target.resolve()
+    finished = sorted((p for p in versions.glob("v*") if p != current), reverse=True)
+    cutoff_ns = time.time_ns() - int(PRUNE_GRACE_S * 1e9)
+    for old in finished[VERSIONS_KEPT - 1 :]:
+        if int(old.name[1:].split(".")[0]) < cutoff_ns:
+            _remove(old)
+    for abandoned in versions.glob("tmp.*"):
+        if _process_gone(abandoned.name.split(".")):
+            _remove(abandoned)
+    _sweep_stale_temporaries(target)
 
 
 def write_parquet(df: pd.DataFrame, target: Path | str) -> Path:

@@ -1,6 +1,7 @@
 """Resources shared by every area: pipeline settings (paths, sizes, model source) and W&B logging."""
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import dagster as dg
@@ -10,6 +11,21 @@ from mm_pipeline.defs.partitions import catalogue_batches
 from mm_pipeline.layout import Layout
 from mm_pipeline.model.train import BatchFiles
 
+# field → the environment variable that sets it when definitions load (README, "Configuration")
+ENV_VARIABLES = {
+    "data_dir": "MM_DATA_DIR",
+    "incoming_dir": "MM_INCOMING_DIR",
+    "images_dir": "MM_IMAGES_DIR",
+    "image_size": "MM_IMAGE_SIZE",
+    "max_image_pixels": "MM_MAX_IMAGE_PIXELS",
+    "ruclip_dir": "MM_RUCLIP_DIR",
+    "ruclip_name": "MM_RUCLIP_NAME",
+    "workers": "MM_WORKERS",
+    "eval_fraction": "MM_EVAL_FRACTION",
+    "train_epochs": "MM_TRAIN_EPOCHS",
+    "train_batch_size": "MM_TRAIN_BATCH_SIZE",
+    "onnx_variant": "MM_ONNX_VARIANT",
+}
 WANDB_PLACEHOLDER_KEY = "0" * 40  # offline/disabled W&B still wants a key-shaped string; never used online
 
 
@@ -31,20 +47,19 @@ class PipelineSettings(dg.ConfigurableResource):
     train_batch_size: int = 0  # 0: the recipe's own batch size
 
     @classmethod
-    def from_env(cls) -> "PipelineSettings":
-        env = os.environ
-        return cls(
-            data_dir=env.get("MM_DATA_DIR", "data"),
-            incoming_dir=env.get("MM_INCOMING_DIR", "data/sample/batches"),
-            images_dir=env.get("MM_IMAGES_DIR", "data/sample/images"),
-            image_size=int(env.get("MM_IMAGE_SIZE", "96")),
-            ruclip_dir=env.get("MM_RUCLIP_DIR", ""),
-            ruclip_name=env.get("MM_RUCLIP_NAME", ""),
-            workers=int(env.get("MM_WORKERS", str(os.cpu_count() or 2))),
-            eval_fraction=float(env.get("MM_EVAL_FRACTION", "0.3")),
-            train_epochs=int(env.get("MM_TRAIN_EPOCHS", "0")),
-            onnx_variant=env.get("MM_ONNX_VARIANT", "int8"),
-        )
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> "PipelineSettings":
+        """Settings from ``MM_*`` variables (see ``ENV_VARIABLES``); unset ones keep the defaults."""
+        values = {}
+        for field, variable in ENV_VARIABLES.items():
+            if variable not in env:
+                continue
+            kind = cls.model_fields[field].annotation
+            try:
+                values[field] = kind(env[variable])
+            except ValueError:
+                raise ValueError(f"{variable}={env[variable]!r} is not a valid {kind.__name__}") from None
+        values.setdefault("workers", os.cpu_count() or 2)
+        return cls(**values)
 
     @property
     def layout(self) -> Layout:

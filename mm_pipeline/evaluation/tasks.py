@@ -8,6 +8,7 @@ set and the probe, so each number is read against its references.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,8 @@ from mm_pipeline.evaluation.probes import (
     tfidf_baseline,
 )
 from mm_pipeline.inference.encoders import fuse, l2_normalize
+from mm_pipeline.layout import Layout
+from mm_pipeline.storage import atomic_dir, write_json, write_parquet
 
 TASK_BY_NAME: dict[str, TaskSpec] = {task.name: task for task in TASKS}
 INSUFFICIENT = "insufficient data"
@@ -128,6 +131,15 @@ class GateVerdict:
 
 
 NOISE_Z = 1.645  # one-sided 95%: a shortfall counts only when it exceeds sampling noise
+
+
+def save_metric(layout: Layout, task_name: str, summary: dict, table: pd.DataFrame) -> Path:
+    """A metric's summary and table, replaced together (a task without enough data has no table)."""
+    with atomic_dir(layout.metric_dir(task_name)) as folder:
+        write_json(summary, folder / layout.metric_summary(task_name).name)
+        if not table.empty:
+            write_parquet(table, folder / layout.metric_table(task_name).name)
+    return layout.metric_dir(task_name)
 
 
 def judge(summary: dict, min_f1: float, max_drop_vs_base: float, noise_z: float = NOISE_Z) -> GateVerdict:

@@ -8,8 +8,9 @@ memory map, so memory stays bounded whatever the batch size and readers can memo
 
 from __future__ import annotations
 
+import stat
+import threading
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,24 +23,47 @@ from mm_pipeline.storage import atomic_path
 
 MIN_IMAGE_SIDE = 8
 PAD_COLOUR = (255, 255, 255)
+DEFAULT_MAX_PIXELS = 40_000_000
 
 
 class ImageProblem(Exception):
     """An image that cannot be used; the message says why (it becomes the row's reject reason)."""
 
 
+_PILLOW_CAP_LOCK = threading.Lock()
+
+
+def _shortened(name: str, limit: int = 80) -> str:
+    return name if len(name) <= limit else f"{name[:limit]}… ({len(name)} characters)"
+
+
+def _open_header(path: Path) -> Image.Image:
+    """``Image.open`` (header only) with Pillow's own pixel cap off, so ``max_pixels`` decides for any size.
+
+    The cap is a module global: it is switched off under a lock and restored before returning.
+    """
+    with _PILLOW_CAP_LOCK:
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            return Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
 def _open(path: Path, max_pixels: int) -> Image.Image:
-    if not path.exists():
-        raise ImageProblem(f"missing image: {path.name} not found")
-    if path.is_dir():
+    try:
+        status = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        raise ImageProblem(f"missing image: {path.name} not found") from None
+    except OSError as exc:  # e.g. a file name too long for the file system
+        raise ImageProblem(f"unreadable image: {_shortened(path.name)} ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(status.st_mode):
         raise ImageProblem(f"unreadable image: {path.name} is a directory")
-    if path.stat().st_size == 0:
+    if status.st_size == 0:
         raise ImageProblem(f"unreadable image: {path.name} is an empty file")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        image = _open_header(path)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise ImageProblem(f"unreadable image: {path.name} ({exc})") from None
     width, height = image.size
     if width * height > max_pixels:
@@ -53,7 +77,7 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
     return image
 
 
-def check_image(path: Path, max_pixels: int = 40_000_000) -> None:
+def check_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
     """Raise :class:`ImageProblem` unless ``path`` decodes fully into a usable image (header checked first)."""
     image = _open(path, max_pixels)
     try:
@@ -93,7 +117,8 @@ def letterbox(image: Image.Image, size: int) -> np.ndarray:
     return np.asarray(canvas, dtype=np.uint8)
 
 
-def load_letterboxed(path: Path | str, size: int, max_pixels: int = 40_000_000) -> np.ndarray:
+def load_letterboxed(path: Path | str, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Letterboxed RGB pixels; :class:`ImageProblem` when unusable or over ``max_pixels`` pixels."""
     with _open(Path(path), max_pixels) as image:
         try:
             return letterbox(image, size)
@@ -120,6 +145,7 @@ def write_tensor_store(
     *,
     chunk_size: int = 256,
     workers: int = 2,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: Callable[[int, int], None] | None = None,
 ) -> TensorStoreStats:
     """Decode and letterbox ``image_files`` into ``target`` (.npy, uint8 ``[N, size, size, 3]``), atomically."""
@@ -130,7 +156,9 @@ def write_tensor_store(
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             for start in range(0, total, chunk_size):
                 chunk = image_files[start : start + chunk_size]
-                for offset, array in enumerate(pool.map(lambda p: load_letterboxed(p, size), chunk)):
+                for offset, array in enumerate(
+                    pool.map(lambda p: load_letterboxed(p, size, max_pixels), chunk)
+                ):
                     store[start + offset] = array
                 if progress:
                     progress(min(start + chunk_size, total), total)

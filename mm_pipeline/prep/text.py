@@ -7,8 +7,10 @@ characters, and collapses whitespace. It is idempotent: ``clean_text(clean_text(
 from __future__ import annotations
 
 import html
+import math
 import re
 import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,8 +19,13 @@ _TAG = re.compile(r"<[^<>]{0,200}>")
 _WHITESPACE = re.compile(r"\s+")
 _DROP_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Mn", "Me"}
 _KEEP_SYMBOLS = set("°№©®™")
-_MAX_ROUNDS = 20
-TEXT_PARTS = ("title_clean", "brend_clean", "description_clean")
+_CHAR_TABLE_LIMIT = 65_536
+TEXT_PARTS = ("title_clean", "brend_clean", "characteristics_clean", "description_clean")
+DEFAULT_CHARACTERISTIC_COLUMNS = ("color", "material", "composition", "season", "country")
+# Proxy-task labels: the model must never read them.
+LABEL_COLUMNS = frozenset(
+    ("category", "sub_category", "isadult", "price", "gender", "ideal_for", "age_group", "dup_group", "nm")
+)
 
 
 def _keep(ch: str) -> bool:
@@ -30,10 +37,30 @@ def _keep(ch: str) -> bool:
     return category not in _DROP_CATEGORIES
 
 
+class _CharTable(dict):
+    """``str.translate`` table: each character's fate (kept, dropped or a space), decided once and cached."""
+
+    def __missing__(self, code: int) -> str | None:
+        ch = chr(code)
+        fate = ch if _keep(ch) else (" " if ch.isspace() else None)
+        if len(self) < _CHAR_TABLE_LIMIT:  # bounded memory whatever code points arrive
+            self[code] = fate
+        return fate
+
+
+_CHAR_TABLE = _CharTable()
+
+
+def _unmark(text: str) -> str:
+    """Unescape entities and strip tags until none are left; every change shortens the text."""
+    while (unmarked := _TAG.sub(" ", html.unescape(text))) != text:
+        text = unmarked
+    return text
+
+
 def _clean_once(text: str) -> str:
-    text = _TAG.sub(" ", html.unescape(text))
-    text = unicodedata.normalize("NFKC", text)
-    text = "".join(ch if _keep(ch) else (" " if ch.isspace() else "") for ch in text)
+    text = unicodedata.normalize("NFKC", _unmark(text))
+    text = text.translate(_CHAR_TABLE)
     return _WHITESPACE.sub(" ", text).strip()
 
 
@@ -41,32 +68,91 @@ def clean_text(text: str | None) -> str:
     """Clean until nothing changes (nested escapes like ``&amp;lt;b&amp;gt;`` unwind fully)."""
     if not text:
         return ""
-    for _ in range(_MAX_ROUNDS):
-        cleaned = _clean_once(text)
-        if cleaned == text:
-            break
+    # Terminates: unmarking only shortens, and after round one NFKC can lengthen only what an entity just
+    # produced (using up its '&'); every other change shortens, so (count of '&', length) falls each round.
+    while (cleaned := _clean_once(text)) != text:
         text = cleaned
     return text
 
 
-def compose_text(title: str, brand: str, description: str) -> str:
-    """The text the model reads: title, brand, then description. Category columns are labels, never input."""
+def _is_missing(value) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def _clean_value(value) -> str:
+    if _is_missing(value):
+        return ""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    return clean_text(str(value))
+
+
+def _characteristic_pairs(value) -> list[tuple]:
+    """(name, value) pairs of a WB string ``"Цвет: синий; Состав: хлопок"``, a mapping or a list of pairs."""
+    if _is_missing(value):
+        return []
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    if isinstance(value, str):
+        halves = [part.partition(":") for part in value.split(";")]
+        return [(name, rest) if colon else ("", name) for name, colon, rest in halves]
+    if isinstance(value, Mapping):
+        return list(value.items())
+    if isinstance(value, Iterable):  # parquet map columns arrive as lists of (key, value) tuples
+        return [tuple(item) if isinstance(item, tuple) and len(item) == 2 else ("", item) for item in value]
+    return [("", value)]
+
+
+def _characteristics_text(pairs: Iterable[tuple]) -> str:
+    """``"name: value; …"`` of cleaned pairs, leaving out empty values and names of label columns."""
+    rendered = []
+    for name, value in pairs:
+        name, value = _clean_value(name), _clean_value(value)
+        if value and name.casefold() not in LABEL_COLUMNS:
+            rendered.append(f"{name}: {value}" if name else value)
+    return "; ".join(rendered)
+
+
+def compose_text(title: str, brand: str, description: str, characteristics: str = "") -> str:
+    """The text the model reads: title, brand, characteristics, then description. Labels are never input."""
     parts = [title]
     if brand and brand.lower() not in title.lower():
         parts.append(brand)
-    if description:
-        parts.append(description)
+    parts += [characteristics, description]
     return ". ".join(p.rstrip(". ") for p in parts if p)
 
 
-def clean_products(products: pd.DataFrame) -> pd.DataFrame:
-    """Add cleaned parts and the composed ``text`` column to accepted products (a copy)."""
+def clean_products(
+    products: pd.DataFrame, characteristic_columns: Sequence[str] = DEFAULT_CHARACTERISTIC_COLUMNS
+) -> pd.DataFrame:
+    """Add cleaned parts and the composed ``text`` column to accepted products (a copy).
+
+    Characteristics come from an optional ``characteristics`` column and from ``characteristic_columns``
+    (rendered as ``column: value``); label columns are refused.
+    """
+    labels = sorted(LABEL_COLUMNS.intersection(characteristic_columns))
+    if labels:
+        raise ValueError(
+            f"label column(s) {', '.join(labels)} cannot be characteristics: they are proxy labels"
+        )
     out = products.copy()
-    for column, cleaned in zip(("title", "brend", "description"), TEXT_PARTS, strict=True):
-        out[cleaned] = [clean_text(v) for v in out[column].fillna("")]
+    for column in ("title", "brend", "description"):
+        out[f"{column}_clean"] = [clean_text(v) for v in out[column].fillna("")]
+    free_form = out["characteristics"] if "characteristics" in out.columns else [None] * len(out)
+    named = out[[c for c in characteristic_columns if c in out.columns]].to_dict("records")
+    out["characteristics_clean"] = [
+        _characteristics_text([*_characteristic_pairs(value), *columns.items()])
+        for value, columns in zip(free_form, named, strict=True)
+    ]
     out["text"] = [
-        compose_text(t, b, d)
-        for t, b, d in zip(out["title_clean"], out["brend_clean"], out["description_clean"], strict=True)
+        compose_text(t, b, d, c)
+        for t, b, d, c in zip(
+            out["title_clean"],
+            out["brend_clean"],
+            out["description_clean"],
+            out["characteristics_clean"],
+            strict=True,
+        )
     ]
     return out
 

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from mm_pipeline.catalog.contract import BatchFileError, earlier_nm_owners, validate_batch
+from mm_pipeline.catalog import contract
+from mm_pipeline.catalog.contract import RESERVED_COLUMNS, BatchFileError, earlier_nm_owners, validate_batch
 from mm_pipeline.cli import main as cli_main
 from mm_pipeline_tests.conftest import good_rows, write_jpeg
+from mm_pipeline_tests.prep.test_images import write_forged_png
 
 
 def reasons(result) -> dict[int | str, str]:
@@ -91,13 +97,49 @@ def test_duplicate_nm_inside_and_across_batches(catalogue):
     rows.loc[2, "nm"] = 1000
     first, images = catalogue(rows, name="batch_a")
     result = validate_batch(first, images)
-    assert "duplicate nm: 1000 already in row 0" in reasons(result)[1000]
+    assert reasons(result) == {1000: "duplicate nm: 1000 already in row 0 of this batch"}
 
     second, _ = catalogue(good_rows(2, start=1001), name="batch_b")
-    owners = earlier_nm_owners([first, second], second)
+    owners = earlier_nm_owners([second, first], second, images)
+    assert owners == {1001: "batch_a"}
     result_b = validate_batch(second, images, nm_owners=owners)
-    assert result_b.rejected["reject_reason"].str.contains("already accepted in batch batch_a").all()
-    assert earlier_nm_owners([first, second], first) == {}
+    assert reasons(result_b) == {1001: "duplicate nm: 1001 already accepted in batch batch_a"}
+    assert list(result_b.accepted["nm"]) == [1002]
+    assert earlier_nm_owners([first, second], first, images) == {}
+
+
+def test_cross_batch_owner_is_the_earliest_file_that_accepts_the_nm(catalogue, monkeypatch):
+    earlier = good_rows(6, start=2000).assign(image_path=None)
+    earlier.loc[0, "title"] = ""  # 2000: rejected in batch_a, so batch_b keeps it
+    earlier.loc[1, "image_path"] = "absent.jpg"  # 2001: its image is missing in batch_a
+    earlier.loc[2, "title"] = "🔥"  # 2002: first row rejected, the second 2002 row is accepted
+    earlier.loc[4, "nm"] = 2002
+    earlier.loc[5, ["nm", "title"]] = [2004, ""]  # not in batch_b: never re-validated
+    first, images = catalogue(earlier, name="batch_a")
+    second, _ = catalogue(good_rows(6, start=2000).drop(index=4), name="batch_b")
+    assert reasons(validate_batch(first, images)) == {
+        2000: "empty title",
+        2001: "missing image: absent.jpg not found",
+        2002: "empty title",
+        2004: "empty title",
+    }
+
+    validated = []
+    validate_row = contract._validate_row
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            contract, "_validate_row", lambda row, *a: validated.append(row["nm"]) or validate_row(row, *a)
+        )
+        owners = earlier_nm_owners([second, first], second, images)
+    assert owners == {2002: "batch_a", 2003: "batch_a"}
+    assert validated == [2000, 2001, 2002, 2003, 2002]  # only rows whose nm batch_b also lists
+
+    result_b = validate_batch(second, images, nm_owners=owners)
+    assert sorted(result_b.accepted["nm"]) == [2000, 2001, 2005]
+    assert reasons(result_b) == {
+        2002: "duplicate nm: 2002 already accepted in batch batch_a",
+        2003: "duplicate nm: 2003 already accepted in batch batch_a",
+    }
 
 
 def test_empty_titles_control_characters_and_huge_description(catalogue):
@@ -113,6 +155,15 @@ def test_empty_titles_control_characters_and_huge_description(catalogue):
     assert len(huge["description"]) == 20_000 and "truncated" in huge["data_issues"]
 
 
+def test_titles_empty_after_cleaning_are_rejected(catalogue):
+    blank = ["\x00\x07", "\u200b\u200b", "🔥🔥", "<br>", "&nbsp;&amp;lt;p&amp;gt;"]
+    rows = good_rows(len(blank) + 1)
+    rows.loc[: len(blank) - 1, "title"] = blank
+    result = validate_batch(*catalogue(rows))
+    assert reasons(result) == {1000 + i: "empty title" for i in range(len(blank))}
+    assert list(result.accepted["nm"]) == [1000 + len(blank)]
+
+
 def test_non_utf8_bytes_are_replaced_and_noted(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -125,6 +176,14 @@ def test_non_utf8_bytes_are_replaced_and_noted(tmp_path):
     assert result.accepted.loc[0, "title"].endswith("title")
     assert "not valid UTF-8" in result.accepted.loc[0, "data_issues"]
     assert set(result.missing_columns) >= {"description", "category", "isadult"}
+
+
+def test_rejected_rows_keep_undecodable_bytes_as_text(tmp_path):
+    table = pa.table({"nm": pa.array([2], pa.int64()), "title": pa.array([b"\xff\xfe title"], pa.binary())})
+    pq.write_table(table, tmp_path / "bytes.parquet")
+    result = validate_batch(tmp_path / "bytes.parquet", tmp_path / "images")  # no image: rejected
+    assert result.rejected.loc[0, "title"] == "\ufffd\ufffd title"
+    assert result.rejected.loc[0, "reject_reason"] == "missing image: 2.jpg not found"
 
 
 def test_bad_prices_keep_the_product_with_a_note(catalogue):
@@ -164,7 +223,19 @@ def test_image_problems(catalogue, tmp_path):
 
 def test_missing_image_file(catalogue):
     path, images = catalogue(good_rows(2), images_for=[1000])
-    assert reasons(validate_batch(path, images)) == {1001: "missing image: 1001.jpg not found"}
+    result = validate_batch(path, images)
+    assert reasons(result) == {1001: "missing image: 1001.jpg not found"}
+    assert result.rejected[["source_file", "source_row"]].values.tolist() == [["batch_a.parquet", 1]]
+
+
+def test_forged_bomb_headers_are_too_large_not_unreadable(catalogue):
+    path, images = catalogue(good_rows(2), images_for=[])
+    write_forged_png(images / "1000.jpg", 10_000, 10_000)
+    write_forged_png(images / "1001.jpg", 50_000, 50_000)
+    assert reasons(validate_batch(path, images)) == {
+        1000: "image too large: 1000.jpg is 10000x10000, over the 40000000 pixel limit",
+        1001: "image too large: 1001.jpg is 50000x50000, over the 40000000 pixel limit",
+    }
 
 
 def test_image_path_cannot_escape_the_images_folder(catalogue, tmp_path):
@@ -181,19 +252,144 @@ def test_image_path_cannot_escape_the_images_folder(catalogue, tmp_path):
     assert 1003 not in why
 
 
+def test_odd_nm_and_image_path_values_become_rejected_rows(tmp_path, catalogue):
+    rows = good_rows(4).assign(image_path=["a" * 5000, "x\x00.jpg", "/" + "b" * 5000, None])
+    why = reasons(validate_batch(*catalogue(rows)))
+    assert why[1000].startswith("unreadable image: " + "a" * 80 + "… (5000 characters)")
+    assert why[1000].endswith("(File name too long)")
+    assert why[1001] == "bad image_path 'x\\x00.jpg': embedded null byte"
+    assert (
+        why[1002]
+        == f"image_path '/{'b' * 78}… (5003 characters) is absolute; it must be relative to the images folder"
+    )
+    assert 1003 not in why
+
+    images = tmp_path / "images"
+    reasons_by_nm = {  # the valid 1000 rows have an image
+        (1e30, 1000.0): ["bad type in column nm: 1e+30 is out of int64 range"],
+        ("9" * 20, "1000"): [f"bad type in column nm: '{'9' * 20}' is out of int64 range"],
+        ((1, 2), (1000,)): [
+            "bad type in column nm: ndarray array([1, 2])",
+            "bad type in column nm: ndarray array([1000])",
+        ],
+    }
+    for nm, expected in reasons_by_nm.items():
+        path = tmp_path / "odd_nm.parquet"
+        pq.write_table(pa.table({"nm": pa.array(nm), "title": ["a", "b"]}), path)
+        result = validate_batch(path, images)
+        assert list(result.rejected["reject_reason"]) == expected
+        assert_nothing_lost(result, 2)
+
+
+def test_unexpected_row_errors_become_rejected_rows(catalogue, monkeypatch):
+    path, images = catalogue(good_rows(3))
+    check_image = contract.check_image
+
+    def failing_for_1001(image, **kwargs):
+        if image.name == "1001.jpg":
+            raise RuntimeError("disk\nvanished")
+        check_image(image, **kwargs)
+
+    monkeypatch.setattr(contract, "check_image", failing_for_1001)
+    result = validate_batch(path, images)
+    assert reasons(result) == {1001: "unexpected RuntimeError: disk vanished"}
+    assert sorted(result.accepted["nm"]) == [1000, 1002]
+
+
+@pytest.mark.parametrize("column", RESERVED_COLUMNS)
+def test_reserved_column_names_are_refused(catalogue, column):
+    path, images = catalogue(good_rows(2).assign(**{column: ["x", "y"]}))
+    with pytest.raises(BatchFileError, match=f"reserved column name\\(s\\) {column}"):
+        validate_batch(path, images)
+
+
+def test_batch_file_errors_are_one_line(tmp_path):
+    table = pa.Table.from_arrays([pa.array([1]), pa.array(["a"]), pa.array(["b"])], ["nm", "title", "title"])
+    pq.write_table(table, tmp_path / "twice.parquet")
+    with pytest.raises(BatchFileError) as info:
+        validate_batch(tmp_path / "twice.parquet", tmp_path)
+    assert str(info.value) == f"{tmp_path / 'twice.parquet'}: duplicate column name(s) title"
+    assert (
+        str(BatchFileError("f.parquet", "ArrowInvalid: one\n  two\tthree"))
+        == "f.parquet: ArrowInvalid: one two three"
+    )
+
+
 def test_validate_cli_prints_rejects_and_exits_cleanly(catalogue, tmp_path, capsys):
     rows = good_rows(3)
     rows.loc[1, "title"] = ""
     path, images = catalogue(rows)
     assert cli_main(["validate", str(path), "--images", str(images)]) == 0
     out = capsys.readouterr().out
-    assert "2 accepted, 1 rejected of 3" in out and "rejected nm=1001: empty title" in out
+    assert (
+        "2 accepted, 1 rejected of 3" in out
+        and "batch_a.parquet: rejected nm=1001 (row 1): empty title\n" in out
+    )
 
     bad = tmp_path / "broken.parquet"
     bad.write_text("nope")
     assert cli_main(["validate", str(bad), "--images", str(images)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(bad) in err and "Traceback" not in err
+
+
+def test_validate_cli_reports_an_unexpected_failure_in_one_line(catalogue, monkeypatch, capsys):
+    path, images = catalogue(good_rows(1))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("first line\nsecond line")
+
+    monkeypatch.setattr(contract, "validate_batch", broken)
+    assert cli_main(["validate", str(path), "--images", str(images)]) == 1
+    assert capsys.readouterr().err == f"error: {path}: unexpected RuntimeError: first line second line\n"
+
+
+BAD_BATCHES = {
+    "nm_list": (
+        pa.table({"nm": [[1, 2]], "title": ["x"]}),
+        0,
+        "rejected nm=[1 2] (row 0): bad type in column nm",
+    ),
+    "nm_1e30": (
+        pa.table({"nm": [1e30, 1.0], "title": ["x", "y"], "image_path": ["1.jpg", None]}),
+        0,
+        "rejected nm=1e+30 (row 0): bad type in column nm: 1e+30 is out of int64 range",
+    ),
+    "long_image_path": (
+        pa.table({"nm": [1], "title": ["x"], "image_path": ["a" * 5000]}),
+        0,
+        "rejected nm=1 (row 0): unreadable image: aaa",
+    ),
+    "source_row_column": (
+        pa.table({"nm": [1], "title": ["x"], "source_row": [5]}),
+        2,
+        "reserved column name(s) source_row",
+    ),
+    "two_title_columns": (
+        pa.Table.from_arrays([pa.array([1]), pa.array(["a"]), pa.array(["b"])], ["nm", "title", "title"]),
+        2,
+        "duplicate column name(s) title",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_BATCHES)
+def test_validate_cli_never_prints_a_traceback(tmp_path, case):
+    table, exit_code, expected = BAD_BATCHES[case]
+    path = tmp_path / f"{case}.parquet"
+    pq.write_table(table, path)
+    images = write_jpeg(tmp_path / "images" / "1.jpg").parent
+    done = subprocess.run(
+        [sys.executable, "-m", "mm_pipeline.cli", "validate", str(path), "--images", str(images)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == exit_code and "Traceback" not in done.stderr, done.stderr
+    if exit_code:
+        assert done.stderr.startswith(f"error: {path}: {expected}") and done.stderr.count("\n") == 1
+    else:
+        assert f"{path.name}: {expected}" in done.stdout and done.stderr == ""
 
 
 def test_extra_columns_are_kept(catalogue):

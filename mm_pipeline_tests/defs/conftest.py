@@ -44,3 +44,16 @@ def make_pipeline(
         **overrides,
     )
     return Pipeline(build_defs(settings, gates), dg.DagsterInstance.ephemeral(), settings)
+
+
+def tiny_model_pipeline(
+    tmp_path: Path,
+    incoming: Path,
+    images: Path,
+    ruclip_dir: Path,
+    gates: MetricGates | None = None,
+    **overrides,
+) -> Pipeline:
+    """A pipeline that starts from the tests' tiny ruCLIP folder and fine-tunes it for one epoch."""
+    settings = {"train_epochs": 1, "train_batch_size": 32} | overrides
+    return make_pipeline(tmp_path, incoming, images, gates, ruclip_dir=str(ruclip_dir), **settings)

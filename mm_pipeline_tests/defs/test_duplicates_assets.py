@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 
 from mm_pipeline_tests.conftest import shared_set
-from mm_pipeline_tests.defs.conftest import PERMISSIVE_GATES, make_pipeline
+from mm_pipeline_tests.defs.conftest import PERMISSIVE_GATES, tiny_model_pipeline
 
 SUBSET = {dg.AssetKey("base_model_embeddings"), dg.AssetKey("metric_duplicates")}
 
@@ -18,13 +18,12 @@ def embedded_real_set(tmp_path, name: str, ruclip_dir):
     incoming = tmp_path / "incoming"
     incoming.mkdir()
     (incoming / f"{name}.parquet").symlink_to(folder / "products.parquet")
-    pipeline = make_pipeline(
+    pipeline = tiny_model_pipeline(
         tmp_path,
         incoming,
         folder / "images",
+        ruclip_dir,
         PERMISSIVE_GATES,
-        ruclip_dir=str(ruclip_dir),
-        train_epochs=1,
         train_batch_size=16,
         eval_fraction=0.5,
     )
@@ -34,7 +33,7 @@ def embedded_real_set(tmp_path, name: str, ruclip_dir):
     job = pipeline.defs.resolve_job_def("evaluation_job").get_subset(asset_selection=SUBSET)
     result = job.execute_in_process(instance=pipeline.instance, raise_on_error=False)
     assert result.success
-    return json.loads((pipeline.settings.layout.metrics_dir / "duplicates.json").read_text())
+    return json.loads(pipeline.settings.layout.metric_summary("duplicates").read_text())
 
 
 @pytest.mark.real_data

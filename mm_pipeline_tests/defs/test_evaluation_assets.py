@@ -10,20 +10,14 @@ import pytest
 from mm_pipeline.definitions import build_defs
 from mm_pipeline.defs.metrics.assets import MetricGates
 from mm_pipeline.evaluation.labels import TASKS
-from mm_pipeline_tests.defs.conftest import PERMISSIVE_GATES, Pipeline, make_pipeline
+from mm_pipeline_tests.defs.conftest import PERMISSIVE_GATES, Pipeline, tiny_model_pipeline
 
 
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory, small_sample, tiny_ruclip_dir) -> Pipeline:
     tmp_path = tmp_path_factory.mktemp("evaluation")
-    pipeline = make_pipeline(
-        tmp_path,
-        small_sample / "batches",
-        small_sample / "images",
-        ruclip_dir=str(tiny_ruclip_dir),
-        train_epochs=1,
-        train_batch_size=32,
-        eval_fraction=0.5,
+    pipeline = tiny_model_pipeline(
+        tmp_path, small_sample / "batches", small_sample / "images", tiny_ruclip_dir, eval_fraction=0.5
     )
     batches = pipeline.register()
     for batch in batches:
@@ -55,14 +49,14 @@ def test_all_metrics_then_a_failed_gate_keeps_the_published_version(embedded):
     assert len(checks) == 7 and all(checks.values())
 
     layout = pipeline.settings.layout
-    category = json.loads((layout.metrics_dir / "category.json").read_text())
+    category = json.loads(layout.metric_summary("category").read_text())
     assert category["status"] == "ok" and 0 <= category["fused_f1"] <= 1
-    table = pd.read_parquet(layout.metrics_dir / "category.parquet")
+    table = pd.read_parquet(layout.metric_table("category"))
     assert set(table["model"]) == {"fine_tuned", "base", "tfidf"}
     assert {"text", "image", "fused", "pca_fused"} <= set(table["features"])
-    isadult = json.loads((layout.metrics_dir / "isadult.json").read_text())
+    isadult = json.loads(layout.metric_summary("isadult").read_text())
     assert isadult["status"] in ("ok", "insufficient data")
-    duplicates = json.loads((layout.metrics_dir / "duplicates.json").read_text())
+    duplicates = json.loads(layout.metric_summary("duplicates").read_text())
     assert duplicates["ground_truth"] == "dup_group column"
 
     published = layout.published_dir / "embeddings.parquet"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
 from mm_pipeline.prep.images import open_tensor_store
 from mm_pipeline_tests.conftest import shared_set
-from mm_pipeline_tests.defs.conftest import make_pipeline
+from mm_pipeline_tests.defs.conftest import Pipeline, make_pipeline
 
 
 def materialization(result, asset: str):
@@ -16,18 +18,45 @@ def materialization(result, asset: str):
     return events[0].metadata
 
 
-def test_two_partitions_and_a_rerun_touch_only_their_files(tmp_path, small_sample):
-    pipeline = make_pipeline(tmp_path, small_sample / "batches", small_sample / "images")
+def ingest_two_then_rerun_the_first(pipeline: Pipeline, incoming: Path) -> list[str]:
+    """Ingest every registered batch, check outputs and metadata, rerun the first: only its files change."""
     batches = pipeline.register()
-    assert batches == ["batch_000", "batch_001"]
+    assert len(batches) == 2
+    layout = pipeline.settings.layout
     for batch in batches:
         result = pipeline.run("ingest_job", batch)
         assert result.success
-        meta = materialization(result, "raw_products")
-        source = pd.read_parquet(small_sample / "batches" / f"{batch}.parquet")
-        assert meta["rows_accepted"].value + meta["rows_rejected"].value == len(source)
-        assert meta["rows_rejected"].value > 0  # the sample plants bad rows in every batch
+        raw = materialization(result, "raw_products")
+        source = pd.read_parquet(incoming / f"{batch}.parquet")
+        assert raw["rows_accepted"].value + raw["rows_rejected"].value == len(source)
+        accepted = pd.read_parquet(layout.raw_accepted(batch))
+        assert len(accepted) == raw["rows_accepted"].value
+        text = materialization(result, "cleaned_text")
+        assert text["rows"].value == text["text_count"].value == len(accepted)
+        assert text["text_chars_max"].value >= text["text_chars_p95"].value > 0
+        tensors = materialization(result, "image_tensors")
+        assert tensors["count"].value == len(accepted)
+        assert tensors["resolution"].value == pipeline.settings.image_size
+        assert tensors["disk_bytes"].value == layout.image_tensors(batch).stat().st_size
+        shape = (len(accepted), pipeline.settings.image_size, pipeline.settings.image_size, 3)
+        assert open_tensor_store(layout.image_tensors(batch)).shape == shape
 
+    first, other = batches
+    files = {
+        batch: [layout.raw_accepted(batch), layout.cleaned_text(batch), layout.image_tensors(batch)]
+        for batch in batches
+    }
+    other_before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files[other]}
+    first_before = {p: p.read_bytes() for p in files[first]}
+    assert pipeline.run("ingest_job", first).success
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files[other]} == other_before
+    assert {p: p.read_bytes() for p in files[first]} == first_before  # deterministic: byte-identical rerun
+    return batches
+
+
+def test_two_partitions_and_a_rerun_touch_only_their_files(tmp_path, small_sample):
+    pipeline = make_pipeline(tmp_path, small_sample / "batches", small_sample / "images")
+    assert ingest_two_then_rerun_the_first(pipeline, small_sample / "batches") == ["batch_000", "batch_001"]
     layout = pipeline.settings.layout
     accepted = pd.read_parquet(layout.raw_accepted("batch_000"))
     rejected = pd.read_parquet(layout.raw_rejected("batch_000"))
@@ -35,28 +64,10 @@ def test_two_partitions_and_a_rerun_touch_only_their_files(tmp_path, small_sampl
         "missing image",
         "empty title",
         "duplicate nm",
-    }
+    }  # the sample plants bad rows in every batch
     cleaned = pd.read_parquet(layout.cleaned_text("batch_000"))
     assert list(cleaned["nm"]) == list(accepted["nm"])
     assert not cleaned["text"].str.contains("<|&nbsp;|🔥", regex=True).any()
-    store = open_tensor_store(layout.image_tensors("batch_000"))
-    assert store.shape == (len(accepted), 96, 96, 3)
-
-    other = [
-        layout.raw_accepted("batch_001"),
-        layout.cleaned_text("batch_001"),
-        layout.image_tensors("batch_001"),
-    ]
-    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in other}
-    mine = [
-        layout.raw_accepted("batch_000"),
-        layout.cleaned_text("batch_000"),
-        layout.image_tensors("batch_000"),
-    ]
-    mine_before = {p: p.read_bytes() for p in mine}
-    assert pipeline.run("ingest_job", "batch_000").success
-    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in other} == before
-    assert {p: p.read_bytes() for p in mine} == mine_before  # deterministic: byte-identical rerun
 
 
 def test_unusable_batch_file_fails_with_its_name(tmp_path, small_sample):
@@ -74,21 +85,18 @@ def test_unusable_batch_file_fails_with_its_name(tmp_path, small_sample):
 
 @pytest.mark.real_data
 @pytest.mark.parametrize("name", ["flipkart1050", "lamoda_hats"])
-def test_real_product_sets(tmp_path, name):
+def test_real_product_sets_in_two_partitions(tmp_path, name):
     folder = shared_set(name)
+    products = pd.read_parquet(folder / "products.parquet")
     incoming = tmp_path / "incoming"
     incoming.mkdir()
-    (incoming / f"{name}.parquet").symlink_to(folder / "products.parquet")
+    half = len(products) // 2
+    products.iloc[:half].to_parquet(incoming / f"{name}_a.parquet")
+    products.iloc[half:].to_parquet(incoming / f"{name}_b.parquet")
     pipeline = make_pipeline(tmp_path, incoming, folder / "images")
-    pipeline.register()
-    result = pipeline.run("ingest_job", name)
-    assert result.success
-    meta = materialization(result, "raw_products")
-    source = pd.read_parquet(folder / "products.parquet")
-    assert meta["rows_accepted"].value + meta["rows_rejected"].value == len(source)
-    cleaned = pd.read_parquet(pipeline.settings.layout.cleaned_text(name))
+    batches = ingest_two_then_rerun_the_first(pipeline, incoming)
+    cleaned = pd.concat([pd.read_parquet(pipeline.settings.layout.cleaned_text(b)) for b in batches])
     assert cleaned["text"].str.len().min() > 0
     if name == "lamoda_hats":
         assert cleaned["dup_group"].nunique() == 59  # extra columns travel on
         assert cleaned["text"].str.contains("[а-яА-Я]", regex=True).mean() > 0.9
-    assert open_tensor_store(pipeline.settings.layout.image_tensors(name)).shape[0] == len(cleaned)

@@ -78,7 +78,8 @@ def test_embed_cli_reports_bad_rows_and_keeps_them(tmp_path, catalogue, onnx_dir
         "embed", "--products", str(path), "--images", str(images), "--model", str(onnx_dir), "--out", str(out)
     )
     assert done.returncode == 0, done.stderr
-    assert "rejected nm=1001: empty title" in done.stderr and "rejected nm=1003: missing image" in done.stderr
+    assert f"{path.name}: rejected nm=1001 (row 1): empty title" in done.stderr
+    assert f"{path.name}: rejected nm=1003 (row 3): missing image" in done.stderr
     assert sorted(read_vectors(out, "fused")[0]) == [1000, 1002]
     rejected = pd.read_parquet(tmp_path / "emb.rejected.parquet")
     assert sorted(rejected["nm"]) == ["1001", "1003"]

@@ -11,7 +11,7 @@ from mm_pipeline.cli import main as cli_main
 from mm_pipeline.evaluation.similarity import build_index
 from mm_pipeline.inference.encoders import fuse
 from mm_pipeline.layout import Layout
-from mm_pipeline.storage import write_parquet
+from mm_pipeline.storage import atomic_dir, write_parquet
 
 
 def test_similar_prints_the_nearest_products(tmp_path, capsys):
@@ -27,11 +27,12 @@ def test_similar_prints_the_nearest_products(tmp_path, capsys):
     }
     layout.embeddings("b0").parent.mkdir(parents=True)
     pq.write_table(pa.table(columns), layout.embeddings("b0"))
-    build_index(fused / np.sqrt(2), nm).save(layout.similarity_dir / "fused.faiss")
-    write_parquet(
-        pd.DataFrame({"nm": nm, "title": [f"товар {i}" for i in nm], "batch": "b0"}),
-        layout.similarity_dir / "lookup.parquet",
-    )
+    with atomic_dir(layout.index_dir) as folder:
+        build_index(fused / np.sqrt(2), nm).save(folder / "fused.faiss")
+        write_parquet(
+            pd.DataFrame({"nm": nm, "title": [f"товар {i}" for i in nm], "batch": "b0"}),
+            folder / "lookup.parquet",
+        )
 
     assert cli_main(["similar", "--nm", "100", "--k", "3", "--data-dir", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()

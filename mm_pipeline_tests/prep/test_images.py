@@ -1,9 +1,34 @@
 """Image decoding, letterboxing and the chunked tensor store."""
 
+import struct
+import warnings
+import zlib
+
 import numpy as np
+import pytest
 from PIL import Image
 
-from mm_pipeline.prep.images import letterbox, load_letterboxed, open_tensor_store, write_tensor_store
+from mm_pipeline.prep.images import (
+    ImageProblem,
+    check_image,
+    letterbox,
+    load_letterboxed,
+    open_tensor_store,
+    write_tensor_store,
+)
+
+
+def write_forged_png(path, width: int, height: int):
+    """A tiny PNG whose header claims ``width`` x ``height`` pixels (a decompression bomb's header)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"") + chunk(b"IEND", b"")
+    )
+    return path
 
 
 def test_letterbox_keeps_aspect_and_pads_white():
@@ -53,3 +78,29 @@ def test_tensor_store_in_chunks(tmp_path):
     assert calls == [3, 6, 7] and stats.count == 7
     assert abs(int(store[5, 12, 12, 0]) - 150) < 8
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("side", [10_000, 50_000])  # Pillow would warn at 100 Mpx and refuse at 2.5 Gpx
+def test_bomb_headers_hit_our_pixel_limit_first(tmp_path, side):
+    bomb = write_forged_png(tmp_path / "bomb.png", side, side)
+    pillow_cap = Image.MAX_IMAGE_PIXELS
+    expected = f"image too large: bomb.png is {side}x{side}, over the 40000000 pixel limit"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Pillow's DecompressionBombWarning would fail here
+        with pytest.raises(ImageProblem) as checked:
+            check_image(bomb)
+        with pytest.raises(ImageProblem) as loaded:
+            load_letterboxed(bomb, 16)
+    assert str(checked.value) == str(loaded.value) == expected
+    assert pillow_cap == Image.MAX_IMAGE_PIXELS  # Pillow's own cap is left as it was
+
+
+def test_load_letterboxed_and_the_store_honour_max_pixels(tmp_path):
+    path = tmp_path / "wide.png"
+    Image.new("RGB", (100, 50), (0, 0, 255)).save(path)
+    assert load_letterboxed(path, 16, max_pixels=5000).shape == (16, 16, 3)
+    with pytest.raises(ImageProblem, match="image too large: wide.png is 100x50, over the 4999 pixel limit"):
+        load_letterboxed(path, 16, max_pixels=4999)
+    with pytest.raises(ImageProblem, match="over the 4999 pixel limit"):
+        write_tensor_store([path], tmp_path / "store.npy", 16, max_pixels=4999)
+    assert not (tmp_path / "store.npy").exists()

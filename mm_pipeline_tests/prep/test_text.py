@@ -1,15 +1,45 @@
 """Text cleaning: crafted cases and hypothesis properties."""
 
+import html
 import unicodedata
 
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mm_pipeline.catalog.contract import validate_batch
 from mm_pipeline.prep.text import clean_products, clean_text, compose_text, length_stats
 
-FRAGMENTS = ["<b>", "</p>", "&nbsp;", "&amp;lt;", "&quot;", "🔥", "\u200b", "\x00", "\n", "&", "<", ">"]
-NOISY = st.lists(st.one_of(st.text(max_size=8), st.sampled_from(FRAGMENTS)), max_size=40).map("".join)
+FRAGMENTS = [
+    "<b>",
+    "</p>",
+    "&nbsp;",
+    "&amp;lt;",
+    "&quot;",
+    "🔥",
+    "\u200b",
+    "\x00",
+    "\n",
+    "&",
+    "<",
+    ">",
+    "amp;",
+]
+# NFKC turns some into markup or lengthens them; Hangul jamo compose once a character between is dropped.
+NORMALIZING = ["＆", "﹤", "＞", "&#xFF06;", "&#xFDFA;", "ﬃ", "\u1100", "\u1161", "#x3C;"]
+NOISY = st.lists(st.one_of(st.text(max_size=8), st.sampled_from(FRAGMENTS + NORMALIZING)), max_size=40).map(
+    "".join
+)
+NESTED = st.recursive(
+    NOISY,
+    lambda inner: st.one_of(
+        inner.map(html.escape),  # one more level of entities
+        inner.map(lambda text: f"<i>{text}</i>"),
+        st.tuples(inner, inner).map("".join),
+    ),
+    max_leaves=8,
+)
 
 
 def test_crafted_marketplace_noise():
@@ -17,6 +47,20 @@ def test_crafted_marketplace_noise():
     assert clean_text(raw) == 'ПЛАТЬЕ женское летнее "Лето" 30°C No5'
     assert clean_text("&amp;lt;b&amp;gt;жирный&amp;lt;/b&amp;gt;") == "жирный"
     assert clean_text(None) == "" and clean_text("   ") == ""
+
+
+@pytest.mark.parametrize(
+    ("raw", "cleaned"),
+    [
+        ("&" + "amp;" * 25 + "lt;b&gt;x", "x"),
+        ("&" + "amp;" * 500 + "lt;b&gt;y", "y"),
+        ("＆amp;lt;b＞z", "z"),  # fullwidth & and > become markup only after NFKC
+        ("&amp;#xFDFA;", "صلى الله عليه وسلم"),  # an entity that NFKC lengthens
+    ],
+)
+def test_nested_escapes_unwind_to_a_fixpoint(raw, cleaned):
+    assert clean_text(raw) == cleaned
+    assert clean_text(cleaned) == cleaned
 
 
 def test_compose_keeps_parts_and_never_reads_labels():
@@ -31,8 +75,63 @@ def test_compose_keeps_parts_and_never_reads_labels():
     cleaned = clean_products(products)
     assert cleaned.loc[0, "text"] == "Куртка мужская. Nord. Тёплая"
     assert cleaned.loc[0, "description_clean"] == "Тёплая"
+    assert cleaned.loc[0, "characteristics_clean"] == ""
     assert "Одежда" not in cleaned.loc[0, "text"]
     assert compose_text("Кроссовки Nike", "Nike", "") == "Кроссовки Nike"
+
+
+def test_characteristics_come_between_brand_and_description():
+    products = pd.DataFrame(
+        {
+            "title": ["Куртка", "Платье", "Шарф"],
+            "brend": ["Nord", "Zarina", ""],
+            "description": ["Тёплая", "Летнее", ""],
+            "characteristics": [
+                "Цвет: синий; Состав: <b>хлопок</b>🔥; ручная стирка;",
+                {"Длина": "миди", "Рукав": None},
+                [("Материал", "шерсть"), ("Сезон", "зима")],  # how parquet map columns are read
+            ],
+            "color": ["синий", None, "серый"],
+            "season": [None, "лето", None],
+        }
+    )
+    cleaned = clean_products(products)
+    assert list(cleaned["characteristics_clean"]) == [
+        "Цвет: синий; Состав: хлопок; ручная стирка; color: синий",
+        "Длина: миди; season: лето",
+        "Материал: шерсть; Сезон: зима; color: серый",
+    ]
+    assert list(cleaned["text"]) == [
+        "Куртка. Nord. Цвет: синий; Состав: хлопок; ручная стирка; color: синий. Тёплая",
+        "Платье. Zarina. Длина: миди; season: лето. Летнее",
+        "Шарф. Материал: шерсть; Сезон: зима; color: серый",
+    ]
+    only_colour = clean_products(products, characteristic_columns=("color",))
+    assert "season" not in only_colour.loc[1, "text"]
+
+
+def test_label_columns_never_enter_the_text():
+    products = pd.DataFrame(
+        {
+            "title": ["Куртка"],
+            "brend": ["Nord"],
+            "description": [""],
+            "characteristics": [{"category": "Одежда", "Gender": "men", "Цвет": "синий"}],
+            "gender": ["men"],
+            "sub_category": ["Куртки"],
+        }
+    )
+    assert clean_products(products).loc[0, "text"] == "Куртка. Nord. Цвет: синий"
+    with pytest.raises(ValueError, match="label column.*gender, sub_category"):
+        clean_products(products, characteristic_columns=("color", "sub_category", "gender"))
+
+
+def test_sample_catalogue_colour_reaches_the_text(small_sample):
+    batch = sorted((small_sample / "batches").glob("*.parquet"))[0]
+    cleaned = clean_products(validate_batch(batch, small_sample / "images").accepted)
+    assert len(cleaned) > 100
+    for colour, text in zip(cleaned["color"], cleaned["text"], strict=True):
+        assert f"color: {clean_text(colour)}" in text
 
 
 def test_length_stats_flags_texts_over_the_context():
@@ -41,7 +140,7 @@ def test_length_stats_flags_texts_over_the_context():
 
 
 @settings(max_examples=300, deadline=None)
-@given(NOISY)
+@given(NESTED)
 def test_cleaning_is_idempotent_and_safe(text):
     once = clean_text(text)
     assert clean_text(once) == once

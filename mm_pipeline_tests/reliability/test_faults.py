@@ -9,13 +9,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis.extra.pandas import column, data_frames
 
 from mm_pipeline.catalog.contract import validate_batch
+from mm_pipeline.layout import Layout
 from mm_pipeline.prep.images import open_tensor_store
 from mm_pipeline_tests.conftest import write_jpeg
 
@@ -45,12 +46,12 @@ def start_run(tmp_path: Path, sample: Path, batch: str, home: Path) -> subproces
 
 
 def outputs(tmp_path: Path, batch: str) -> dict[str, bytes]:
-    store = tmp_path / "data" / "store"
+    layout = Layout(tmp_path / "data")
     files = [
-        store / "raw_products" / f"{batch}.accepted.parquet",
-        store / "raw_products" / f"{batch}.rejected.parquet",
-        store / "cleaned_text" / f"{batch}.parquet",
-        store / "image_tensors" / f"{batch}.npy",
+        layout.raw_accepted(batch),
+        layout.raw_rejected(batch),
+        layout.cleaned_text(batch),
+        layout.image_tensors(batch),
     ]
     return {f.name: f.read_bytes() for f in files}
 
@@ -77,6 +78,7 @@ def test_killed_mid_write_keeps_previous_version_then_rerun_is_identical(tmp_pat
     rerun = start_run(tmp_path, small_sample, batch, tmp_path / "home")
     assert rerun.wait(timeout=600) == 0, rerun.stderr.read()
     assert outputs(tmp_path, batch) == before  # idempotent: byte-identical
+    assert not list(tensors_dir.glob(".*.tmp"))  # the killed run's temporaries were swept
 
 
 def test_two_concurrent_runs_of_one_partition_cannot_corrupt_it(tmp_path, small_sample):
@@ -88,42 +90,78 @@ def test_two_concurrent_runs_of_one_partition_cannot_corrupt_it(tmp_path, small_
     solo.mkdir()
     assert start_run(solo, small_sample, batch, solo / "home").wait(timeout=600) == 0
     assert outputs(solo, batch) == together
-    accepted = pd.read_parquet(tmp_path / "data" / "store" / "raw_products" / f"{batch}.accepted.parquet")
-    assert open_tensor_store(tmp_path / "data" / "store" / "image_tensors" / f"{batch}.npy").shape[0] == len(
-        accepted
-    )
+    layout = Layout(tmp_path / "data")
+    accepted = pd.read_parquet(layout.raw_accepted(batch))
+    assert open_tensor_store(layout.image_tensors(batch)).shape[0] == len(accepted)
 
 
-FRAMES = data_frames(
-    columns=[
-        column(
-            "nm", elements=st.one_of(st.integers(-3, 30), st.none(), st.floats(allow_nan=True)), dtype=object
+NM_COLUMNS = [  # each batch stores nm in one parquet type
+    (pa.int64(), st.one_of(st.integers(-3, 30), st.integers(-(2**63), 2**63 - 1))),
+    (pa.float64(), st.one_of(st.integers(-3, 30).map(float), st.floats(), st.sampled_from([1e30, 2.0**63]))),
+    (
+        pa.string(),
+        st.one_of(
+            st.integers(-3, 30).map(str),
+            st.integers(2**63, 2**70).map(str),
+            st.text(max_size=6),
+            st.sampled_from([" 4 ", "1e30", "0x10"]),
         ),
-        column("title", elements=st.one_of(st.text(max_size=12), st.none()), dtype=object),
-        column(
-            "price",
-            elements=st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.none()),
-            dtype=object,
+    ),
+]
+DESCRIPTION_COLUMNS = [
+    (
+        pa.string(),
+        st.one_of(
+            st.text(max_size=40),
+            st.text(st.characters(categories=["Cc", "Cf", "Zs"]), max_size=20),
+            st.just("д" * 25_000),
         ),
-        column("isadult", elements=st.one_of(st.booleans(), st.none()), dtype=object),
-    ],
+    ),
+    (pa.binary(), st.binary(max_size=40)),
+]
+IMAGE_PATHS = st.one_of(
+    st.text(max_size=8),
+    st.sampled_from(
+        ["", "0.jpg", "sub/../2.jpg", "../images/4.jpg", "../../etc/passwd", "/etc/passwd", "..", "a" * 5000]
+    ),
+    st.sampled_from(["x\x00.jpg", "../" * 300 + "etc/passwd"]),
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(frame=FRAMES)
-def test_validation_accounts_for_every_row(tmp_path, frame):
+@st.composite
+def batches(draw) -> pa.Table:
+    n = draw(st.integers(0, 8))
+
+    def column(arrow_type: pa.DataType, elements: st.SearchStrategy) -> pa.Array:
+        return pa.array(draw(st.lists(st.one_of(st.none(), elements), min_size=n, max_size=n)), arrow_type)
+
+    return pa.table(
+        {
+            "nm": column(*draw(st.sampled_from(NM_COLUMNS))),
+            "title": column(pa.string(), st.one_of(st.text(max_size=12), st.sampled_from(["🔥", "<br>"]))),
+            "description": column(*draw(st.sampled_from(DESCRIPTION_COLUMNS))),
+            "image_path": column(pa.string(), IMAGE_PATHS),
+            "price": column(pa.float64(), st.floats(allow_nan=True, allow_infinity=True)),
+            "isadult": column(pa.bool_(), st.booleans()),
+        }
+    )
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(table=batches())
+def test_validation_accounts_for_every_row(tmp_path, table):
     images = tmp_path / "images"
     for nm in range(0, 30, 2):
         if not (images / f"{nm}.jpg").exists():
             write_jpeg(images / f"{nm}.jpg")
-    frame = frame.assign(nm=frame["nm"].map(lambda v: None if v is None else str(v)))
     path = tmp_path / "batch.parquet"
-    frame.astype({"price": "float64", "isadult": "object"}).to_parquet(path, index=False)
+    pq.write_table(table, path)
     result = validate_batch(path, images)
-    assert len(result.accepted) + len(result.rejected) == len(frame)
-    rows = sorted([*result.accepted["source_row"], *result.rejected["source_row"].astype(int)])
-    assert rows == list(range(len(frame)))
+    assert len(result.accepted) + len(result.rejected) == table.num_rows
+    rows = sorted([*result.accepted["source_row"], *result.rejected["source_row"]])
+    assert rows == list(range(table.num_rows))
     assert result.accepted["nm"].is_unique
     assert (result.rejected["reject_reason"].str.len() > 0).all()
-    assert np.isin(result.accepted["nm"] % 2, [0]).all()  # odd nm have no image: never accepted
+    assert (result.rejected["source_file"] == "batch.parquet").all()
+    for image in map(Path, result.accepted["image_file"]):  # traversal never yields an accepted image
+        assert image.is_relative_to(images.resolve()) and image.is_file()

@@ -20,12 +20,13 @@ from mm_pipeline.defs.tables import markdown_table
 from mm_pipeline.evaluation.duplicates import evaluate_duplicates
 from mm_pipeline.evaluation.relisting import make_relistings
 from mm_pipeline.evaluation.similarity import SimilarityIndex, approximate_recall_at_k, build_index
+from mm_pipeline.evaluation.tasks import save_metric
 from mm_pipeline.inference.encoders import OnnxEncoders, fuse, l2_normalize
 from mm_pipeline.model.clip import ImageTower, TextTower, load_folder
 from mm_pipeline.model.split import group_codes
 from mm_pipeline.model.train import load_pairs
 from mm_pipeline.prep.tokens import trim_padding
-from mm_pipeline.storage import write_json, write_parquet
+from mm_pipeline.storage import atomic_dir, pin, write_parquet
 
 
 class IndexSettings(dg.ConfigurableResource):
@@ -60,9 +61,10 @@ def similarity_index(
         ivf_nprobe=index_settings.ivf_nprobe,
         threads=settings.workers,
     )
-    folder = settings.layout.similarity_dir
-    index.save(folder / "fused.faiss")
-    write_parquet(lookup, folder / "lookup.parquet")
+    with atomic_dir(settings.layout.index_dir) as folder:
+        index.save(folder / "fused.faiss")
+        write_parquet(lookup, folder / "lookup.parquet")
+    folder = settings.layout.index_dir
     recall = approximate_recall_at_k(index, vectors)
     return dg.MaterializeResult(
         metadata={
@@ -117,8 +119,7 @@ def metric_duplicates(context: dg.AssetExecutionContext, settings: PipelineSetti
         "chance_recall_at_5": float(fused["chance@5"]),
         "threshold": float(fused["threshold"]),
     }
-    write_json(summary, layout.metrics_dir / "duplicates.json")
-    write_parquet(table, layout.metrics_dir / "duplicates.parquet")
+    save_metric(layout, "duplicates", summary, table)
     return dg.MaterializeResult(
         metadata={
             **{k: v for k, v in summary.items() if k != "task"},
@@ -180,10 +181,10 @@ def duplicate_pairs(
     context: dg.AssetExecutionContext, settings: PipelineSettings, index_settings: IndexSettings
 ) -> dg.MaterializeResult:
     layout = settings.layout
-    summary = json.loads((layout.metrics_dir / "duplicates.json").read_text())
+    summary = json.loads(layout.metric_summary("duplicates").read_text())
     if summary["status"] != "ok":
         return dg.MaterializeResult(metadata={"status": summary["status"], "reason": summary["reason"]})
-    index = SimilarityIndex.load(layout.similarity_dir / "fused.faiss")
+    index = SimilarityIndex.load(pin(layout.index_dir) / "fused.faiss")
     lookup, vectors = catalogue_lookup(settings, context.instance)
     scores, ids = index.search(vectors, index_settings.review_k + 1)
     query = np.repeat(lookup["nm"].to_numpy(), ids.shape[1])
@@ -196,7 +197,7 @@ def duplicate_pairs(
     titles = lookup.set_index("nm")["title"]
     pairs["title_a"] = titles.reindex(pairs["nm_a"]).to_numpy()
     pairs["title_b"] = titles.reindex(pairs["nm_b"]).to_numpy()
-    target = write_parquet(pairs, layout.similarity_dir / "duplicate_pairs.parquet")
+    target = write_parquet(pairs, layout.duplicate_pairs)
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(target)),

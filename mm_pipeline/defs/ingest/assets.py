@@ -10,7 +10,7 @@ from mm_pipeline.defs.partitions import catalogue_batches
 from mm_pipeline.defs.resources import PipelineSettings
 from mm_pipeline.prep.images import write_tensor_store
 from mm_pipeline.prep.text import TEXT_PARTS, clean_products, length_stats
-from mm_pipeline.storage import write_parquet
+from mm_pipeline.storage import atomic_dir, write_parquet
 
 INGEST_GROUP = "ingest"
 
@@ -29,7 +29,9 @@ def raw_products(context: dg.AssetExecutionContext, settings: PipelineSettings) 
         result = validate_batch(
             batch_file,
             settings.images_dir,
-            nm_owners=earlier_nm_owners(incoming, batch_file),
+            nm_owners=earlier_nm_owners(
+                incoming, batch_file, settings.images_dir, max_image_pixels=settings.max_image_pixels
+            ),
             max_image_pixels=settings.max_image_pixels,
         )
     except BatchFileError as exc:
@@ -37,13 +39,15 @@ def raw_products(context: dg.AssetExecutionContext, settings: PipelineSettings) 
             description=str(exc), metadata={"file": str(exc.path), "problem": exc.problem}
         ) from None
     layout = settings.layout
-    accepted_path = write_parquet(result.accepted, layout.raw_accepted(batch))
-    rejected_path = write_parquet(result.rejected, layout.raw_rejected(batch))
+    with atomic_dir(layout.raw_dir(batch)) as folder:
+        write_parquet(result.accepted, folder / layout.raw_accepted(batch).name)
+        write_parquet(result.rejected, folder / layout.raw_rejected(batch).name)
+    accepted_path, rejected_path = layout.raw_accepted(batch), layout.raw_rejected(batch)
     context.log.info(
         f"{batch}: {len(result.accepted)} accepted, {len(result.rejected)} rejected of {result.n_input}"
     )
-    for row in result.rejected.head(20).itertuples():
-        context.log.warning(f"{batch}: rejected nm={row.nm}: {row.reject_reason}")
+    for line in result.rejection_lines(limit=20):
+        context.log.warning(line)
     reasons = result.reject_counts()
     return dg.MaterializeResult(
         metadata={
@@ -124,6 +128,7 @@ def image_tensors(context: dg.AssetExecutionContext, settings: PipelineSettings)
         layout.image_tensors(batch),
         settings.image_size,
         workers=settings.workers,
+        max_pixels=settings.max_image_pixels,
         progress=log_progress,
     )
     return dg.MaterializeResult(

@@ -10,11 +10,11 @@ from mm_pipeline.defs.partitions import catalogue_batches
 from mm_pipeline.defs.resources import PipelineSettings, materialized_batches
 from mm_pipeline.defs.tables import markdown_table
 from mm_pipeline.evaluation.labels import TASKS
-from mm_pipeline.evaluation.tasks import NOISE_Z, EvalSet, evaluate_task, judge
+from mm_pipeline.evaluation.tasks import NOISE_Z, EvalSet, evaluate_task, judge, save_metric
 from mm_pipeline.inference.encoders import read_vectors
 from mm_pipeline.model.clip import load_folder
 from mm_pipeline.model.train import encode_pairs, load_pairs, training_split
-from mm_pipeline.storage import save_npy, write_json, write_parquet
+from mm_pipeline.storage import atomic_dir, pin, save_npy, write_parquet
 
 EVALUATION_GROUP = "evaluation"
 
@@ -56,10 +56,11 @@ def base_model_embeddings(
     pairs, products = load_pairs(materialized_batches(settings, context.instance), model.tokenizer)
     rows = np.flatnonzero(training_split(products, settings.eval_fraction, 0.0)["eval"])
     image, text = encode_pairs(model.clip, pairs.subset(np.isin(np.arange(len(pairs)), rows)))
-    target = layout.metrics_dir / "base_model_embeddings"
-    save_npy(image.numpy(), target / "image.npy")
-    save_npy(text.numpy(), target / "text.npy")
-    write_parquet(products.iloc[rows][["nm"]], target / "nm.parquet")
+    target = layout.base_embeddings_dir
+    with atomic_dir(target) as folder:
+        save_npy(image.numpy(), folder / "image.npy")
+        save_npy(text.numpy(), folder / "text.npy")
+        write_parquet(products.iloc[rows][["nm"]], folder / "nm.parquet")
     return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(target)), "count": len(rows)})
 
 
@@ -73,7 +74,7 @@ def load_eval_set(settings: PipelineSettings, instance: dg.DagsterInstance) -> E
         parts = [read_vectors(layout.embeddings(b.name), column) for b in batches]
         nm = np.concatenate([p[0] for p in parts])
         tuned[column] = np.concatenate([p[1] for p in parts])
-    base_dir = layout.metrics_dir / "base_model_embeddings"
+    base_dir = pin(layout.base_embeddings_dir)
     base_nm = pd.read_parquet(base_dir / "nm.parquet")["nm"].to_numpy()
     position = pd.Series(np.arange(len(nm)), index=nm)
     eval_products = products.set_index("nm").loc[base_nm].reset_index()
@@ -102,9 +103,7 @@ def build_metric_asset(
     def metric(context: dg.AssetExecutionContext, settings: PipelineSettings) -> dg.MaterializeResult:
         result = evaluate_task(task_name, load_eval_set(settings, context.instance))
         layout = settings.layout
-        write_json(result.summary(), layout.metrics_dir / f"{task_name}.json")
-        if not result.table.empty:
-            write_parquet(result.table, layout.metrics_dir / f"{task_name}.parquet")
+        save_metric(layout, task_name, result.summary(), result.table)
         context.log.info(f"{task_name}: {result.summary()}")
         metadata = {
             "status": result.status,
@@ -132,7 +131,7 @@ def build_metric_asset(
 
 def gate_result(task_name: str, settings: PipelineSettings, gates: MetricGates) -> dg.AssetCheckResult:
     """Judge a task's stored summary against its configured floor and the allowed drop versus base."""
-    summary = json.loads((settings.layout.metrics_dir / f"{task_name}.json").read_text())
+    summary = json.loads(settings.layout.metric_summary(task_name).read_text())
     floor = gates.min_fused_f1.get(task_name, 0.0)
     verdict = judge(summary, floor, gates.max_drop_vs_base, gates.noise_z)
     return dg.AssetCheckResult(
