@@ -91,11 +91,11 @@ def cmd_embed(args: argparse.Namespace) -> int:
     """Embed new products with the ONNX artifact alone (no torch), same validation and cleaning as the assets."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from mm_pipeline.catalog.contract import BatchFileError, validate_batch
-    from mm_pipeline.inference.encoders import OnnxEncoders, write_embeddings
+    from mm_pipeline.catalog.contract import BatchFileError, one_line, validate_batch
+    from mm_pipeline.inference.encoders import OnnxEncoders, ParityError, choose_variant, write_embeddings
     from mm_pipeline.prep.images import load_letterboxed
     from mm_pipeline.prep.text import clean_products
-    from mm_pipeline.storage import write_parquet
+    from mm_pipeline.storage import pin, write_parquet
 
     try:
         result = validate_batch(args.products, args.images)
@@ -107,7 +107,12 @@ def cmd_embed(args: argparse.Namespace) -> int:
     write_parquet(result.rejected, rejected_path)
     for line in result.rejection_lines():
         print(line, file=sys.stderr)
-    encoders = OnnxEncoders(args.model, args.variant)
+    model_dir = pin(args.model)
+    try:
+        encoders = OnnxEncoders(model_dir, choose_variant(model_dir, args.variant))
+    except ParityError as exc:
+        print(f"error: {one_line(exc, limit=400)}", file=sys.stderr)
+        return 2
     products = clean_products(result.accepted)
     files = products["image_file"].tolist()
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
@@ -197,7 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--images", type=Path, required=True)
     embed.add_argument("--model", type=Path, default=Path("data/store/onnx"), help="the onnx_model folder")
     embed.add_argument("--out", type=Path, required=True)
-    embed.add_argument("--variant", choices=("int8", "fp32"), default="int8")
+    embed.add_argument(
+        "--variant", choices=("int8", "fp32"), default="int8", help="preferred; fp32 when int8 failed parity"
+    )
     embed.add_argument("--chunk-size", type=int, default=256)
     embed.set_defaults(func=cmd_embed)
 

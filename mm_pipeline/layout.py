@@ -46,6 +46,11 @@ class Layout:
         return self.store / "models" / "checkpoints"
 
     @property
+    def token_dir(self) -> Path:
+        """Token ids of every batch as int32 memmaps, per tokenizer: shared by training and evaluation."""
+        return self.checkpoints_dir / "tokens"
+
+    @property
     def onnx_dir(self) -> Path:
         return self.store / "onnx"
 

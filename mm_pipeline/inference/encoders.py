@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mm_pipeline.prep.tokens import TextTokenizer, token_lengths, trim_padding
-from mm_pipeline.storage import atomic_path
+from mm_pipeline.storage import atomic_path, pin
 
 VECTOR_COLUMNS = ("image", "text", "fused")
 
@@ -45,11 +45,41 @@ def _session(path: Path, threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+PARITY_FILE = "parity.json"
+
+
+class ParityError(RuntimeError):
+    """No ONNX variant of an export may be used; the message says why."""
+
+
+def choose_variant(onnx_dir: Path | str, wanted: str = "int8") -> str:
+    """The variant of the export in ``onnx_dir`` to run: ``wanted`` if it passed parity, else fp32 if that did.
+
+    Raises :class:`ParityError` when the check has not run on this export or failed: an unchecked variant is
+    never used.
+    """
+    onnx_dir = pin(onnx_dir)  # one export version, even while a new one is being written
+    if not (onnx_dir / PARITY_FILE).exists():
+        raise ParityError(
+            f"{onnx_dir} has no parity report; materialize onnx_model with its onnx_parity check"
+        )
+    parity = json.loads((onnx_dir / PARITY_FILE).read_text())
+    manifest = json.loads((onnx_dir / "manifest.json").read_text())
+    if parity["model_version"] != manifest["model_version"]:
+        raise ParityError(f"{onnx_dir}: the parity report is for another export; rerun onnx_parity")
+    if not parity["passed"]:
+        raise ParityError(
+            f"{onnx_dir} failed onnx_parity (passed variants: {', '.join(parity['passed_variants']) or 'none'}); "
+            "fix and re-export the model"
+        )
+    return wanted if wanted in parity["passed_variants"] else "fp32"
+
+
 class OnnxEncoders:
     """Image and text towers of one exported model folder, in the chosen variant (``fp32`` or ``int8``)."""
 
     def __init__(self, onnx_dir: Path | str, variant: str = "int8", threads: int | None = None):
-        self.onnx_dir = Path(onnx_dir)
+        self.onnx_dir = pin(onnx_dir)  # one export version for every file read below
         suffix = {"fp32": "", "int8": ".int8"}[variant]
         self.variant = variant
         self.manifest = json.loads((self.onnx_dir / "manifest.json").read_text())

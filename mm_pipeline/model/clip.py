@@ -6,22 +6,30 @@ Every model here is ``ruclip.model.CLIP``. Folders follow ruCLIP's layout (``con
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import numpy as np
+import ruclip
 import torch
+from huggingface_hub import cached_download
 from ruclip.model import CLIP
+from ruclip.processor import RuCLIPProcessor
 from torch import nn
 
 from mm_pipeline.prep.tokens import CONTEXT_LENGTH, EOS_ID, TextTokenizer
-from mm_pipeline.storage import atomic_dir
+from mm_pipeline.storage import atomic_dir, pin
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 MODEL_FILES = ("config.json", "bpe.model", "pytorch_model.bin")
+DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 
 # Small enough to train on a few thousand products in minutes on 2 CPU cores; same architecture as
 # ruclip-vit-base-patch32-384 (ViT image tower, causal text transformer, EOS pooling). It reads the first
@@ -60,22 +68,34 @@ class ModelSourceError(RuntimeError):
 @dataclass(frozen=True)
 class LoadedModel:
     clip: CLIP
+    processor: RuCLIPProcessor
+    tokenizer: TextTokenizer  # the processor's BPE and context length, without torch
     config: dict
     bpe_path: Path
     origin: str  # human-readable: where the weights came from
 
-    @property
-    def tokenizer(self) -> TextTokenizer:
-        return TextTokenizer(self.bpe_path, self.config["context_length"])
+
+def context_length(ruclip_dir: Path | str | None) -> int:
+    """Tokens the text tower reads: from a configured ruCLIP folder, else the compact model's."""
+    if not ruclip_dir:
+        return COMPACT_CONFIG["context_length"]
+    return int(json.loads((Path(ruclip_dir) / "config.json").read_text())["context_length"])
 
 
 def build_clip(config: dict) -> CLIP:
     return CLIP(**{k: config[k] for k in COMPACT_CONFIG})
 
 
+CONSISTENCY_PROBE = "Проверка токенизатора: Платье ZARINA 42 размер"
+
+
 def load_folder(folder: Path | str) -> LoadedModel:
-    """Load a ruCLIP folder with ruclip's own ``CLIP.from_pretrained``."""
-    folder = Path(folder)
+    """Load a ruCLIP folder with ruclip's own ``CLIP.from_pretrained`` and ``RuCLIPProcessor.from_pretrained``.
+
+    Our torch-free tokenizer shares the processor's BPE and context length; a probe text must get the same
+    ids from both, and the BPE must fit the model's token embedding.
+    """
+    source, folder = Path(folder), pin(folder)  # every file from one version of the folder
     missing = [name for name in MODEL_FILES if not (folder / name).is_file()]
     if missing:
         raise ModelSourceError(
@@ -83,26 +103,53 @@ def load_folder(folder: Path | str) -> LoadedModel:
             "(e.g. the files of sberbank-ai/ruclip-vit-base-patch32-384)"
         )
     config = json.loads((folder / "config.json").read_text())
+    processor = RuCLIPProcessor.from_pretrained(str(folder))
+    tokenizer = TextTokenizer.from_processor(processor, folder / "bpe.model")
+    if tokenizer.vocab_size > config["vocab_size"]:
+        raise ModelSourceError(
+            f"{folder}: bpe.model has {tokenizer.vocab_size} tokens but config.json's vocab_size is "
+            f"{config['vocab_size']}; the BPE does not belong to these weights"
+        )
+    reference = processor(text=[CONSISTENCY_PROBE])["input_ids"].numpy()
+    if not np.array_equal(tokenizer.encode([CONSISTENCY_PROBE]), reference):
+        raise ModelSourceError(f"{folder}: our tokenizer disagrees with ruclip's RuCLIPProcessor")
     clip = CLIP.from_pretrained(str(folder)).eval()
-    return LoadedModel(clip, config, folder / "bpe.model", f"pretrained from {folder}")
+    return LoadedModel(clip, processor, tokenizer, config, folder / "bpe.model", f"pretrained from {source}")
+
+
+def _probe_address(endpoint: str) -> tuple[str, int]:
+    """Host and port a download would connect to first: the HTTPS proxy when one is set, else the hub."""
+    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
+    url = urlsplit(proxy or endpoint)
+    return url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
 
 
 def download(name: str, cache_dir: Path, timeout: float = 5.0) -> LoadedModel:
-    """``ruclip.load`` when the model hub is reachable; fails fast with instructions when it is not."""
-    import ruclip
+    """A ``ruclip.MODELS`` folder: from ``cache_dir/name`` when complete, else downloaded from the hub.
 
+    The hub is ``HF_ENDPOINT`` (default https://huggingface.co), reached through ``HTTPS_PROXY`` when set;
+    when it cannot be reached within ``timeout`` this fails at once with instructions.
+    """
     if name not in ruclip.MODELS:
         raise ModelSourceError(f"unknown ruCLIP model {name!r}; known: {', '.join(ruclip.MODELS)}")
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
-    except OSError as exc:
-        raise ModelSourceError(
-            f"cannot download {name}: the model hub is unreachable ({exc}). Download the folder "
-            f"({', '.join(MODEL_FILES)}) on a connected machine and set MM_RUCLIP_DIR to it."
-        ) from None
-    ruclip.load(name, device="cpu", cache_dir=str(cache_dir))
-    loaded = load_folder(cache_dir / name)
-    return LoadedModel(loaded.clip, loaded.config, loaded.bpe_path, f"pretrained {name} via ruclip.load")
+    folder = Path(cache_dir) / name
+    if not all((folder / f).is_file() for f in MODEL_FILES):
+        endpoint = os.environ.get("HF_ENDPOINT", DEFAULT_HF_ENDPOINT).rstrip("/")
+        try:
+            socket.create_connection(_probe_address(endpoint), timeout=timeout).close()
+        except OSError as exc:
+            raise ModelSourceError(
+                f"cannot download {name}: the model hub {endpoint} is unreachable ({exc}). Download the "
+                f"folder ({', '.join(MODEL_FILES)}) on a connected machine and set MM_RUCLIP_DIR to it."
+            ) from None
+        # what ruclip.load does, with the configured endpoint (huggingface-hub 0.2.1 ignores HF_ENDPOINT)
+        repo = ruclip.MODELS[name]["repo_id"]
+        for filename in MODEL_FILES:
+            cached_download(
+                f"{endpoint}/{repo}/resolve/main/{filename}", cache_dir=str(folder), force_filename=filename
+            )
+    loaded = load_folder(folder)
+    return dataclasses.replace(loaded, origin=f"pretrained {name} from {folder}")
 
 
 def save_folder(

@@ -2,7 +2,9 @@
 
 The exported folder is self-contained for inference without torch: ``image.onnx`` (uint8 NHWC images in),
 ``text.onnx`` (token ids in, dynamic batch and sequence length), their ``*.int8.onnx`` variants,
-``bpe.model``, ``config.json`` and ``manifest.json`` (model version, sizes).
+``bpe.model``, ``config.json`` and ``manifest.json`` (model version, sizes). The parity check writes
+``parity.json`` beside them; :func:`mm_pipeline.inference.encoders.choose_variant` is the one way to pick
+a variant that passed it.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from ruclip.model import CLIP
 from torch import nn
 from torch.export import Dim
 
+from mm_pipeline.inference.encoders import PARITY_FILE
 from mm_pipeline.model.clip import ImageTower, TextTower
 from mm_pipeline.prep.tokens import BOS_ID, EOS_ID, trim_padding
-from mm_pipeline.storage import atomic_dir
+from mm_pipeline.storage import atomic_dir, write_json
 
 VARIANTS = {"fp32": "", "int8": ".int8"}
 PARITY_FLOORS = {"fp32": 0.9999, "int8": 0.995}
@@ -129,6 +132,16 @@ class ParityReport:
     def passed(self) -> bool:
         return "fp32" in self.passed_variants
 
+    def summary(self) -> dict[str, float]:
+        """Per variant, the worst tower: ``min_cosine_<v>``, ``max_abs_diff_<v>``; and ``bytes_<v>`` of both files."""
+        out = {}
+        for variant in VARIANTS:
+            rows = [r for r in self.rows if r["variant"] == variant]
+            out[f"min_cosine_{variant}"] = min(r["min_cosine"] for r in rows)
+            out[f"max_abs_diff_{variant}"] = max(r["max_abs_diff"] for r in rows)
+            out[f"bytes_{variant}"] = sum(r["file_bytes"] for r in rows)
+        return out
+
 
 @torch.no_grad()
 def check_parity(clip: CLIP, onnx_dir: Path, images: np.ndarray, ids: np.ndarray) -> ParityReport:
@@ -160,3 +173,14 @@ def check_parity(clip: CLIP, onnx_dir: Path, images: np.ndarray, ids: np.ndarray
                 }
             )
     return ParityReport(rows)
+
+
+def write_parity(report: ParityReport, onnx_dir: Path | str) -> Path:
+    manifest = json.loads((Path(onnx_dir) / "manifest.json").read_text())
+    payload = {
+        "passed": report.passed,
+        "passed_variants": report.passed_variants,
+        "model_version": manifest["model_version"],
+        "rows": report.rows,
+    }
+    return write_json(payload, Path(onnx_dir) / PARITY_FILE)

@@ -5,6 +5,7 @@ The loss is the symmetric cross-entropy over in-batch image/text logits (as in t
 and of each text (SLIP, Mu et al. 2021). After every epoch the model is scored on a held-out slice of the
 training split (loss, image→text recall@1/@5); the best epoch is kept, not the last. Checkpoints are written every
 ``checkpoint_every`` steps and at each epoch end; a rerun with the same data and recipe resumes from them.
+Training streams from files: token ids and images are memory-mapped stores, read one minibatch at a time.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import copy
 import hashlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
 from ruclip.model import CLIP
@@ -26,7 +29,14 @@ from ruclip.model import CLIP
 from mm_pipeline.model.clip import ImageTower, TextTower
 from mm_pipeline.model.split import eval_mask, holdout_mask
 from mm_pipeline.prep.images import open_tensor_store
-from mm_pipeline.prep.tokens import EOS_ID, TextTokenizer, token_lengths, trim_padding
+from mm_pipeline.prep.tokens import (
+    EOS_ID,
+    TextTokenizer,
+    open_token_store,
+    token_lengths,
+    trim_padding,
+    write_token_store,
+)
 from mm_pipeline.storage import atomic_path
 
 MAX_LOGIT_SCALE = float(np.log(100.0))
@@ -40,6 +50,7 @@ class TrainConfig:
     lr: float
     weight_decay: float
     lr_decay: float  # multiplied into the learning rate after every epoch
+    optimizer: Literal["adam", "adamw"] = "adamw"
     warmup_steps: int = 0
     seed: int = 0
     holdout_fraction: float = 0.1
@@ -52,7 +63,9 @@ class TrainConfig:
 
 RECIPES = {
     # The original project's recipe for pretrained weights (Adam, lr 1e-6, weight decay 0.01, per-epoch decay).
-    "pretrained": TrainConfig(epochs=3, batch_size=32, lr=1e-6, weight_decay=0.01, lr_decay=0.9),
+    "pretrained": TrainConfig(
+        epochs=3, batch_size=32, lr=1e-6, weight_decay=0.01, lr_decay=0.9, optimizer="adam"
+    ),
     # A recipe that learns from random initialization in minutes on 2 cores. With a few thousand pairs the
     # image↔text loss alone latches onto colour words and leaves embeddings worse than random weights for
     # categories; cropped/jittered views and SLIP-style in-modality losses keep them descriptive.
@@ -72,10 +85,10 @@ RECIPES = {
 
 @dataclass
 class PairedData:
-    """Texts (token ids) and images (rows of memory-mapped tensor stores) of a set of products."""
+    """Products as rows of memory-mapped stores: token ids (int32) and images (uint8), one store per batch."""
 
     nm: np.ndarray
-    ids: np.ndarray
+    token_stores: list[np.ndarray]
     stores: list[np.ndarray]
     store_of: np.ndarray
     row_of: np.ndarray
@@ -83,11 +96,17 @@ class PairedData:
     def __len__(self) -> int:
         return len(self.nm)
 
+    def ids(self, index: np.ndarray) -> np.ndarray:
+        """int64 ``[len(index), context]`` token ids."""
+        return np.stack([self.token_stores[self.store_of[i]][self.row_of[i]] for i in index]).astype(np.int64)
+
     def images(self, index: np.ndarray) -> np.ndarray:
         return np.stack([self.stores[self.store_of[i]][self.row_of[i]] for i in index])
 
     def subset(self, mask: np.ndarray) -> PairedData:
-        return PairedData(self.nm[mask], self.ids[mask], self.stores, self.store_of[mask], self.row_of[mask])
+        return PairedData(
+            self.nm[mask], self.token_stores, self.stores, self.store_of[mask], self.row_of[mask]
+        )
 
 
 @dataclass(frozen=True)
@@ -97,30 +116,53 @@ class BatchFiles:
     image_tensors: Path
 
 
-def load_products(batches: Sequence[BatchFiles], columns: Sequence[str] | None = None) -> pd.DataFrame:
-    frames = [pd.read_parquet(b.cleaned_text, columns=columns).assign(batch=b.name) for b in batches]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+SPLIT_COLUMNS = ("nm", "dup_group")
 
 
-def load_pairs(batches: Sequence[BatchFiles], tokenizer: TextTokenizer) -> tuple[PairedData, pd.DataFrame]:
-    """All products of ``batches`` (texts tokenized, images memory-mapped) and their product table."""
-    products, stores, store_of, row_of = [], [], [], []
+def load_split_columns(batches: Sequence[BatchFiles]) -> pd.DataFrame:
+    """What the train/eval split needs of every product (nm, dup_group when present, batch), without texts."""
+    frames = []
+    for batch in batches:
+        columns = [c for c in SPLIT_COLUMNS if c in pq.read_schema(batch.cleaned_text).names]
+        frames.append(pd.read_parquet(batch.cleaned_text, columns=columns).assign(batch=batch.name))
+    table = pd.concat(frames, ignore_index=True)
+    table["batch"] = table["batch"].astype("category")
+    return table
+
+
+def iter_texts(batches: Sequence[BatchFiles], keep: np.ndarray, chunk_rows: int = 2048) -> Iterator[str]:
+    """The texts of the products where ``keep`` is true (rows in batch order), read ``chunk_rows`` at a time."""
+    offset = 0
+    for batch in batches:
+        for chunk in pq.ParquetFile(batch.cleaned_text).iter_batches(batch_size=chunk_rows, columns=["text"]):
+            texts = chunk.column(0).to_pylist()
+            yield from (t for t, k in zip(texts, keep[offset : offset + len(texts)], strict=True) if k)
+            offset += len(texts)
+
+
+def load_pairs(
+    batches: Sequence[BatchFiles], tokenizer: TextTokenizer, token_dir: Path | str | None = None
+) -> tuple[PairedData, pd.DataFrame]:
+    """All products of ``batches`` as memory-mapped pairs, and their split columns (nm, dup_group, batch).
+
+    Texts are tokenized chunk by chunk into token stores under ``token_dir`` (default: a hidden ``.tokens``
+    folder beside each batch's cleaned text); memory holds only per-product index arrays.
+    """
+    token_stores, stores, store_of, row_of = [], [], [], []
     for position, batch in enumerate(batches):
-        frame = pd.read_parquet(batch.cleaned_text)
+        folder = token_dir if token_dir is not None else batch.cleaned_text.parent / ".tokens"
+        token_stores.append(open_token_store(write_token_store(batch.cleaned_text, tokenizer, folder)))
         store = open_tensor_store(batch.image_tensors)
-        if len(store) != len(frame):
-            raise ValueError(f"{batch.name}: {len(frame)} texts but {len(store)} images; rematerialize it")
-        products.append(frame.assign(batch=batch.name))
+        if len(store) != len(token_stores[-1]):
+            raise ValueError(
+                f"{batch.name}: {len(token_stores[-1])} texts but {len(store)} images; rematerialize it"
+            )
         stores.append(store)
-        store_of.append(np.full(len(frame), position))
-        row_of.append(np.arange(len(frame)))
-    table = pd.concat(products, ignore_index=True)
+        store_of.append(np.full(len(store), position, dtype=np.int32))
+        row_of.append(np.arange(len(store), dtype=np.int64))
+    table = load_split_columns(batches)
     pairs = PairedData(
-        table["nm"].to_numpy(),
-        tokenizer.encode(table["text"].tolist()),
-        stores,
-        np.concatenate(store_of),
-        np.concatenate(row_of),
+        table["nm"].to_numpy(), token_stores, stores, np.concatenate(store_of), np.concatenate(row_of)
     )
     return pairs, table
 
@@ -203,7 +245,7 @@ def encode_pairs(clip: CLIP, data: PairedData, batch_size: int = 128) -> tuple[t
     for start in range(0, len(data), batch_size):
         index = np.arange(start, min(start + batch_size, len(data)))
         images.append(image_tower(torch.from_numpy(data.images(index))))
-        texts.append(text_tower(torch.from_numpy(trim_padding(data.ids[index]))))
+        texts.append(text_tower(torch.from_numpy(trim_padding(data.ids(index)))))
     return torch.cat(images), torch.cat(texts)
 
 
@@ -250,7 +292,8 @@ def fingerprint(config: TrainConfig, model_config: dict, data: PairedData, base_
     """Identifies a training job: resuming is only allowed into the same recipe, data and starting weights."""
     digest = hashlib.sha256(json.dumps([asdict(config), model_config], sort_keys=True, default=str).encode())
     digest.update(np.ascontiguousarray(data.nm).tobytes())
-    digest.update(np.ascontiguousarray(data.ids).tobytes())
+    for start in range(0, len(data), 4096):
+        digest.update(data.ids(np.arange(start, min(start + 4096, len(data)))).tobytes())
     stat = base_weights.stat()
     digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:16]
@@ -263,6 +306,13 @@ def _is_better(candidate: dict, best: dict | None) -> bool:
     if tuple(candidate[k] for k in key) != tuple(best[k] for k in key):
         return tuple(candidate[k] for k in key) > tuple(best[k] for k in key)
     return candidate["val_loss"] < best["val_loss"]
+
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
+def make_optimizer(clip: CLIP, config: TrainConfig) -> torch.optim.Optimizer:
+    return OPTIMIZERS[config.optimizer](clip.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
 
 def fine_tune(
@@ -278,7 +328,7 @@ def fine_tune(
     started = time.perf_counter()
     torch.manual_seed(config.seed)
     image_tower, text_tower = ImageTower(clip), TextTower(clip)
-    optimizer = torch.optim.AdamW(clip.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(clip, config)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     last_path, best_path = checkpoint_dir / "last.pt", checkpoint_dir / "best.pt"
     result = TrainResult()
@@ -325,12 +375,13 @@ def fine_tune(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             image_features = image_tower(images)
-            text_features = text_tower(torch.from_numpy(trim_padding(train.ids[index])))
+            ids = train.ids(index)
+            text_features = text_tower(torch.from_numpy(trim_padding(ids)))
             loss = contrastive_loss(image_features, text_features, clip.logit_scale)
             if config.view_loss_weight:
                 image_view = image_tower(augment_images(raw_images, config.augment, views))
                 text_view = text_tower(
-                    torch.from_numpy(trim_padding(drop_tokens(train.ids[index], config.token_drop, rng)))
+                    torch.from_numpy(trim_padding(drop_tokens(ids, config.token_drop, rng)))
                 )
                 loss = loss + config.view_loss_weight * (
                     contrastive_loss(image_features, image_view, VIEW_LOGIT_SCALE)
@@ -351,6 +402,7 @@ def fine_tune(
                     "epoch": epoch,
                     "step": step + 1,
                     "steps": steps_per_epoch,
+                    "global_step": global_step,
                     "loss": loss.item(),
                     "lr": lr,
                     "items_per_s": rate,

@@ -26,6 +26,8 @@ DEFAULT_CHARACTERISTIC_COLUMNS = ("color", "material", "composition", "season", 
 LABEL_COLUMNS = frozenset(
     ("category", "sub_category", "isadult", "price", "gender", "ideal_for", "age_group", "dup_group", "nm")
 )
+# the same labels as Wildberries names them inside free-form characteristics ("Пол: Женский")
+_LABEL_KEYS = LABEL_COLUMNS | {"категория", "подкатегория", "пол", "цена", "возраст", "для взрослых", "18+"}
 
 
 def _keep(ch: str) -> bool:
@@ -108,7 +110,7 @@ def _characteristics_text(pairs: Iterable[tuple]) -> str:
     rendered = []
     for name, value in pairs:
         name, value = _clean_value(name), _clean_value(value)
-        if value and name.casefold() not in LABEL_COLUMNS:
+        if value and name.casefold() not in _LABEL_KEYS:
             rendered.append(f"{name}: {value}" if name else value)
     return "; ".join(rendered)
 
@@ -157,8 +159,9 @@ def clean_products(
     return out
 
 
-def length_stats(texts: pd.Series, context_words: int = 75) -> dict[str, float | int]:
-    """Character/word length summary; ``over_context`` is a lower bound (a word is at least one BPE token)."""
+def length_stats(texts: pd.Series, context_tokens: int = 77) -> dict[str, float | int]:
+    """Character/word length summary. ``over_context`` counts texts with more words than the context holds
+    tokens after BOS/EOS: a lower bound of the texts the model truncates (a word is at least one BPE token)."""
     chars = texts.str.len().to_numpy()
     words = texts.str.split().str.len().fillna(0).to_numpy()
     if len(chars) == 0:
@@ -171,5 +174,5 @@ def length_stats(texts: pd.Series, context_words: int = 75) -> dict[str, float |
         "chars_max": int(chars.max()),
         "words_mean": round(float(words.mean()), 1),
         "empty": int((chars == 0).sum()),
-        "over_context": int((words > context_words).sum()),
+        "over_context": int((words > context_tokens - 2).sum()),
     }

@@ -2,23 +2,29 @@
 
 Lower-cased text, at most ``context_length - 2`` BPE ids between BOS and EOS, zero padding. Because the
 ruCLIP text tower is causal and pools at the EOS token, padding after the last EOS of a batch can be
-trimmed without changing any result.
+trimmed without changing any result. Token stores keep a batch's ids on disk (int32 ``.npy``, memory-mapped)
+so training reads minibatches without holding every product's ids in memory.
 """
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import youtokentome as yttm
+
+from mm_pipeline.storage import atomic_path
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 CONTEXT_LENGTH = 77
 
 
-def train_bpe(texts: Sequence[str], model_path: Path | str, vocab_size: int, seed_text: str = "") -> Path:
+def train_bpe(texts: Iterable[str], model_path: Path | str, vocab_size: int, seed_text: str = "") -> Path:
     """Train a youtokentome BPE on ``texts`` (lower-cased, as the processor encodes) with ruCLIP's special ids."""
     model_path = Path(model_path)
     model_path.parent.mkdir(parents=True, exist_ok=True)
@@ -43,10 +49,35 @@ def train_bpe(texts: Sequence[str], model_path: Path | str, vocab_size: int, see
     return model_path
 
 
+def _file_digest(path: Path | str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 16), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 class TextTokenizer:
-    def __init__(self, bpe_path: Path | str, context_length: int = CONTEXT_LENGTH):
-        self.bpe = yttm.BPE(str(bpe_path))
+    """``bpe`` is an already loaded model of ``bpe_path`` (e.g. a ``RuCLIPProcessor``'s), else it is loaded."""
+
+    def __init__(
+        self, bpe_path: Path | str, context_length: int = CONTEXT_LENGTH, bpe: yttm.BPE | None = None
+    ):
+        self.bpe_path = Path(bpe_path)
+        self.bpe = bpe if bpe is not None else yttm.BPE(str(bpe_path))
         self.context_length = context_length
+
+    @classmethod
+    def from_processor(cls, processor, bpe_path: Path | str) -> TextTokenizer:
+        """The BPE and context length of a ``ruclip.RuCLIPProcessor`` loaded from ``bpe_path``'s folder."""
+        return cls(bpe_path, processor.text_seq_length, processor.tokenizer)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Changes whenever the ids of some text would: the BPE model's bytes and the context length."""
+        return hashlib.sha256(f"{_file_digest(self.bpe_path)}:{self.context_length}".encode()).hexdigest()[
+            :16
+        ]
 
     @property
     def vocab_size(self) -> int:
@@ -72,3 +103,36 @@ def token_lengths(ids: np.ndarray) -> np.ndarray:
 def trim_padding(ids: np.ndarray) -> np.ndarray:
     """Drop the columns after the last EOS of the batch (exact for ruCLIP's causal text tower)."""
     return ids[:, : int(token_lengths(ids).max())] if len(ids) else ids
+
+
+def token_store_path(texts_parquet: Path | str, tokenizer: TextTokenizer, store_dir: Path | str) -> Path:
+    """Where the ids of a parquet file's ``text`` column live: keyed by the file's content and the tokenizer."""
+    key = hashlib.sha256(f"{_file_digest(texts_parquet)}:{tokenizer.fingerprint}".encode()).hexdigest()[:16]
+    return Path(store_dir) / f"{Path(texts_parquet).stem}.{key}.tokens.npy"
+
+
+def write_token_store(
+    texts_parquet: Path | str, tokenizer: TextTokenizer, store_dir: Path | str, chunk_rows: int = 2048
+) -> Path:
+    """Tokenize the ``text`` column into an int32 ``[N, context_length]`` store, ``chunk_rows`` texts at a time.
+
+    An existing store for the same file content and tokenizer is reused, so a resumed training skips this.
+    """
+    target = token_store_path(texts_parquet, tokenizer, store_dir)
+    if target.exists():
+        return target
+    parquet = pq.ParquetFile(texts_parquet)
+    shape = (parquet.metadata.num_rows, tokenizer.context_length)
+    with atomic_path(target) as tmp:
+        store = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int32, shape=shape)
+        start = 0
+        for chunk in parquet.iter_batches(batch_size=chunk_rows, columns=["text"]):
+            store[start : start + chunk.num_rows] = tokenizer.encode(chunk.column(0).to_pylist())
+            start += chunk.num_rows
+        store.flush()
+        del store
+    return target
+
+
+def open_token_store(path: Path | str) -> np.ndarray:
+    return np.load(path, mmap_mode="r")

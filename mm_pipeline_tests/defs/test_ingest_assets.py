@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from mm_pipeline.model.clip import COMPACT_CONFIG
 from mm_pipeline.prep.images import open_tensor_store
 from mm_pipeline_tests.conftest import shared_set
 from mm_pipeline_tests.defs.conftest import Pipeline, make_pipeline
@@ -34,6 +35,9 @@ def ingest_two_then_rerun_the_first(pipeline: Pipeline, incoming: Path) -> list[
         text = materialization(result, "cleaned_text")
         assert text["rows"].value == text["text_count"].value == len(accepted)
         assert text["text_chars_max"].value >= text["text_chars_p95"].value > 0
+        assert text["model_context_tokens"].value == COMPACT_CONFIG["context_length"]
+        words = pd.read_parquet(layout.cleaned_text(batch))["text"].str.split().str.len()
+        assert text["text_over_context"].value == (words > COMPACT_CONFIG["context_length"] - 2).sum()
         tensors = materialization(result, "image_tensors")
         assert tensors["count"].value == len(accepted)
         assert tensors["resolution"].value == pipeline.settings.image_size

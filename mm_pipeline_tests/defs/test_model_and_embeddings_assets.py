@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from mm_pipeline.inference.encoders import read_vectors
-from mm_pipeline_tests.defs.conftest import make_pipeline
+from mm_pipeline_tests.defs.conftest import tiny_model_pipeline
 
 # the tags a single-run backfill puts on its run
 ASSET_PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -16,13 +16,8 @@ ASSET_PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def test_model_job_then_embeddings_per_partition(tmp_path, small_sample, tiny_ruclip_dir):
-    pipeline = make_pipeline(
-        tmp_path,
-        small_sample / "batches",
-        small_sample / "images",
-        ruclip_dir=str(tiny_ruclip_dir),
-        train_epochs=1,
-        train_batch_size=32,
+    pipeline = tiny_model_pipeline(
+        tmp_path, small_sample / "batches", small_sample / "images", tiny_ruclip_dir
     )
     batches = pipeline.register()
     for batch in batches:

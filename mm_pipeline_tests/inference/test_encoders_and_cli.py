@@ -12,15 +12,24 @@ import torch
 
 from mm_pipeline.inference.encoders import OnnxEncoders, fuse, read_vectors
 from mm_pipeline.model.clip import load_folder
-from mm_pipeline.model.export import export_towers
+from mm_pipeline.model.export import check_parity, export_towers, write_parity
 from mm_pipeline_tests.conftest import good_rows, shared_set
+
+
+def export_tiny(tiny_ruclip_dir, target):
+    return export_towers(load_folder(tiny_ruclip_dir).clip, tiny_ruclip_dir, target)
 
 
 @pytest.fixture(scope="module")
 def onnx_dir(tmp_path_factory, tiny_ruclip_dir):
-    return export_towers(
-        load_folder(tiny_ruclip_dir).clip, tiny_ruclip_dir, tmp_path_factory.mktemp("m") / "onnx"
-    )
+    """An export with its parity report, as onnx_model + onnx_parity leave it."""
+    model = load_folder(tiny_ruclip_dir)
+    folder = export_tiny(tiny_ruclip_dir, tmp_path_factory.mktemp("m") / "onnx")
+    size = model.config["image_resolution"]
+    images = np.random.default_rng(0).integers(0, 256, (8, size, size, 3), dtype=np.uint8)
+    ids = model.tokenizer.encode(["шапка вязаная", "кепка", "панама летняя", "берет"] * 2)
+    write_parity(check_parity(model.clip, folder, images, ids), folder)
+    return folder
 
 
 def test_trimmed_text_equals_full_context_on_real_titles(onnx_dir, tiny_ruclip_dir):
@@ -98,3 +107,13 @@ def test_embed_cli_reports_bad_rows_and_keeps_them(tmp_path, catalogue, onnx_dir
         str(out),
     )
     assert failed.returncode == 2 and "broken.parquet" in failed.stderr and "Traceback" not in failed.stderr
+
+
+def test_embed_cli_refuses_an_export_without_a_parity_report(tmp_path, catalogue, tiny_ruclip_dir):
+    path, images = catalogue(good_rows(2), images_for=[1000, 1001])
+    unchecked = export_tiny(tiny_ruclip_dir, tmp_path / "onnx")
+    args = ["--products", str(path), "--images", str(images), "--out", str(tmp_path / "e.parquet")]
+    done = run_cli("embed", *args, "--model", str(unchecked))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "no parity report" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "e.parquet").exists()

@@ -4,16 +4,30 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
+import socket
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from ruclip.processor import RuCLIPProcessor
 
 from mm_pipeline.catalog.contract import validate_batch
 from mm_pipeline.catalog.sample import generate_sample
-from mm_pipeline.model.clip import ModelSourceError, TextTower, build_clip, download, load_folder, save_folder
+from mm_pipeline.inference.encoders import ParityError, choose_variant
+from mm_pipeline.model.clip import (
+    ModelSourceError,
+    TextTower,
+    _probe_address,
+    build_clip,
+    download,
+    load_folder,
+    save_folder,
+)
 from mm_pipeline.model.export import check_parity, export_towers
 from mm_pipeline.model.train import (
     RECIPES,
@@ -21,12 +35,12 @@ from mm_pipeline.model.train import (
     fine_tune,
     fingerprint,
     load_pairs,
-    load_products,
+    make_optimizer,
     training_split,
 )
 from mm_pipeline.prep.images import write_tensor_store
 from mm_pipeline.prep.text import clean_products
-from mm_pipeline.prep.tokens import TextTokenizer, train_bpe
+from mm_pipeline.prep.tokens import TextTokenizer, train_bpe, write_token_store
 from mm_pipeline.storage import write_parquet
 from mm_pipeline_tests.conftest import TINY_CONFIG
 
@@ -43,6 +57,10 @@ def prepare(sample: Path, out: Path) -> list[BatchFiles]:
     return batches
 
 
+def _products(batches: list[BatchFiles]) -> pd.DataFrame:
+    return pd.concat([pd.read_parquet(b.cleaned_text) for b in batches], ignore_index=True)
+
+
 @pytest.fixture(scope="module")
 def prepared_batches(tmp_path_factory, small_sample) -> list[BatchFiles]:
     return prepare(small_sample, tmp_path_factory.mktemp("prepared"))
@@ -56,22 +74,104 @@ def learning_batches(tmp_path_factory) -> list[BatchFiles]:
     return prepare(sample, tmp_path_factory.mktemp("learning_prepared"))
 
 
-def test_ruclip_folder_loads_through_ruclip_code(tiny_ruclip_dir):
+PROBE_TEXTS = ["Платье женское летнее ZARINA, размер 44", "кроссовки " * 60, "Смартфон 128 ГБ чёрный", ""]
+
+
+def _processor_ids(processor, texts):
+    return processor(text=texts)["input_ids"].numpy()
+
+
+def test_folders_load_through_ruclip_processor_with_the_same_ids(tmp_path, tiny_ruclip_dir):
     loaded = load_folder(tiny_ruclip_dir)
     assert loaded.origin.startswith("pretrained from")
     assert type(loaded.clip).__module__ == "ruclip.model"
-    assert loaded.config["embed_dim"] == 64
+    assert isinstance(loaded.processor, RuCLIPProcessor) and loaded.config["embed_dim"] == 64
+    assert np.array_equal(loaded.tokenizer.encode(PROBE_TEXTS), _processor_ids(loaded.processor, PROBE_TEXTS))
+
+    # a folder written by save_folder with a shorter context: the tokenizer takes it from the processor
+    config = {**loaded.config, "context_length": 40}
+    written = load_folder(save_folder(build_clip(config), config, loaded.bpe_path, tmp_path / "short"))
+    assert written.processor.text_seq_length == written.tokenizer.context_length == 40
+    ours = written.tokenizer.encode(PROBE_TEXTS)
+    assert ours.shape == (4, 40) and np.array_equal(ours, _processor_ids(written.processor, PROBE_TEXTS))
+    assert written.tokenizer.bpe is written.processor.tokenizer
 
 
-def test_incomplete_folder_and_offline_download_fail_fast(tmp_path):
+def test_folder_whose_bpe_does_not_fit_the_weights_is_refused(tmp_path, tiny_ruclip_dir):
+    loaded = load_folder(tiny_ruclip_dir)
+    config = {**loaded.config, "vocab_size": loaded.tokenizer.vocab_size - 1}
+    save_folder(build_clip(config), config, loaded.bpe_path, tmp_path / "mismatch")
+    with pytest.raises(ModelSourceError, match="bpe.model has .* tokens but config.json's vocab_size"):
+        load_folder(tmp_path / "mismatch")
     with pytest.raises(ModelSourceError, match="lacks .*pytorch_model.bin"):
         load_folder(tmp_path)
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_download_uses_the_cache_first_and_fails_fast_when_the_hub_is_unreachable(
+    tmp_path, tiny_ruclip_dir, monkeypatch
+):
+    name = "ruclip-vit-base-patch32-384"
+    monkeypatch.delenv("HTTPS_PROXY", raising=False)
+    monkeypatch.delenv("https_proxy", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
     started = time.perf_counter()
-    with pytest.raises(ModelSourceError, match="MM_RUCLIP_DIR"):
-        download("ruclip-vit-base-patch32-384", tmp_path, timeout=2.0)
-    assert time.perf_counter() - started < 15
-    with pytest.raises(ModelSourceError, match="unknown ruCLIP model"):
+    with pytest.raises(ModelSourceError, match=r"127\.0\.0\.1.* unreachable .*MM_RUCLIP_DIR"):
+        download(name, tmp_path / "empty_cache", timeout=2.0)
+    assert time.perf_counter() - started < 2.5
+    with pytest.raises(ModelSourceError, match="unknown ruCLIP model 'no-such-model'"):
         download("no-such-model", tmp_path)
+
+    # a complete folder in the cache loads although the endpoint is closed
+    shutil.copytree(tiny_ruclip_dir, tmp_path / "cache" / name)
+    cached = download(name, tmp_path / "cache", timeout=2.0)
+    assert cached.origin == f"pretrained {name} from {tmp_path / 'cache' / name}"
+    assert cached.config["embed_dim"] == 64
+
+    assert _probe_address("https://hub.example:8443") == ("hub.example", 8443)
+    assert _probe_address("https://huggingface.co") == ("huggingface.co", 443)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    assert _probe_address("https://huggingface.co") == ("proxy.internal", 3128)
+
+
+def test_recipes_pick_their_optimizer_and_decay_the_lr_every_epoch(
+    tmp_path, tiny_ruclip_dir, prepared_batches
+):
+    pretrained, compact = RECIPES["pretrained"], RECIPES["compact"]
+    assert (pretrained.optimizer, pretrained.lr, pretrained.weight_decay, pretrained.lr_decay) == (
+        "adam",
+        1e-6,
+        0.01,
+        0.9,
+    )
+    assert (compact.optimizer, compact.lr, compact.weight_decay, compact.lr_decay) == (
+        "adamw",
+        1e-3,
+        0.05,
+        0.85,
+    )
+    clip = build_clip(TINY_CONFIG)
+    adam, adamw = make_optimizer(clip, pretrained), make_optimizer(clip, compact)
+    assert type(adam) is torch.optim.Adam and adam.param_groups[0]["weight_decay"] == 0.01
+    assert type(adamw) is torch.optim.AdamW
+
+    model, train, holdout, _ = _training_setup(tiny_ruclip_dir, prepared_batches)
+    recipe = dataclasses.replace(pretrained, epochs=3, batch_size=64)
+    events = []
+    fine_tune(model.clip, train, holdout, recipe, tmp_path, "job", events.append)
+    lr_by_epoch = {}
+    for event in (e for e in events if e["event"] == "step"):
+        lr_by_epoch.setdefault(event["epoch"], set()).add(event["lr"])
+    assert {e: sorted(lrs) for e, lrs in lr_by_epoch.items()} == {
+        e: [pytest.approx(1e-6 * 0.9**e)] for e in range(3)
+    }
+    group = torch.load(tmp_path / "last.pt", weights_only=False)["optimizer"]["param_groups"][0]
+    assert group["decoupled_weight_decay"] is False and group["weight_decay"] == 0.01
 
 
 def _training_setup(model_dir, batches, holdout_fraction=0.15):
@@ -81,9 +181,56 @@ def _training_setup(model_dir, batches, holdout_fraction=0.15):
     return model, pairs.subset(split["train"]), pairs.subset(split["holdout"]), split
 
 
+def test_training_pairs_read_token_ids_from_memory_mapped_stores(tmp_path, tiny_ruclip_dir, prepared_batches):
+    tokenizer = load_folder(tiny_ruclip_dir).tokenizer
+    pairs, products = load_pairs(prepared_batches, tokenizer, tmp_path / "tokens")
+    assert all(isinstance(s, np.memmap) and s.dtype == np.int32 for s in pairs.token_stores)
+    assert set(products.columns) == {"nm", "dup_group", "batch"}  # no texts held in memory
+    direct = tokenizer.encode(_products(prepared_batches)["text"].tolist())
+    assert np.array_equal(pairs.ids(np.arange(len(pairs))), direct)
+    rows = np.array([5, len(pairs) - 1, 0])
+    assert np.array_equal(pairs.subset(rows).ids(np.arange(3)), direct[rows])
+
+    # chunk boundaries change nothing; a second load reuses the stores; another tokenizer gets its own
+    chunked = write_token_store(
+        prepared_batches[0].cleaned_text, tokenizer, tmp_path / "chunked", chunk_rows=7
+    )
+    assert np.array_equal(np.load(chunked), direct[: len(np.load(chunked))])
+    stores = sorted((tmp_path / "tokens").glob("*.npy"))
+    written = [p.stat().st_mtime_ns for p in stores]
+    load_pairs(prepared_batches, tokenizer, tmp_path / "tokens")
+    assert [p.stat().st_mtime_ns for p in stores] == written and len(stores) == len(prepared_batches)
+    short = TextTokenizer(tokenizer.bpe_path, 40)
+    assert load_pairs(prepared_batches, short, tmp_path / "tokens")[0].ids(np.arange(2)).shape == (2, 40)
+    assert len(list((tmp_path / "tokens").glob("*.npy"))) == 2 * len(prepared_batches)
+
+
+def _token_store_peak(tmp_path: Path, tokenizer: TextTokenizer, n: int) -> int:
+    words = ["платье", "летнее", "хлопок", "куртка", "зимняя", "смартфон", "чёрный", "кроссовки", "детские"]
+    rng = np.random.default_rng(n)
+    texts = [" ".join(rng.choice(words, 30)) for _ in range(n)]
+    path = write_parquet(pd.DataFrame({"nm": np.arange(n), "text": texts}), tmp_path / f"texts_{n}.parquet")
+    del texts
+    tracemalloc.start()
+    try:
+        store = write_token_store(path, tokenizer, tmp_path / "stores", chunk_rows=256)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert np.load(store, mmap_mode="r").shape == (n, tokenizer.context_length)
+    return peak
+
+
+def test_token_store_memory_is_bounded_by_the_chunk_not_the_catalogue(tmp_path, tiny_ruclip_dir):
+    tokenizer = load_folder(tiny_ruclip_dir).tokenizer
+    small, large = _token_store_peak(tmp_path, tokenizer, 1000), _token_store_peak(tmp_path, tokenizer, 8000)
+    in_memory_ids = 8000 * tokenizer.context_length * 8  # what one int64 array of all ids would take
+    assert large < 1.5 * small and large < in_memory_ids / 4
+
+
 def test_split_keeps_dup_groups_together_and_eval_out(tiny_ruclip_dir, prepared_batches):
     _, _, _, split = _training_setup(tiny_ruclip_dir, prepared_batches)
-    products = load_products(prepared_batches)
+    products = _products(prepared_batches)
     grouped = products[products["dup_group"] >= 0].assign(eval=split["eval"][products["dup_group"] >= 0])
     assert (grouped.groupby("dup_group")["eval"].nunique() == 1).all()
     assert not (split["eval"] & (split["train"] | split["holdout"])).any()
@@ -92,7 +239,7 @@ def test_split_keeps_dup_groups_together_and_eval_out(tiny_ruclip_dir, prepared_
 
 def test_fine_tuning_beats_chance_and_keeps_best_epoch(tmp_path, learning_batches):
     """A tiny ruCLIP from scratch (BPE on this corpus) learns image↔text matching that generalizes."""
-    texts = load_products(learning_batches)["text"].tolist()
+    texts = _products(learning_batches)["text"].tolist()
     bpe = train_bpe(texts, tmp_path / "bpe" / "bpe.model", vocab_size=800)
     config = {**TINY_CONFIG, "vocab_size": TextTokenizer(bpe).vocab_size}
     torch.manual_seed(0)
@@ -156,7 +303,7 @@ def test_export_matches_torch_and_broken_pooling_fails_parity(tmp_path, tiny_ruc
     model, _, _, split = _training_setup(tiny_ruclip_dir, prepared_batches)
     pairs, _ = load_pairs(prepared_batches, TextTokenizer(model.bpe_path))
     rows = np.flatnonzero(split["eval"])[:48]
-    images, ids = pairs.images(rows), pairs.ids[rows]
+    images, ids = pairs.images(rows), pairs.ids(rows)
 
     onnx_dir = export_towers(model.clip, tiny_ruclip_dir, tmp_path / "onnx")
     manifest = json.loads((onnx_dir / "manifest.json").read_text())
@@ -180,3 +327,24 @@ def test_export_matches_torch_and_broken_pooling_fails_parity(tmp_path, tiny_ruc
     assert not broken_report.passed and broken_report.passed_variants == []
     text_rows = [r for r in broken_report.rows if r["tower"] == "text"]
     assert all(not r["passed"] for r in text_rows)
+
+
+def test_choose_variant_only_returns_a_variant_that_passed_parity(tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps({"model_version": "v1"}))
+    with pytest.raises(ParityError, match="no parity report"):
+        choose_variant(tmp_path, "int8")
+
+    def report(passed: bool, variants: list[str], version: str = "v1") -> None:
+        parity = {"passed": passed, "passed_variants": variants, "model_version": version}
+        (tmp_path / "parity.json").write_text(json.dumps(parity))
+
+    report(True, ["fp32", "int8"])
+    assert choose_variant(tmp_path, "int8") == "int8" and choose_variant(tmp_path, "fp32") == "fp32"
+    report(True, ["fp32"])
+    assert choose_variant(tmp_path, "int8") == "fp32"
+    report(False, ["int8"])  # fp32 failed: the export is wrong whatever its int8 copy scored
+    with pytest.raises(ParityError, match=r"failed onnx_parity \(passed variants: int8\)"):
+        choose_variant(tmp_path, "int8")
+    report(True, ["fp32", "int8"], version="v0")
+    with pytest.raises(ParityError, match="another export"):
+        choose_variant(tmp_path, "int8")

@@ -116,7 +116,7 @@ def test_label_columns_never_enter_the_text():
             "title": ["Куртка"],
             "brend": ["Nord"],
             "description": [""],
-            "characteristics": [{"category": "Одежда", "Gender": "men", "Цвет": "синий"}],
+            "characteristics": [{"category": "Одежда", "Gender": "men", "Пол": "Мужской", "Цвет": "синий"}],
             "gender": ["men"],
             "sub_category": ["Куртки"],
         }
@@ -135,8 +135,9 @@ def test_sample_catalogue_colour_reaches_the_text(small_sample):
 
 
 def test_length_stats_flags_texts_over_the_context():
-    stats = length_stats(pd.Series(["слово " * 100, "коротко", ""]))
-    assert stats["count"] == 3 and stats["over_context"] == 1 and stats["empty"] == 1
+    stats = length_stats(pd.Series(["слово " * 100, "слово " * 39, "коротко", ""]), context_tokens=40)
+    assert stats["count"] == 4 and stats["over_context"] == 2 and stats["empty"] == 1
+    assert length_stats(pd.Series(["слово " * 75]), context_tokens=77)["over_context"] == 0
 
 
 @settings(max_examples=300, deadline=None)

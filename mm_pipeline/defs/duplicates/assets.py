@@ -8,6 +8,7 @@ import pandas as pd
 import torch
 
 from mm_pipeline.defs.catalogue_index import catalogue_lookup
+from mm_pipeline.defs.embeddings.assets import checked_encoders
 from mm_pipeline.defs.metrics.assets import (
     EVALUATION_GROUP,
     MetricGates,
@@ -21,7 +22,7 @@ from mm_pipeline.evaluation.duplicates import evaluate_duplicates
 from mm_pipeline.evaluation.relisting import make_relistings
 from mm_pipeline.evaluation.similarity import SimilarityIndex, approximate_recall_at_k, build_index
 from mm_pipeline.evaluation.tasks import save_metric
-from mm_pipeline.inference.encoders import OnnxEncoders, fuse, l2_normalize
+from mm_pipeline.inference.encoders import fuse, l2_normalize
 from mm_pipeline.model.clip import ImageTower, TextTower, load_folder
 from mm_pipeline.model.split import group_codes
 from mm_pipeline.model.train import load_pairs
@@ -136,12 +137,11 @@ def relisted_vectors(settings: PipelineSettings, instance: dg.DagsterInstance, d
     """Originals plus one synthetic re-listing each, embedded by the fine-tuned ONNX and the base model."""
     layout = settings.layout
     base = load_folder(layout.model_dir("base"))
-    pairs, _ = load_pairs(materialized_batches(settings, instance), base.tokenizer)
+    pairs, _ = load_pairs(materialized_batches(settings, instance), base.tokenizer, layout.token_dir)
     chosen = data.products["nm"].to_numpy()[:RELISTED_PRODUCTS]
     rows = pd.Series(np.arange(len(pairs)), index=pairs.nm).loc[chosen].to_numpy()
     texts, images = make_relistings(data.products["text"].tolist()[: len(chosen)], pairs.images(rows))
-    variant = json.loads((layout.onnx_dir / "parity.json").read_text())["passed_variants"][0]
-    encoders = OnnxEncoders(layout.onnx_dir, variant, threads=settings.workers)
+    encoders = checked_encoders(layout.onnx_dir, settings)  # the variant the embeddings were made with
     tuned_image, tuned_text = encoders.encode_images(images), encoders.encode_texts(texts)
     with torch.no_grad():
         base_image = ImageTower(base.clip)(torch.from_numpy(images)).numpy()

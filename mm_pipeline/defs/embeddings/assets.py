@@ -1,6 +1,6 @@
 """Embeddings: image, text and fused vectors per catalogue batch, computed with ONNX Runtime."""
 
-import json
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -9,16 +9,19 @@ from mm_pipeline.defs.model.assets import MODEL_POOL, onnx_model
 from mm_pipeline.defs.partitions import catalogue_batches
 from mm_pipeline.defs.resources import PipelineSettings
 from mm_pipeline.defs.tables import markdown_table
-from mm_pipeline.inference.encoders import OnnxEncoders, write_embeddings
+from mm_pipeline.inference.encoders import OnnxEncoders, ParityError, choose_variant, write_embeddings
 from mm_pipeline.prep.images import open_tensor_store
+from mm_pipeline.storage import pin
 
 
-def choose_variant(wanted: str, passed: list[str]) -> str:
-    """The configured variant if it passed parity, else fp32 if that passed; never an unchecked one."""
-    for variant in (wanted, "fp32"):
-        if variant in passed:
-            return variant
-    raise dg.Failure(f"no ONNX variant passed onnx_parity (passed: {passed or 'none'}); re-export the model")
+def checked_encoders(onnx_dir: Path, settings: PipelineSettings) -> OnnxEncoders:
+    """ONNX sessions of the current export in the configured variant, only if that variant passed parity."""
+    onnx_dir = pin(onnx_dir)  # parity report and model files of one export version
+    try:
+        variant = choose_variant(onnx_dir, settings.onnx_variant)
+    except ParityError as exc:
+        raise dg.Failure(str(exc)) from None
+    return OnnxEncoders(onnx_dir, variant, threads=settings.workers)
 
 
 @dg.asset(
@@ -35,9 +38,7 @@ def choose_variant(wanted: str, passed: list[str]) -> str:
 )
 def embeddings(context: dg.AssetExecutionContext, settings: PipelineSettings) -> dg.MaterializeResult:
     layout = settings.layout
-    parity = json.loads((layout.onnx_dir / "parity.json").read_text())
-    variant = choose_variant(settings.onnx_variant, parity["passed_variants"])
-    encoders = OnnxEncoders(layout.onnx_dir, variant, threads=settings.workers)
+    encoders = checked_encoders(layout.onnx_dir, settings)
     rows = []
     for batch in context.partition_keys:
         products = pd.read_parquet(layout.cleaned_text(batch), columns=["nm", "text"])
@@ -71,7 +72,7 @@ def embeddings(context: dg.AssetExecutionContext, settings: PipelineSettings) ->
         metadata={
             "count": sum(r["products"] for r in rows),
             "dims": dg.MetadataValue.json(stats.dims),
-            "onnx_variant": variant,
+            "onnx_variant": encoders.variant,
             "model_version": encoders.model_version,
             "batches": dg.MetadataValue.md(markdown_table(rows)),
             "products_per_second": round(

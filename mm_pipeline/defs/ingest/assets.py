@@ -8,6 +8,7 @@ import dagster as dg
 from mm_pipeline.catalog.contract import BatchFileError, earlier_nm_owners, validate_batch
 from mm_pipeline.defs.partitions import catalogue_batches
 from mm_pipeline.defs.resources import PipelineSettings
+from mm_pipeline.model.clip import context_length
 from mm_pipeline.prep.images import write_tensor_store
 from mm_pipeline.prep.text import TEXT_PARTS, clean_products, length_stats
 from mm_pipeline.storage import atomic_dir, write_parquet
@@ -90,12 +91,14 @@ def cleaned_text(context: dg.AssetExecutionContext, settings: PipelineSettings) 
     products = pd.read_parquet(layout.raw_accepted(batch))
     cleaned = clean_products(products)
     path = write_parquet(cleaned, layout.cleaned_text(batch))
-    stats = length_stats(cleaned["text"])
+    context = context_length(settings.ruclip_dir)
+    stats = length_stats(cleaned["text"], context_tokens=context)
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(path)),
             "rows": len(cleaned),
             "parts": ", ".join(TEXT_PARTS),
+            "model_context_tokens": context,
             **{f"text_{k}": v for k, v in stats.items()},
             "sample": dg.MetadataValue.md(cleaned[["nm", "text"]].head(5).to_markdown(index=False)),
         }

@@ -53,7 +53,8 @@ def base_model_embeddings(
 ) -> dg.MaterializeResult:
     layout = settings.layout
     model = load_folder(layout.model_dir("base"))
-    pairs, products = load_pairs(materialized_batches(settings, context.instance), model.tokenizer)
+    batches = materialized_batches(settings, context.instance)
+    pairs, products = load_pairs(batches, model.tokenizer, layout.token_dir)
     rows = np.flatnonzero(training_split(products, settings.eval_fraction, 0.0)["eval"])
     image, text = encode_pairs(model.clip, pairs.subset(np.isin(np.arange(len(pairs)), rows)))
     target = layout.base_embeddings_dir

@@ -19,10 +19,18 @@ from mm_pipeline.model.clip import (
     load_folder,
     save_folder,
 )
-from mm_pipeline.model.export import check_parity, export_towers, weights_version
-from mm_pipeline.model.train import RECIPES, fine_tune, fingerprint, load_pairs, load_products, training_split
+from mm_pipeline.model.export import check_parity, export_towers, weights_version, write_parity
+from mm_pipeline.model.train import (
+    RECIPES,
+    fine_tune,
+    fingerprint,
+    iter_texts,
+    load_pairs,
+    load_split_columns,
+    training_split,
+)
 from mm_pipeline.prep.tokens import TextTokenizer, train_bpe
-from mm_pipeline.storage import atomic_dir, write_json
+from mm_pipeline.storage import atomic_dir, pin
 
 MODEL_GROUP = "model"
 MODEL_POOL = "heavy_compute"
@@ -64,11 +72,15 @@ def base_model(context: dg.AssetExecutionContext, settings: PipelineSettings) ->
         save_folder(loaded.clip, loaded.config, loaded.bpe_path, target, extra={"origin": loaded.origin})
         origin, config = loaded.origin, loaded.config
     else:
-        products = load_products(_require_batches(settings, context))
-        split = training_split(products, settings.eval_fraction, RECIPES["compact"].holdout_fraction)
-        corpus = products.loc[~split["eval"], "text"].tolist()
+        batches = _require_batches(settings, context)
+        split = training_split(
+            load_split_columns(batches), settings.eval_fraction, RECIPES["compact"].holdout_fraction
+        )
+        corpus_texts = int((~split["eval"]).sum())
         with atomic_dir(layout.store / "models" / "bpe") as tmp:
-            bpe_path = train_bpe(corpus, tmp / "bpe.model", settings.compact_vocab_size)
+            bpe_path = train_bpe(
+                iter_texts(batches, ~split["eval"]), tmp / "bpe.model", settings.compact_vocab_size
+            )
             vocab_size = TextTokenizer(bpe_path).vocab_size
             config = {**COMPACT_CONFIG, "vocab_size": vocab_size, "image_resolution": settings.image_size}
             torch.manual_seed(0)
@@ -77,9 +89,9 @@ def base_model(context: dg.AssetExecutionContext, settings: PipelineSettings) ->
                 config,
                 bpe_path,
                 target,
-                extra={"origin": "compact, trained from scratch", "bpe_corpus_texts": len(corpus)},
+                extra={"origin": "compact, trained from scratch", "bpe_corpus_texts": corpus_texts},
             )
-        origin = f"compact ruCLIP, trained from scratch (no pretrained weights configured; BPE on {len(corpus)} texts)"
+        origin = f"compact ruCLIP, trained from scratch (no pretrained weights configured; BPE on {corpus_texts} texts)"
     context.log.info(f"base model: {origin}")
     return dg.MaterializeResult(
         metadata={
@@ -110,7 +122,9 @@ def fine_tuned_model(
     recipe = RECIPES["pretrained" if pretrained else "compact"]
     overrides = {"epochs": settings.train_epochs, "batch_size": settings.train_batch_size}
     recipe = dataclasses.replace(recipe, **{k: v for k, v in overrides.items() if v})
-    pairs, products = load_pairs(_require_batches(settings, context), base.tokenizer)
+    pairs, products = load_pairs(
+        _require_batches(settings, context), base.tokenizer, settings.layout.token_dir
+    )
     split = training_split(products, settings.eval_fraction, recipe.holdout_fraction)
     train, holdout = pairs.subset(split["train"]), pairs.subset(split["holdout"])
     if len(train) < recipe.batch_size or len(holdout) < 4:
@@ -129,19 +143,23 @@ def fine_tuned_model(
             "holdout": len(holdout),
         },
     )
-    started, last_log = time.perf_counter(), 0.0
+    started, last_log = time.perf_counter(), None
 
     def on_progress(event: dict) -> None:
         nonlocal last_log
         if event["event"] == "step":
             run.log(
                 {
+                    "epoch": event["epoch"],
+                    "step": event["global_step"],
                     "train/loss": event["loss"],
                     "train/lr": event["lr"],
                     "train/items_per_s": event["items_per_s"],
                 }
             )
-            if time.perf_counter() - last_log > 10 or event["step"] == event["steps"]:
+            # the first step of this run and of every epoch, each epoch's last, else at most every 10 s
+            due = last_log is None or time.perf_counter() - last_log > 10
+            if due or event["step"] in (1, event["steps"]):
                 last_log = time.perf_counter()
                 context.log.info(
                     f"epoch {event['epoch']} step {event['step']}/{event['steps']} loss {event['loss']:.4f} "
@@ -233,19 +251,18 @@ PARITY_SAMPLE = 64
 def onnx_parity(context: dg.AssetCheckExecutionContext, settings: PipelineSettings) -> dg.AssetCheckResult:
     layout = settings.layout
     model = load_folder(layout.model_dir("fine_tuned"))
-    pairs, products = load_pairs(materialized_batches(settings, context.instance), model.tokenizer)
+    batches = materialized_batches(settings, context.instance)
+    pairs, products = load_pairs(batches, model.tokenizer, settings.layout.token_dir)
     eval_rows = np.flatnonzero(training_split(products, settings.eval_fraction, 0.0)["eval"])[:PARITY_SAMPLE]
-    report = check_parity(model.clip, layout.onnx_dir, pairs.images(eval_rows), pairs.ids[eval_rows])
-    write_json(
-        {"passed_variants": report.passed_variants, "rows": report.rows}, layout.onnx_dir / "parity.json"
-    )
+    onnx_dir = pin(layout.onnx_dir)  # the report describes exactly the export it checked
+    report = check_parity(model.clip, onnx_dir, pairs.images(eval_rows), pairs.ids(eval_rows))
+    write_parity(report, onnx_dir)
     return dg.AssetCheckResult(
         passed=report.passed,
         metadata={
             "products_checked": len(eval_rows),
             "passed_variants": ", ".join(report.passed_variants) or "none",
-            "min_cosine_fp32": min(r["min_cosine"] for r in report.rows if r["variant"] == "fp32"),
-            "min_cosine_int8": min(r["min_cosine"] for r in report.rows if r["variant"] == "int8"),
+            **report.summary(),
             "report": dg.MetadataValue.md(markdown_table(report.rows)),
         },
     )
