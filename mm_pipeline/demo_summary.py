@@ -31,5 +31,9 @@ def print_summary(layout: Layout, batches: list[str], checks: list[dict]) -> Non
     elif published.exists():
         print(f"published_embeddings: {published}")
     print(f"\noutputs under {layout.store}:")
-    for folder in sorted(p for p in layout.store.iterdir() if p.is_dir()) if layout.store.exists() else []:
+    for folder in (
+        sorted(p for p in layout.store.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if layout.store.exists()
+        else []
+    ):
         print(f"  {folder}")

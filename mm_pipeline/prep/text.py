@@ -22,6 +22,14 @@ _KEEP_SYMBOLS = set("°№©®™")
 _CHAR_TABLE_LIMIT = 65_536
 TEXT_PARTS = ("title_clean", "brend_clean", "characteristics_clean", "description_clean")
 DEFAULT_CHARACTERISTIC_COLUMNS = ("color", "material", "composition", "season", "country")
+# how Wildberries names these characteristics on a card: the model reads Russian, not column names
+CHARACTERISTIC_NAMES = {
+    "color": "Цвет",
+    "material": "Материал",
+    "composition": "Состав",
+    "season": "Сезон",
+    "country": "Страна производства",
+}
 # Proxy-task labels: the model must never read them.
 LABEL_COLUMNS = frozenset(
     ("category", "sub_category", "isadult", "price", "gender", "ideal_for", "age_group", "dup_group", "nm")
@@ -106,12 +114,13 @@ def _characteristic_pairs(value) -> list[tuple]:
 
 
 def _characteristics_text(pairs: Iterable[tuple]) -> str:
-    """``"name: value; …"`` of cleaned pairs, leaving out empty values and names of label columns."""
+    """``"name: value; …"`` of cleaned pairs, once each, leaving out empty values and names of label columns."""
     rendered = []
     for name, value in pairs:
         name, value = _clean_value(name), _clean_value(value)
-        if value and name.casefold() not in _LABEL_KEYS:
-            rendered.append(f"{name}: {value}" if name else value)
+        pair = f"{name}: {value}" if name else value
+        if value and name.casefold() not in _LABEL_KEYS and pair not in rendered:
+            rendered.append(pair)
     return "; ".join(rendered)
 
 
@@ -143,7 +152,12 @@ def clean_products(
     free_form = out["characteristics"] if "characteristics" in out.columns else [None] * len(out)
     named = out[[c for c in characteristic_columns if c in out.columns]].to_dict("records")
     out["characteristics_clean"] = [
-        _characteristics_text([*_characteristic_pairs(value), *columns.items()])
+        _characteristics_text(
+            [
+                *_characteristic_pairs(value),
+                *((CHARACTERISTIC_NAMES.get(c, c), v) for c, v in columns.items()),
+            ]
+        )
         for value, columns in zip(free_form, named, strict=True)
     ]
     out["text"] = [
