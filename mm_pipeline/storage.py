@@ -16,7 +16,7 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -130,6 +130,24 @@ def _prune(versions: Path, target: Path) -> None:
         if _process_gone(abandoned.name.split(".")):
             _remove(abandoned)
     _sweep_stale_temporaries(target)
+
+
+def write_npy_rows(
+    target: Path | str, shape: tuple[int, ...], dtype: np.dtype | type, chunks: Iterable[np.ndarray]
+) -> Path:
+    """Fill a ``.npy`` of ``shape`` from consecutive row chunks through a memory map, then move it into place.
+
+    Memory holds one chunk at a time whatever ``shape[0]`` is.
+    """
+    with atomic_path(target) as tmp:
+        store = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+        start = 0
+        for chunk in chunks:
+            store[start : start + len(chunk)] = chunk
+            start += len(chunk)
+        store.flush()
+        del store
+    return Path(target)
 
 
 def write_parquet(df: pd.DataFrame, target: Path | str) -> Path:

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mm_pipeline.prep.images import DEFAULT_MAX_PIXELS, ImageProblem, check_image
-from mm_pipeline.prep.text import clean_text
+from mm_pipeline.prep.text import clean_text, is_missing, shorten
 
 REQUIRED_COLUMNS = ("nm", "title")
 TEXT_COLUMNS = ("title", "description", "category", "sub_category", "brend")
@@ -110,20 +110,13 @@ def read_batch(path: Path | str) -> pd.DataFrame:
     return frame
 
 
-def _is_missing(value) -> bool:
-    if value is None or value is pd.NA or value is pd.NaT:
-        return True
-    return isinstance(value, float) and math.isnan(value)
-
-
 def _shown(value) -> str:
     """``repr`` of an input value for a reject reason, cut to a readable length."""
-    text = repr(value)
-    return text if len(text) <= _SHOWN_CHARS else f"{text[:_SHOWN_CHARS]}… ({len(text)} characters)"
+    return shorten(repr(value), _SHOWN_CHARS)
 
 
 def _parse_nm(value) -> int:
-    if _is_missing(value):
+    if is_missing(value):
         raise ValueError("missing nm")
     if isinstance(value, bytes):
         value = value.decode("utf-8", errors="replace")
@@ -147,7 +140,7 @@ def _parse_nm(value) -> int:
 
 
 def _parse_text(value, column: str) -> tuple[str, str | None]:
-    if _is_missing(value):
+    if is_missing(value):
         return "", None
     if isinstance(value, bytes):
         text = value.decode("utf-8", errors="replace")
@@ -163,7 +156,7 @@ def _parse_text(value, column: str) -> tuple[str, str | None]:
 
 
 def _parse_isadult(value) -> bool:
-    if _is_missing(value):
+    if is_missing(value):
         return False
     if isinstance(value, bool) or type(value).__name__ == "bool_":
         return bool(value)
@@ -176,7 +169,7 @@ def _parse_isadult(value) -> bool:
 
 
 def _parse_price(value) -> tuple[float, str | None]:
-    if _is_missing(value):
+    if is_missing(value):
         return math.nan, None
     try:
         price = float(value)
@@ -262,7 +255,7 @@ def _reject_reason(problem: Exception) -> str:
 
 def _as_text(value) -> str | None:
     """A rejected cell as text (bytes decoded leniently); missing stays missing."""
-    if _is_missing(value):
+    if is_missing(value):
         return None
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")

@@ -96,12 +96,15 @@ class PairedData:
     def __len__(self) -> int:
         return len(self.nm)
 
+    def _rows(self, stores: list[np.ndarray], index: np.ndarray) -> np.ndarray:
+        return np.stack([stores[self.store_of[i]][self.row_of[i]] for i in index])
+
     def ids(self, index: np.ndarray) -> np.ndarray:
         """int64 ``[len(index), context]`` token ids."""
-        return np.stack([self.token_stores[self.store_of[i]][self.row_of[i]] for i in index]).astype(np.int64)
+        return self._rows(self.token_stores, index).astype(np.int64)
 
     def images(self, index: np.ndarray) -> np.ndarray:
-        return np.stack([self.stores[self.store_of[i]][self.row_of[i]] for i in index])
+        return self._rows(self.stores, index)
 
     def subset(self, mask: np.ndarray) -> PairedData:
         return PairedData(
@@ -141,17 +144,16 @@ def iter_texts(batches: Sequence[BatchFiles], keep: np.ndarray, chunk_rows: int 
 
 
 def load_pairs(
-    batches: Sequence[BatchFiles], tokenizer: TextTokenizer, token_dir: Path | str | None = None
+    batches: Sequence[BatchFiles], tokenizer: TextTokenizer, token_dir: Path | str
 ) -> tuple[PairedData, pd.DataFrame]:
     """All products of ``batches`` as memory-mapped pairs, and their split columns (nm, dup_group, batch).
 
-    Texts are tokenized chunk by chunk into token stores under ``token_dir`` (default: a hidden ``.tokens``
-    folder beside each batch's cleaned text); memory holds only per-product index arrays.
+    Texts are tokenized chunk by chunk into token stores under ``token_dir`` (reused while the texts and the
+    tokenizer stay the same); memory holds only per-product index arrays.
     """
     token_stores, stores, store_of, row_of = [], [], [], []
     for position, batch in enumerate(batches):
-        folder = token_dir if token_dir is not None else batch.cleaned_text.parent / ".tokens"
-        token_stores.append(open_token_store(write_token_store(batch.cleaned_text, tokenizer, folder)))
+        token_stores.append(open_token_store(write_token_store(batch.cleaned_text, tokenizer, token_dir)))
         store = open_tensor_store(batch.image_tensors)
         if len(store) != len(token_stores[-1]):
             raise ValueError(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import stat
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mm_pipeline.storage import atomic_path
+from mm_pipeline.prep.text import shorten
+from mm_pipeline.storage import write_npy_rows
 
 MIN_IMAGE_SIDE = 8
 PAD_COLOUR = (255, 255, 255)
@@ -31,10 +32,6 @@ class ImageProblem(Exception):
 
 
 _PILLOW_CAP_LOCK = threading.Lock()
-
-
-def _shortened(name: str, limit: int = 80) -> str:
-    return name if len(name) <= limit else f"{name[:limit]}… ({len(name)} characters)"
 
 
 def _open_header(path: Path) -> Image.Image:
@@ -56,7 +53,7 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
     except (FileNotFoundError, NotADirectoryError):
         raise ImageProblem(f"missing image: {path.name} not found") from None
     except OSError as exc:  # e.g. a file name too long for the file system
-        raise ImageProblem(f"unreadable image: {_shortened(path.name)} ({exc.strerror or exc})") from None
+        raise ImageProblem(f"unreadable image: {shorten(path.name)} ({exc.strerror or exc})") from None
     if stat.S_ISDIR(status.st_mode):
         raise ImageProblem(f"unreadable image: {path.name} is a directory")
     if status.st_size == 0:
@@ -151,19 +148,16 @@ def write_tensor_store(
     """Decode and letterbox ``image_files`` into ``target`` (.npy, uint8 ``[N, size, size, 3]``), atomically."""
     started = time.perf_counter()
     total = len(image_files)
-    with atomic_path(target) as tmp:
-        store = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(total, size, size, 3))
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            for start in range(0, total, chunk_size):
-                chunk = image_files[start : start + chunk_size]
-                for offset, array in enumerate(
-                    pool.map(lambda p: load_letterboxed(p, size, max_pixels), chunk)
-                ):
-                    store[start + offset] = array
-                if progress:
-                    progress(min(start + chunk_size, total), total)
-        store.flush()
-        del store
+
+    def chunks(pool: ThreadPoolExecutor) -> Iterator[np.ndarray]:
+        for start in range(0, total, chunk_size):
+            chunk = image_files[start : start + chunk_size]
+            yield np.stack(list(pool.map(lambda p: load_letterboxed(p, size, max_pixels), chunk)))
+            if progress:
+                progress(min(start + chunk_size, total), total)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        write_npy_rows(target, (total, size, size, 3), np.uint8, chunks(pool))
     return TensorStoreStats(total, size, Path(target).stat().st_size, time.perf_counter() - started)
 
 

@@ -85,12 +85,20 @@ def clean_text(text: str | None) -> str:
     return text
 
 
-def _is_missing(value) -> bool:
-    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+def is_missing(value) -> bool:
+    """None, pandas' NA/NaT or a float NaN: an empty cell, whatever the column's type."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, float) and math.isnan(value)
+
+
+def shorten(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters for a message, saying how long it was."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 def _clean_value(value) -> str:
-    if _is_missing(value):
+    if is_missing(value):
         return ""
     if isinstance(value, bytes):
         value = value.decode("utf-8", errors="replace")
@@ -99,7 +107,7 @@ def _clean_value(value) -> str:
 
 def _characteristic_pairs(value) -> list[tuple]:
     """(name, value) pairs of a WB string ``"Цвет: синий; Состав: хлопок"``, a mapping or a list of pairs."""
-    if _is_missing(value):
+    if is_missing(value):
         return []
     if isinstance(value, bytes):
         value = value.decode("utf-8", errors="replace")

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import youtokentome as yttm
 
-from mm_pipeline.storage import atomic_path
+from mm_pipeline.storage import write_npy_rows
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 CONTEXT_LENGTH = 77
@@ -122,16 +122,11 @@ def write_token_store(
     if target.exists():
         return target
     parquet = pq.ParquetFile(texts_parquet)
-    shape = (parquet.metadata.num_rows, tokenizer.context_length)
-    with atomic_path(target) as tmp:
-        store = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int32, shape=shape)
-        start = 0
-        for chunk in parquet.iter_batches(batch_size=chunk_rows, columns=["text"]):
-            store[start : start + chunk.num_rows] = tokenizer.encode(chunk.column(0).to_pylist())
-            start += chunk.num_rows
-        store.flush()
-        del store
-    return target
+    chunks = (
+        tokenizer.encode(chunk.column(0).to_pylist())
+        for chunk in parquet.iter_batches(batch_size=chunk_rows, columns=["text"])
+    )
+    return write_npy_rows(target, (parquet.metadata.num_rows, tokenizer.context_length), np.int32, chunks)
 
 
 def open_token_store(path: Path | str) -> np.ndarray:

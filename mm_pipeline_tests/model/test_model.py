@@ -176,7 +176,7 @@ def test_recipes_pick_their_optimizer_and_decay_the_lr_every_epoch(
 
 def _training_setup(model_dir, batches, holdout_fraction=0.15):
     model = load_folder(model_dir)
-    pairs, products = load_pairs(batches, TextTokenizer(model.bpe_path))
+    pairs, products = load_pairs(batches, TextTokenizer(model.bpe_path), model_dir.parent / "tokens")
     split = training_split(products, 0.3, holdout_fraction)
     return model, pairs.subset(split["train"]), pairs.subset(split["holdout"]), split
 
@@ -301,7 +301,7 @@ def test_resume_after_interruption_restores_counters_and_optimizer(
 
 def test_export_matches_torch_and_broken_pooling_fails_parity(tmp_path, tiny_ruclip_dir, prepared_batches):
     model, _, _, split = _training_setup(tiny_ruclip_dir, prepared_batches)
-    pairs, _ = load_pairs(prepared_batches, TextTokenizer(model.bpe_path))
+    pairs, _ = load_pairs(prepared_batches, TextTokenizer(model.bpe_path), tmp_path / "tokens")
     rows = np.flatnonzero(split["eval"])[:48]
     images, ids = pairs.images(rows), pairs.ids(rows)
 
