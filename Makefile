@@ -8,7 +8,7 @@ export DAGSTER_HOME := $(CURDIR)/data/dagster_home
 export WANDB_MODE ?= offline
 export WANDB_DIR := $(CURDIR)/data/wandb
 
-.PHONY: install demo test ui bench lint clean-data
+.PHONY: install demo test ui bench quality lint clean-data
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ ui: install
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py
+
+quality: install
+	$(BIN)/python benchmarks/quality.py
 
 lint: install
 	$(BIN)/ruff check mm_pipeline mm_pipeline_tests benchmarks

@@ -10,8 +10,9 @@ Part 2 compares F1 and time with sklearn LogisticRegression / MLPClassifier on t
 Part 3 times one fold at full size against sklearn (where the speed-up shows: sklearn trains its MLP until
 the training loss stalls, tens of epochs at 30k rows, ours for a fixed ~5 epochs).
 Part 4 times the whole tables as the metric assets build them (``evaluate_task``: fine-tuned and base rows,
-the TF-IDF baseline on real generated catalogue text, bootstrap errors, price regression) on a generated
-catalogue of the same size, labels derived from its columns and Russian text.
+the TF-IDF, pixel and TF-IDF+pixel references on the generated catalogue's Russian text and photos
+(tensor store at the pipeline's 96 px), bootstrap errors, neighbour precision, price regression) on a
+generated catalogue of the same size, labels derived from its columns.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from threadpoolctl import threadpool_limits
 from mm_pipeline.catalog.contract import validate_batch
 from mm_pipeline.catalog.sample import generate_sample
 from mm_pipeline.evaluation.probes import (
+    REFERENCE_FEATURES,
     LogRegSettings,
     MLPSettings,
     evaluate_probes,
@@ -47,7 +49,9 @@ from mm_pipeline.evaluation.probes import (
     stratified_folds,
     torch_threads,
 )
+from mm_pipeline.evaluation.references import pixel_features
 from mm_pipeline.evaluation.tasks import EvalSet, evaluate_task
+from mm_pipeline.prep.images import open_tensor_store, write_tensor_store
 from mm_pipeline.prep.text import clean_products
 
 # name -> (kind, class weights); sub_category nests four sub-categories under each category
@@ -240,19 +244,25 @@ def time_whole_tables(n: int, half_dim: int, seed: int) -> None:
     print(f"\n## Part 4: whole metric tables (evaluate_task) on a generated catalogue of {n} products")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        generate_sample(Path(tmp), n=n, batches=1, seed=seed, image_size=16)
+        generate_sample(Path(tmp), n=n, batches=1, seed=seed, image_size=32)
         batch = Path(tmp) / "batches" / "batch_000.parquet"
         products = clean_products(validate_batch(batch, Path(tmp) / "images").accepted)
-    print(
-        f"  catalogue generated and cleaned: {len(products)} products, {time.perf_counter() - started:.0f} s"
-    )
-    tuned, _ = make_synthetic(len(products), half_dim, seed)
-    base, _ = make_synthetic(len(products), half_dim, seed + 1)
-    data = EvalSet.build(
-        products,
-        {k: tuned[k] for k in ("image", "text")},
-        {k: base[k] for k in ("image", "text")},
-    )
+        store = Path(tmp) / "image_tensors.npy"
+        write_tensor_store(products["image_file"].tolist(), store, 96, workers=os.cpu_count() or 1)
+        print(
+            f"  catalogue generated, cleaned and decoded: {len(products)} products, "
+            f"{time.perf_counter() - started:.0f} s"
+        )
+        started = time.perf_counter()
+        tuned, _ = make_synthetic(len(products), half_dim, seed)
+        base, _ = make_synthetic(len(products), half_dim, seed + 1)
+        data = EvalSet.build(
+            products,
+            {k: tuned[k] for k in ("image", "text", "fused")},
+            {k: base[k] for k in ("image", "text")},
+            pixel_features(open_tensor_store(store)),
+        )
+    print(f"  eval set built (thumbnails, neighbour references): {time.perf_counter() - started:.1f} s")
     lines, wall = [], time.perf_counter()
     for task in TASKS:
         started = time.perf_counter()
@@ -269,7 +279,10 @@ def time_whole_tables(n: int, half_dim: int, seed: int) -> None:
                 if len(table)
                 else 0,
                 "base_s": table.loc[table["model"] == "base", "seconds"].sum() if len(table) else 0,
-                "tfidf_s": table.loc[table["model"] == "tfidf", "seconds"].sum() if len(table) else 0,
+                "references_s": table.loc[table["model"].isin(REFERENCE_FEATURES), "seconds"].sum()
+                if len(table)
+                else 0,
+                "neighbours_s": result.extras.get("neighbour_seconds", 0.0),
             }
         )
         print(f"  {task}: {lines[-1]['seconds']:.1f} s", flush=True)

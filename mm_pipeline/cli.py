@@ -1,4 +1,4 @@
-"""``mm-pipeline``: sample | validate | demo | embed | similar."""
+"""``mm-pipeline``: sample | validate | demo | run | embed | similar."""
 
 from __future__ import annotations
 
@@ -69,18 +69,75 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     import dagster as dg
 
-    from mm_pipeline.definitions import defs
+    from mm_pipeline.defs.resources import PipelineSettings
+
+    with dg.DagsterInstance.get() as instance:
+        return _materialize_and_report(
+            PipelineSettings.from_env(),
+            instance,
+            started,
+            f"runs recorded in DAGSTER_HOME={os.environ.get('DAGSTER_HOME')} (`make ui` shows them)",
+        )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The whole graph on a user's catalogue, in its own data dir and Dagster instance."""
+    import contextlib
+    import tempfile
+
+    started = time.perf_counter()
+    for flag, folder in (("--incoming", args.incoming), ("--images", args.images)):
+        if not folder.is_dir():
+            print(f"error: {flag} {folder} is not a directory", file=sys.stderr)
+            return 2
+    if not any(p for p in args.incoming.glob("*.parquet") if not p.name.startswith(".")):
+        print(f"error: no batch files (*.parquet) in {args.incoming}", file=sys.stderr)
+        return 2
+    env = {
+        **os.environ,
+        "MM_DATA_DIR": str(args.data_dir),
+        "MM_INCOMING_DIR": str(args.incoming),
+        "MM_IMAGES_DIR": str(args.images),
+    }
+    if args.epochs is not None:
+        if args.epochs < 1:
+            print(f"error: --epochs must be at least 1, got {args.epochs}", file=sys.stderr)
+            return 2
+        env["MM_TRAIN_EPOCHS"] = str(args.epochs)
+    os.environ.setdefault("WANDB_DIR", str(args.data_dir / "wandb"))
+    Path(os.environ["WANDB_DIR"]).mkdir(parents=True, exist_ok=True)
+
+    import dagster as dg
+
+    from mm_pipeline.defs.resources import PipelineSettings
+
+    settings = PipelineSettings.from_env(env)
+    kept = args.dagster_home is not None
+    where = (
+        f"runs recorded in the Dagster instance at {args.dagster_home}"
+        if kept
+        else "runs were recorded in a temporary Dagster instance, now removed (--dagster-home DIR keeps them)"
+    )
+    folder = contextlib.nullcontext(str(args.dagster_home)) if kept else tempfile.TemporaryDirectory()
+    with folder as home:
+        Path(home).mkdir(parents=True, exist_ok=True)
+        with dg.DagsterInstance.from_config(home) as instance:
+            return _materialize_and_report(settings, instance, started, where)
+
+
+def _materialize_and_report(settings, instance, started: float, where: str) -> int:
+    """``demo`` and ``run``: every stage in order with progress on stdout, then the summary; 1 if a stage failed.
+
+    ``settings`` is a ``PipelineSettings``, ``instance`` an open ``DagsterInstance``; ``started`` is the
+    ``time.perf_counter()`` the elapsed time counts from and ``where`` says where the runs are recorded.
+    """
+    from mm_pipeline.definitions import build_defs
     from mm_pipeline.defs.automation.runner import materialize_graph
     from mm_pipeline.demo_summary import print_summary
 
-    settings = defs.resources["settings"]
-    with dg.DagsterInstance.get() as instance:
-        outcome = materialize_graph(defs, instance, settings.batch_names())
+    outcome = materialize_graph(build_defs(settings), instance, settings.batch_names())
     print_summary(settings.layout, outcome.batches, outcome.checks)
-    print(
-        f"elapsed: {time.perf_counter() - started:.0f} s; runs recorded in DAGSTER_HOME={os.environ.get('DAGSTER_HOME')}"
-        " (`make ui` shows them)"
-    )
+    print(f"elapsed: {time.perf_counter() - started:.0f} s; {where}")
     if not outcome.success:
         print(f"failed stages: {', '.join(outcome.failures)}", file=sys.stderr)
         return 1
@@ -141,7 +198,6 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_similar(args: argparse.Namespace) -> int:
-    import numpy as np
     import pandas as pd
 
     from mm_pipeline.evaluation.similarity import SimilarityIndex
@@ -163,7 +219,7 @@ def cmd_similar(args: argparse.Namespace) -> int:
         print(f"error: nm {args.nm} is not in the index ({len(lookup)} products)", file=sys.stderr)
         return 2
     nm, fused = read_vectors(layout.embeddings(lookup.loc[args.nm, "batch"]), "fused")
-    query = fused[nm == args.nm] / np.sqrt(2.0)
+    query = fused[nm == args.nm]
     scores, ids = index.search(query, args.k + 1)
     print(f"nearest to {args.nm} «{lookup.loc[args.nm, 'title']}» ({index.kind} index, {index.n} products):")
     for score, nm in zip(scores[0], ids[0], strict=True):
@@ -194,6 +250,28 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--batches", type=int, default=3)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=cmd_demo)
+
+    run = sub.add_parser(
+        "run", help="materialize the whole graph on your own catalogue (batch files + images)"
+    )
+    run.add_argument("--incoming", type=Path, required=True, help="folder of batch files (*.parquet)")
+    run.add_argument("--images", type=Path, required=True, help="folder the image paths are relative to")
+    run.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("MM_DATA_DIR", "data")),
+        help="where store/ is written (default: MM_DATA_DIR or data)",
+    )
+    run.add_argument(
+        "--dagster-home",
+        type=Path,
+        default=None,
+        help="Dagster instance folder that keeps the runs (default: a temporary instance)",
+    )
+    run.add_argument(
+        "--epochs", type=int, default=None, help="training epochs (default: MM_TRAIN_EPOCHS or recipe)"
+    )
+    run.set_defaults(func=cmd_run)
 
     embed = sub.add_parser(
         "embed", help="embed a products file with an exported ONNX model folder (no torch)"

@@ -4,14 +4,19 @@ from pathlib import Path
 
 import dagster as dg
 
+from mm_pipeline.defs.automation.gating import with_gated_automation
 from mm_pipeline.defs.duplicates.assets import IndexSettings
 from mm_pipeline.defs.metrics.assets import MetricGates
 from mm_pipeline.defs.resources import PipelineSettings, build_wandb_resource
 
 
 def build_defs(settings: PipelineSettings | None = None, gates: MetricGates | None = None) -> dg.Definitions:
-    """All definitions, with ``settings`` (default: from ``MM_*`` environment variables) and metric gates."""
-    return dg.Definitions.merge(
+    """All definitions, with ``settings`` (default: from ``MM_*`` environment variables) and metric gates.
+
+    Every asset downstream of one with a blocking check is automated only once those checks passed
+    (``with_gated_automation``).
+    """
+    defs = dg.Definitions.merge(
         dg.load_from_defs_folder(project_root=Path(__file__).parent.parent),
         dg.Definitions(
             resources={
@@ -22,6 +27,7 @@ def build_defs(settings: PipelineSettings | None = None, gates: MetricGates | No
             }
         ),
     )
+    return with_gated_automation(defs)
 
 
 defs = build_defs()

@@ -67,6 +67,10 @@ class Layout:
     def metric_table(self, task: str) -> Path:
         return self.metric_dir(task) / "table.parquet"
 
+    def metric_neighbours(self, task: str) -> Path:
+        """Neighbour precision@k of a label task's vectors and references (model, features, k, precision, se, n)."""
+        return self.metric_dir(task) / "neighbours.parquet"
+
     @property
     def base_embeddings_dir(self) -> Path:
         """The base model's vectors of the eval products (image.npy, text.npy, nm.parquet)."""
@@ -88,3 +92,24 @@ class Layout:
     @property
     def published_dir(self) -> Path:
         return self.store / "published"
+
+    @property
+    def published_embeddings(self) -> Path:
+        """The current published version: what consumers read."""
+        return self.published_dir / "embeddings.parquet"
+
+    @property
+    def published_manifest(self) -> Path:
+        """The manifest of the current published version (model, gates, metrics, batches, time)."""
+        return self.published_dir / "manifest.json"
+
+    @property
+    def published_versions_dir(self) -> Path:
+        """Kept published versions, ``<version>.parquet`` + ``<version>.json`` each, for consumers that pin one."""
+        return self.published_dir / "versions"
+
+    def published_version(self, version: str) -> Path:
+        return self.published_versions_dir / f"{version}.parquet"
+
+    def published_version_manifest(self, version: str) -> Path:
+        return self.published_versions_dir / f"{version}.json"

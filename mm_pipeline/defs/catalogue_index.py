@@ -22,7 +22,7 @@ def catalogue_lookup(
         frames.append(
             pd.DataFrame({"nm": nm, "title": titles["title_clean"].reindex(nm).to_numpy(), "batch": batch})
         )
-        vectors.append(fused / np.sqrt(2.0))  # unit length: both halves are unit vectors
+        vectors.append(fused)
     if not frames:
         raise dg.Failure("no embeddings yet; materialize the embeddings partitions first")
     return pd.concat(frames, ignore_index=True), np.concatenate(vectors).astype(np.float32)

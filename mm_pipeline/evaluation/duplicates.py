@@ -11,6 +11,10 @@ Two views per vector kind ("image", "text", "fused", ...):
 
 Pair recall counts every same-group pair in the half (``n_positive``), so pairs missed by the
 neighbour search count as misses.
+
+References that learn nothing (``tfidf``, ``pixels``, ``tfidf+pixels``: dense unit rows from
+:func:`mm_pipeline.evaluation.references.reference_vectors`) are scored as kinds of their own, and
+:func:`headline` reads the fused vector against the best of them.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from mm_pipeline.evaluation.references import REFERENCE_KINDS
 from mm_pipeline.evaluation.similarity import build_index
 
 NO_GROUP = -1  # any negative group id means "not in a dup group"
@@ -309,3 +314,29 @@ def _pairs_frame(kind: str, nm: np.ndarray, pairs: Pairs, selected: np.ndarray) 
         }
     )
     return frame.sort_values("score", ascending=False, ignore_index=True)
+
+
+def headline(table: pd.DataFrame) -> dict[str, float | str]:
+    """The summary numbers of a :meth:`DuplicateReport.summary` table: pair F1 and recall@5 of ``fused`` and
+    ``base_fused``, and the best reference kind (by pair F1) with ``fused_minus_best_reference``.
+
+    Raises ``KeyError`` when the ``fused`` or ``base_fused`` row, or every reference row, is missing.
+    """
+    rows = table.set_index("kind")
+    fused, base = rows.loc["fused"], rows.loc["base_fused"]
+    present = [kind for kind in REFERENCE_KINDS if kind in rows.index]
+    if not present:
+        raise KeyError(f"no reference row ({', '.join(REFERENCE_KINDS)}) in the duplicates table")
+    best = rows.loc[present, "pair_f1"].fillna(0.0).idxmax()
+    return {
+        "fused_f1": float(fused["pair_f1"]),
+        "base_fused_f1": float(base["pair_f1"]),
+        "fused_f1_minus_base": float(fused["pair_f1"] - base["pair_f1"]),
+        "fused_recall_at_5": float(fused["recall@5"]),
+        "chance_recall_at_5": float(fused["chance@5"]),
+        "threshold": float(fused["threshold"]),
+        "best_reference": str(best),
+        "reference_pair_f1": float(rows.loc[best, "pair_f1"]),
+        "reference_recall_at_5": float(rows.loc[best, "recall@5"]),
+        "fused_minus_best_reference": float(fused["pair_f1"] - rows.loc[best, "pair_f1"]),
+    }

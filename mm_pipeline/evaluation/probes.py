@@ -5,7 +5,8 @@ Protocol (one code path for every task):
 * Rows are split with ``StratifiedKFold(n_splits, shuffle=True, random_state=seed)``. Every fitted transform
   (standardisation, PCA for ``pca_fused``, TF-IDF vocabulary) is fitted on the training fold only.
 * Out-of-fold predictions are pooled over all folds and scored once, so every labelled row is predicted
-  exactly once by a model that never saw it.
+  exactly once by a model that never saw it. ``f1_se`` is the standard deviation of that score over
+  bootstrap resamples of the rows (:func:`bootstrap_f1`): the sampling noise of the eval split.
 * Binary tasks report ``average="binary"`` for the positive label (given, else the minority class);
   multiclass tasks report ``average="weighted"``; both also report macro-F1.
 * Classes with fewer than ``n_splits`` members cannot appear in every fold: in a task with more than two
@@ -34,7 +35,7 @@ import os
 import time
 import warnings
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -46,6 +47,7 @@ from scipy import sparse
 from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
 from sklearn.metrics import f1_score, mean_absolute_error, mean_squared_error, precision_recall_fscore_support
 from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.preprocessing import normalize
 
 PCA_FUSED = "pca_fused"
 FEATURE_SETS = ("text", "image", "fused", PCA_FUSED)
@@ -57,6 +59,7 @@ RESULT_COLUMNS = [
     "features",
     "probe",
     "f1",
+    "f1_se",
     "precision",
     "recall",
     "macro_f1",
@@ -175,7 +178,9 @@ def bootstrap_f1(
     codes, n = prepared.codes, len(prepared.codes)
     n_classes = len(prepared.classes)
     rng = np.random.default_rng(seed)
-    weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_resamples)])
+    weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_resamples)]).astype(
+        np.float64
+    )
     truth = np.eye(n_classes)[codes]  # [n, classes]
     support = weights @ truth
     scores = []
@@ -432,19 +437,23 @@ class ProbeRun:
     predictions: dict[tuple[str, str], np.ndarray]
     seconds: dict[tuple[str, str], float]
 
-    def table(self) -> pd.DataFrame:
+    def table(self, n_resamples: int = 200, seed: int = 0) -> pd.DataFrame:
+        """One row per (feature set, probe), columns ``RESULT_COLUMNS``; ``f1_se`` from ``n_resamples``
+        bootstrap resamples of the rows (the same resamples for every row: see :func:`bootstrap_f1`)."""
         codes = self.prepared.codes
+        resampled = bootstrap_f1(self.prepared, list(self.predictions.values()), n_resamples, seed)
         rows = [
             {
                 "features": name,
                 "probe": probe,
                 **score_predictions(codes, predicted, self.prepared),
+                "f1_se": float(np.std(scores)),
                 "n": len(codes),
                 "n_classes": len(self.prepared.classes),
                 "n_splits": self.prepared.n_splits,
                 "seconds": self.seconds[name, probe],
             }
-            for (name, probe), predicted in self.predictions.items()
+            for ((name, probe), predicted), scores in zip(self.predictions.items(), resampled, strict=True)
         ]
         return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
@@ -484,7 +493,7 @@ def cross_validate(
         raise ValueError(f"unknown probes {sorted(unknown)}; choose from {PROBES}")
     prepared = prepare_labels(labels, kind, n_splits, positive_label)
     matrices = {
-        name: torch.from_numpy(_as_matrix(x, len(prepared.keep))[prepared.keep])
+        name: torch.from_numpy(as_matrix(x, len(prepared.keep))[prepared.keep])
         for name, x in features.items()
     }
     feature_sets = list(matrices)
@@ -531,7 +540,8 @@ def _generator(seed: int, fold: int, *names: str) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + fold * 7919 + key)
 
 
-def _as_matrix(x: np.ndarray, n_rows: int) -> np.ndarray:
+def as_matrix(x: np.ndarray, n_rows: int) -> np.ndarray:
+    """``x`` as a float32 ``[n_rows, d]`` array; raises ValueError for any other shape."""
     matrix = np.asarray(x, dtype=np.float32)
     if matrix.ndim != 2 or len(matrix) != n_rows:
         raise ValueError(f"feature matrix of shape {matrix.shape} does not match {n_rows} labels")
@@ -582,8 +592,65 @@ def regress_log_price(
     return results
 
 
-def tfidf_baseline(
+# ---------------------------------------------------------------- references that learn nothing
+
+TFIDF_FEATURES = "tfidf_text"
+PIXEL_FEATURES = "pixels_pca64"
+# reference model (the metric table's ``model`` column) -> its feature set
+REFERENCE_FEATURES = {
+    "tfidf": TFIDF_FEATURES,
+    "pixels": PIXEL_FEATURES,
+    "tfidf+pixels": f"{TFIDF_FEATURES}+{PIXEL_FEATURES}",
+}
+REFERENCE_ROWS = (
+    (TFIDF_FEATURES, "logreg"),
+    (PIXEL_FEATURES, "logreg"),
+    (PIXEL_FEATURES, "mlp"),
+    (REFERENCE_FEATURES["tfidf+pixels"], "logreg"),
+)
+
+
+def tfidf_counts(texts: Sequence[str], char_prefix: int = 200) -> list[sparse.csr_matrix]:
+    """Term counts of the two TF-IDF blocks, each int64 CSR ``[len(texts), terms]``: word 1-2-grams of each
+    text and char_wb 3-5-grams of its first ``char_prefix`` characters (title and brand open the composed
+    text; char n-grams of whole descriptions would multiply the cost several times). Texts are tokenised
+    once; which terms are kept and their idf come from the rows a model is fitted on (:func:`fit_tfidf`)."""
+    documents = [str(text) for text in texts]
+    return [
+        CountVectorizer(ngram_range=(1, 2)).fit_transform(documents),
+        CountVectorizer(analyzer="char_wb", ngram_range=(3, 5)).fit_transform(
+            [d[:char_prefix] for d in documents]
+        ),
+    ]
+
+
+def fit_tfidf(
+    counts: sparse.csr_matrix, train_rows: np.ndarray, max_features: int
+) -> Callable[[sparse.csr_matrix], sparse.csr_matrix]:
+    """Sublinear TF-IDF over the ``max_features`` terms most frequent in ``counts[train_rows]``, idf from those
+    rows only, as a TfidfVectorizer fitted there would give. Returns the transform: counts of any rows (the
+    columns of ``counts``) -> float64 CSR with L2-normalised rows."""
+    train = counts[train_rows]
+    frequency = np.asarray(train.sum(0)).ravel()
+    present = np.flatnonzero(frequency)
+    # most frequent first: their weight rows stay in cache during X @ W
+    columns = present[np.argsort(-frequency[present], kind="stable")[:max_features]]
+    transformer = TfidfTransformer(sublinear_tf=True).fit(train[:, columns])
+    return lambda rows: transformer.transform(rows[:, columns])
+
+
+def tfidf_matrix(
+    texts: Sequence[str], max_features: int = 50_000, char_prefix: int = 200
+) -> sparse.csr_matrix:
+    """The TF-IDF reference of ``texts``, fitted on all of them: float32 CSR ``[len(texts), terms]``, both
+    blocks of :func:`tfidf_counts` side by side, rows scaled to unit length (inner product = cosine)."""
+    blocks = [fit_tfidf(m, np.arange(m.shape[0]), max_features)(m) for m in tfidf_counts(texts, char_prefix)]
+    return normalize(sparse.hstack(blocks).tocsr()).astype(np.float32)
+
+
+def reference_probes(
     texts: Sequence[str],
+    pixels: np.ndarray,
     labels: Sequence[str] | np.ndarray,
     kind: str,
     n_splits: int = 5,
@@ -591,66 +658,83 @@ def tfidf_baseline(
     positive_label: str | None = None,
     max_features: int = 50_000,
     char_prefix: int = 200,
-    logreg: LogRegSettings = LogRegSettings(max_iter=30),
+    pixel_components: int = 64,
+    pca_max_rows: int = 8192,
+    sparse_logreg: LogRegSettings = LogRegSettings(max_iter=30),
+    logreg: LogRegSettings = LogRegSettings(),
+    mlp: MLPSettings = MLPSettings(),
     n_threads: int | None = None,
-) -> pd.DataFrame:
-    """TF-IDF text baseline with the logistic probe and folds of :func:`evaluate_probes`; one row with
-    ``features="tfidf_text"``.
+) -> ProbeRun:
+    """Out-of-fold predictions of the references that learn nothing, one per row of ``REFERENCE_ROWS``, on the
+    rows, labels and folds :func:`cross_validate` uses for the same arguments, so their predictions pair
+    with the embeddings' in :func:`bootstrap_f1`.
 
-    Features: word 1-2-grams of the whole text plus char_wb 3-5-grams of its first ``char_prefix`` characters
-    (title and brand open the composed text; char n-grams of whole descriptions would multiply the cost
-    several times), each block capped at ``max_features`` and L2-normalised. Texts are tokenised once;
-    vocabulary, idf and the feature cap come from each training fold only, as a TfidfVectorizer fitted
-    there would give. TF-IDF rows are not standardised. L-BFGS stops after 30 iterations: on 30k texts with
-    40 classes F1 moves by < 0.002 between 20 and 100 iterations, while each costs a pass over ~10M nonzeros.
+    * ``tfidf_text``: the two blocks of :func:`tfidf_counts`, each capped at ``max_features`` terms and
+      L2-normalised (rows not standardised); logistic probe.
+    * ``pixels_pca64``: ``pixels`` (float ``[n, d]``, e.g. 24x24x3 thumbnails from
+      :func:`mm_pipeline.evaluation.references.pixel_features`) projected on the training fold's
+      ``pixel_components`` principal axes (:func:`fit_pca` on at most ``pca_max_rows`` rows), standardised;
+      logistic and MLP probes.
+    * ``tfidf_text+pixels_pca64``: both side by side, the standardised components scaled by
+      1/sqrt(components) so that both blocks have rows of unit length on average; logistic probe.
+
+    ``texts`` and ``pixels`` are aligned with ``labels``. Vocabulary, idf, principal axes and standardisation
+    come from each training fold only. Sparse probes stop L-BFGS after ``sparse_logreg.max_iter``
+    iterations: on 30k texts with 40 classes F1 moves by < 0.002 between 20 and 100 iterations, while each
+    costs a pass over ~10M nonzeros. ``seconds``: each row's fits plus its share of the fold's feature
+    preparation. Raises :class:`InsufficientData` when the task cannot be scored and ValueError when
+    ``texts`` or ``pixels`` do not match ``labels``.
     """
-    started = time.perf_counter()
     prepared = prepare_labels(labels, kind, n_splits, positive_label)
-    documents = [str(text) for text in np.asarray(texts, dtype=object)[prepared.keep]]
-    counts = [
-        CountVectorizer(ngram_range=(1, 2)).fit_transform(documents),
-        CountVectorizer(analyzer="char_wb", ngram_range=(3, 5)).fit_transform(
-            [d[:char_prefix] for d in documents]
-        ),
-    ]
-    codes = prepared.codes
-    predicted = np.empty(len(codes), np.int64)
-    with torch_threads(sum(matrix.nnz for matrix in counts), n_threads):
+    keep = prepared.keep
+    if len(texts) != len(keep):
+        raise ValueError(f"{len(texts)} texts do not match {len(keep)} labels")
+    counts = tfidf_counts(np.asarray(texts, dtype=object)[keep], char_prefix)
+    pixel_matrix = torch.from_numpy(as_matrix(pixels, len(keep))[keep])
+    codes, n_classes = prepared.codes, len(prepared.classes)
+    labels_tensor = torch.from_numpy(codes)
+    predictions = {row: np.empty(len(codes), np.int64) for row in REFERENCE_ROWS}
+    seconds = dict.fromkeys(REFERENCE_ROWS, 0.0)
+    tfidf_rows, (pixel_logreg, pixel_mlp, both_rows) = REFERENCE_ROWS[0], REFERENCE_ROWS[1:]
+    elements = max(sum(m.nnz for m in counts), len(codes) * pixel_components)  # what the probes see
+    with torch_threads(elements, n_threads):
         for fold, (train_rows, test_rows) in enumerate(stratified_folds(codes, prepared.n_splits, seed)):
-            blocks = [_fold_tfidf(matrix, train_rows, test_rows, max_features) for matrix in counts]
-            x_train = sparse.hstack([train for train, _ in blocks]).tocsr()
-            x_test = sparse.hstack([test for _, test in blocks]).tocsr()
-            predicted[test_rows] = fit_predict_logreg(
-                x_train,
-                torch.from_numpy(codes[train_rows]),
-                x_test,
-                len(prepared.classes),
-                logreg,
-                _generator(seed, fold, "tfidf_text", "logreg"),
+            started = time.perf_counter()
+            vectorizers = [fit_tfidf(m, train_rows, max_features) for m in counts]
+            text = tuple(
+                sparse.hstack(
+                    [vectorize(m[rows]) for vectorize, m in zip(vectorizers, counts, strict=True)]
+                ).tocsr()
+                for rows in (train_rows, test_rows)
             )
-    row = {
-        "features": "tfidf_text",
-        "probe": "logreg",
-        **score_predictions(codes, predicted, prepared),
-        "n": len(codes),
-        "n_classes": len(prepared.classes),
-        "n_splits": prepared.n_splits,
-        "seconds": time.perf_counter() - started,
-    }
-    return pd.DataFrame([row], columns=RESULT_COLUMNS)
-
-
-def _fold_tfidf(
-    counts: sparse.csr_matrix, train_rows: np.ndarray, test_rows: np.ndarray, max_features: int
-) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
-    """Sublinear TF-IDF over the ``max_features`` terms most frequent in the training rows, idf from them."""
-    train = counts[train_rows]
-    frequency = np.asarray(train.sum(0)).ravel()
-    present = np.flatnonzero(frequency)
-    # most frequent first: their weight rows stay in cache during X @ W
-    columns = present[np.argsort(-frequency[present], kind="stable")[:max_features]]
-    transformer = TfidfTransformer(sublinear_tf=True).fit(train[:, columns])
-    return transformer.transform(train[:, columns]), transformer.transform(counts[test_rows][:, columns])
+            text_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            x_train, x_test = pixel_matrix[train_rows], pixel_matrix[test_rows]
+            generator = _generator(seed, fold, PIXEL_FEATURES)
+            mean, components = fit_pca(x_train, pixel_components, pca_max_rows, generator)
+            image = standardize((x_train - mean) @ components, (x_test - mean) @ components)
+            image_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            # both blocks of unit length on average, like the TF-IDF rows: standardised components at full
+            # scale would outweigh the text ~sqrt(components) times, and their noise would be fitted first
+            both = tuple(
+                sparse.hstack([t, sparse.csr_matrix(i.numpy() / np.sqrt(i.shape[1]))]).tocsr()
+                for t, i in zip(text, image, strict=True)
+            )
+            both_seconds = time.perf_counter() - started
+            fits = {
+                tfidf_rows: (text, text_seconds, partial(fit_predict_logreg, settings=sparse_logreg)),
+                pixel_logreg: (image, image_seconds / 2, partial(fit_predict_logreg, settings=logreg)),
+                pixel_mlp: (image, image_seconds / 2, partial(fit_predict_mlp, settings=mlp)),
+                both_rows: (both, both_seconds, partial(fit_predict_logreg, settings=sparse_logreg)),
+            }
+            for row, ((train, test), preparation, fit_predict) in fits.items():
+                started = time.perf_counter()
+                predictions[row][test_rows] = fit_predict(
+                    train, labels_tensor[train_rows], test, n_classes, generator=_generator(seed, fold, *row)
+                )
+                seconds[row] += time.perf_counter() - started + preparation
+    return ProbeRun(prepared, predictions, seconds)
 
 
 def _torch_csr(matrix: sparse.csr_matrix) -> torch.Tensor:

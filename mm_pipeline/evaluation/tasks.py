@@ -1,51 +1,115 @@
 """Proxy-task evaluation of one embedding set against its references, and the metric gates.
 
-For a task, every row of the result table says which model produced the features (``fine_tuned``,
-``base`` — the model before fine-tuning — or ``tfidf``, a text baseline on the cleaned text), the feature
-set and the probe, so each number is read against its references.
+For a task, every row of the probe table says which model produced the features — ``fine_tuned``, ``base``
+(the model before fine-tuning), or a reference that learns nothing: ``tfidf`` (the cleaned text),
+``pixels`` (24x24 thumbnails of the stored images) and ``tfidf+pixels`` — the feature set and the probe,
+with F1 and its bootstrap standard error ``f1_se``, so each number is read against its references and its
+noise. The neighbour table gives, for the same models, the share of each product's k nearest neighbours
+that share its label (:mod:`mm_pipeline.evaluation.neighbours`).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from mm_pipeline.evaluation.labels import TASKS, TaskSpec, derive_labels, log_price, price_bin_edges
+from mm_pipeline.evaluation.neighbours import (
+    KS,
+    MAX_QUERIES,
+    chance_precision,
+    hit_shares,
+    precision_and_se,
+    sample_queries,
+)
 from mm_pipeline.evaluation.probes import (
+    REFERENCE_FEATURES,
     InsufficientData,
     bootstrap_f1,
     cross_validate,
+    reference_probes,
     regress_log_price,
-    tfidf_baseline,
+    tfidf_matrix,
 )
-from mm_pipeline.inference.encoders import fuse, l2_normalize
+from mm_pipeline.evaluation.references import pixel_vectors
+from mm_pipeline.inference.encoders import BASE_FUSION_WEIGHTS, fuse, l2_normalize
 from mm_pipeline.layout import Layout
 from mm_pipeline.storage import atomic_dir, write_json, write_parquet
 
 TASK_BY_NAME: dict[str, TaskSpec] = {task.name: task for task in TASKS}
 INSUFFICIENT = "insufficient data"
+VECTOR_KINDS = ("text", "image", "lexical", "fused")  # the fine-tuned model's columns, in table order
+NEIGHBOUR_COLUMNS = ["model", "features", "k", "precision", "se", "n"]
+HEADLINE_K = 5
 
 
 @dataclass(frozen=True)
 class EvalSet:
-    """Eval-split products (never trained on) with fine-tuned and base-model vectors, rows aligned."""
+    """Eval-split products (never trained on) with everything scored on them, rows aligned.
+
+    * ``products``: the cleaned products (``text`` and the label columns), index 0..n-1.
+    * ``tuned``: the fine-tuned model's vectors as stored, float32 ``[n, d]`` per kind of ``VECTOR_KINDS``
+      that the embeddings have (``fused`` always).
+    * ``base``: the base model's ``text`` and ``image`` (unit rows) and their ``fused`` vector
+      (``BASE_FUSION_WEIGHTS``).
+    * ``pixels``: float32 ``[n, 24*24*3]`` thumbnails of the stored images
+      (:func:`mm_pipeline.evaluation.references.pixel_features`), probed with PCA fitted inside each fold.
+    * ``tfidf`` (float32 CSR ``[n, terms]``) and ``pixel_vectors`` (float32 ``[n, 64]``): the references for
+      neighbour search, unit rows fitted on the eval products (unsupervised).
+    """
 
     products: pd.DataFrame
     tuned: dict[str, np.ndarray]
     base: dict[str, np.ndarray]
+    pixels: np.ndarray
+    tfidf: sparse.csr_matrix
+    pixel_vectors: np.ndarray
 
     @classmethod
     def build(
-        cls, products: pd.DataFrame, tuned: dict[str, np.ndarray], base: dict[str, np.ndarray]
+        cls,
+        products: pd.DataFrame,
+        tuned: Mapping[str, np.ndarray],
+        base: Mapping[str, np.ndarray],
+        pixels: np.ndarray,
     ) -> EvalSet:
-        def complete(vectors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-            image, text = l2_normalize(vectors["image"]), l2_normalize(vectors["text"])
-            return {"text": text, "image": image, "fused": fuse(image, text)}
-
-        return cls(products.reset_index(drop=True), complete(tuned), complete(base))
+        """``tuned``: vector columns of the embeddings (kinds of ``VECTOR_KINDS``, ``fused`` required), taken
+        as stored; ``base``: the base model's ``image`` and ``text`` vectors; ``pixels``: ``[n, d]``
+        thumbnails. Raises ValueError for an unknown or missing kind or a row count other than
+        ``len(products)``."""
+        unknown = set(tuned) - set(VECTOR_KINDS)
+        if unknown or "fused" not in tuned:
+            raise ValueError(f"tuned vectors {sorted(tuned)}: need 'fused', may have {list(VECTOR_KINDS)}")
+        n = len(products)
+        base_parts = {
+            kind: l2_normalize(np.asarray(base[kind], dtype=np.float32)) for kind in ("text", "image")
+        }
+        base_parts["fused"] = fuse(base_parts, BASE_FUSION_WEIGHTS)
+        tuned = {kind: np.asarray(tuned[kind], dtype=np.float32) for kind in VECTOR_KINDS if kind in tuned}
+        pixels = np.asarray(pixels, dtype=np.float32)
+        counts = {
+            f"{model} {kind}": len(v)
+            for model, parts in (("tuned", tuned), ("base", base_parts))
+            for kind, v in parts.items()
+        }
+        for name, rows in {**counts, "pixels": len(pixels)}.items():
+            if rows != n:
+                raise ValueError(f"{name} has {rows} rows for {n} products")
+        products = products.reset_index(drop=True)
+        return cls(
+            products,
+            tuned,
+            base_parts,
+            pixels,
+            tfidf_matrix(products["text"].tolist()),
+            pixel_vectors(pixels),
+        )
 
 
 @dataclass
@@ -54,6 +118,7 @@ class TaskResult:
     status: str  # "ok" or INSUFFICIENT
     reason: str = ""
     table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    neighbours: pd.DataFrame = field(default_factory=pd.DataFrame)
     headline: dict[str, float] = field(default_factory=dict)
     extras: dict = field(default_factory=dict)
 
@@ -67,52 +132,98 @@ class TaskResult:
         }
 
 
-def _best(table: pd.DataFrame, model: str, features: str = "fused") -> float:
-    rows = table[(table["model"] == model) & (table["features"] == features)]
-    return float(rows["f1"].max()) if len(rows) else float("nan")
+def _best_row(table: pd.DataFrame, models: list[str], features: str | None = None) -> pd.Series:
+    rows = table[table["model"].isin(models)]
+    if features is not None:
+        rows = rows[rows["features"] == features]
+    return rows.loc[rows["f1"].idxmax()]
 
 
-def evaluate_task(task_name: str, data: EvalSet, n_splits: int = 5, seed: int = 0) -> TaskResult:
+def evaluate_task(
+    task_name: str, data: EvalSet, n_splits: int = 5, seed: int = 0, max_queries: int = MAX_QUERIES
+) -> TaskResult:
+    """Probe and neighbour tables of one task on the labelled eval products, with headline numbers.
+
+    ``table``: ``model``, then the columns of :data:`mm_pipeline.evaluation.probes.RESULT_COLUMNS`.
+    ``neighbours``: ``NEIGHBOUR_COLUMNS``, precision@k for k in ``KS`` on (at most ``max_queries``)
+    labelled query products, neighbours among all labelled eval products. A task that cannot be scored
+    returns status ``INSUFFICIENT`` with the reason and empty tables.
+    """
     task = TASK_BY_NAME[task_name]
     prices = data.products["price"] if "price" in data.products else pd.Series(dtype=float)
     edges = price_bin_edges(prices) if (pd.to_numeric(prices, errors="coerce") > 0).any() else None
     labels = derive_labels(data.products, price_bin_edges=edges)[task_name]
     known = labels.notna().to_numpy()
+    rows = np.flatnonzero(known)
     y = labels[known].astype(str).to_numpy()
+    options = {"n_splits": n_splits, "seed": seed, "positive_label": task.positive_label}
     try:
-        tables, best_fused = [], []
-        for model, vectors in (("fine_tuned", data.tuned), ("base", data.base)):
-            run = cross_validate(
-                {k: v[known] for k, v in vectors.items()},
-                y,
-                task.kind,
-                n_splits,
-                seed,
-                positive_label=task.positive_label,
-            )
-            frame = run.table()
-            tables.append(frame.assign(model=model))
-            fused = frame[frame["features"] == "fused"]
-            best_fused.append(run.predictions["fused", fused.loc[fused["f1"].idxmax(), "probe"]])
-        texts = data.products.loc[known, "text"].tolist()
-        tfidf = tfidf_baseline(
-            texts, y, task.kind, n_splits=n_splits, seed=seed, positive_label=task.positive_label
-        )
-        tables.append(tfidf.assign(model="tfidf"))
+        runs = {
+            model: cross_validate({k: v[rows] for k, v in vectors.items()}, y, task.kind, **options)
+            for model, vectors in (("fine_tuned", data.tuned), ("base", data.base))
+        }
+        texts = data.products["text"].to_numpy()[rows]
+        runs["references"] = reference_probes(texts, data.pixels[rows], y, task.kind, **options)
     except InsufficientData as exc:
         return TaskResult(task_name, INSUFFICIENT, exc.reason, extras={"labelled": int(known.sum())})
-    table = pd.concat(tables, ignore_index=True)
+    model_of = {features: model for model, features in REFERENCE_FEATURES.items()}
+    reference_table = runs["references"].table(seed=seed)
+    table = pd.concat(
+        [
+            runs["fine_tuned"].table(seed=seed).assign(model="fine_tuned"),
+            runs["base"].table(seed=seed).assign(model="base"),
+            reference_table.assign(model=reference_table["features"].map(model_of)),
+        ],
+        ignore_index=True,
+    )
     table = table[["model", *[c for c in table.columns if c != "model"]]]
+
+    fused, base = _best_row(table, ["fine_tuned"], "fused"), _best_row(table, ["base"], "fused")
+    reference = _best_row(table, list(REFERENCE_FEATURES))
+    tuned_f1, base_f1, reference_f1 = bootstrap_f1(
+        runs["fine_tuned"].prepared,
+        [
+            runs["fine_tuned"].predictions["fused", fused["probe"]],
+            runs["base"].predictions["fused", base["probe"]],
+            runs["references"].predictions[reference["features"], reference["probe"]],
+        ],
+        seed=seed,
+    )
     headline = {
-        "fused_f1": _best(table, "fine_tuned"),
-        "base_fused_f1": _best(table, "base"),
-        "tfidf_f1": float(table.loc[table["model"] == "tfidf", "f1"].max()),
+        "fused_f1": float(fused["f1"]),
+        "base_fused_f1": float(base["f1"]),
+        **{
+            f"{model.replace('+', '_plus_')}_f1": float(_best_row(table, [model])["f1"])
+            for model in REFERENCE_FEATURES
+        },
+        "best_reference_f1": float(reference["f1"]),
+        "fused_f1_se": float(np.std(tuned_f1)),
+        "fused_f1_minus_base": float(fused["f1"] - base["f1"]),
+        "fused_f1_minus_base_se": float(np.std(tuned_f1 - base_f1)),
+        "fused_minus_best_reference": float(fused["f1"] - reference["f1"]),
+        "fused_minus_best_reference_se": float(np.std(tuned_f1 - reference_f1)),
     }
-    headline["fused_f1_minus_base"] = headline["fused_f1"] - headline["base_fused_f1"]
-    tuned_f1, base_f1 = bootstrap_f1(run.prepared, best_fused, seed=seed)
-    headline["fused_f1_se"] = float(np.std(tuned_f1))
-    headline["fused_f1_minus_base_se"] = float(np.std(tuned_f1 - base_f1))
-    extras = {"labelled": int(known.sum()), "classes": int(len(set(y)))}
+    started = time.perf_counter()
+    neighbours, shares = neighbour_precision(data, rows, y, sample_queries(len(rows), max_queries, seed))
+    neighbour_seconds = time.perf_counter() - started
+    for model, features in (("fine_tuned", "fused"), ("tfidf", REFERENCE_FEATURES["tfidf"])):
+        name = "fused" if model == "fine_tuned" else model
+        value, se = precision_and_se(shares[model, features])
+        headline[f"{name}_neighbour_precision_at_{HEADLINE_K}"] = value
+        headline[f"{name}_neighbour_precision_at_{HEADLINE_K}_se"] = se
+    gap, gap_se = precision_and_se(
+        shares["fine_tuned", "fused"] - shares["tfidf", REFERENCE_FEATURES["tfidf"]]
+    )
+    headline[f"fused_minus_tfidf_neighbour_precision_at_{HEADLINE_K}"] = gap
+    headline[f"fused_minus_tfidf_neighbour_precision_at_{HEADLINE_K}_se"] = gap_se
+    extras = {
+        "labelled": int(known.sum()),
+        "classes": int(len(set(y))),
+        "best_reference": f"{reference['model']} ({reference['features']}, {reference['probe']})",
+        "neighbour_queries": int(neighbours["n"].iloc[0]),
+        "neighbour_precision_chance": chance_precision(y),
+        "neighbour_seconds": round(neighbour_seconds, 2),
+    }
     if task_name == "price_range":
         extras["bin_edges_rub"] = [round(float(e), 2) for e in np.exp(edges)] if edges is not None else []
         target = np.asarray(log_price(data.products["price"]), dtype=float)
@@ -121,7 +232,43 @@ def evaluate_task(task_name: str, data: EvalSet, n_splits: int = 5, seed: int = 
             extras[f"{model}_log_price_mse"] = regression["mse"]
             extras[f"{model}_log_price_mae"] = regression["mae"]
         extras["mean_predictor_log_price_mse"] = regression["baseline_mse"]
-    return TaskResult(task_name, "ok", table=table, headline=headline, extras=extras)
+    return TaskResult(task_name, "ok", table=table, neighbours=neighbours, headline=headline, extras=extras)
+
+
+def neighbour_precision(
+    data: EvalSet, rows: np.ndarray, labels: np.ndarray, queries: np.ndarray
+) -> tuple[pd.DataFrame, dict[tuple[str, str], np.ndarray]]:
+    """Neighbour precision@k (k in ``KS``) of every vector set among the eval products ``rows`` (labels
+    aligned with them), for the query positions ``queries`` (indices into ``rows``).
+
+    Returns the table (``NEIGHBOUR_COLUMNS``, one row per model, features and k) and the per-query hit
+    shares at ``HEADLINE_K`` per (model, features), float64 ``[len(queries)]``, for paired differences.
+    """
+    tfidf, pixels = REFERENCE_FEATURES["tfidf"], REFERENCE_FEATURES["pixels"]
+    vector_sets = [
+        *(("fine_tuned", kind, [vectors]) for kind, vectors in data.tuned.items()),
+        ("base", "fused", [data.base["fused"]]),
+        ("tfidf", tfidf, [data.tfidf]),
+        ("pixels", pixels, [data.pixel_vectors]),
+        ("tfidf+pixels", REFERENCE_FEATURES["tfidf+pixels"], [data.tfidf, data.pixel_vectors]),
+    ]
+    table, shares = [], {}
+    for model, features, blocks in vector_sets:
+        per_k = hit_shares([block[rows] for block in blocks], labels, queries, KS)
+        shares[model, features] = per_k[HEADLINE_K]
+        for k, hits in per_k.items():
+            precision, se = precision_and_se(hits)
+            table.append(
+                {
+                    "model": model,
+                    "features": features,
+                    "k": k,
+                    "precision": precision,
+                    "se": se,
+                    "n": len(hits),
+                }
+            )
+    return pd.DataFrame(table, columns=NEIGHBOUR_COLUMNS), shares
 
 
 @dataclass(frozen=True)
@@ -133,12 +280,21 @@ class GateVerdict:
 NOISE_Z = 1.645  # one-sided 95%: a shortfall counts only when it exceeds sampling noise
 
 
-def save_metric(layout: Layout, task_name: str, summary: dict, table: pd.DataFrame) -> Path:
-    """A metric's summary and table, replaced together (a task without enough data has no table)."""
+def save_metric(
+    layout: Layout,
+    task_name: str,
+    summary: dict,
+    table: pd.DataFrame,
+    neighbours: pd.DataFrame | None = None,
+) -> Path:
+    """A metric's summary, table and neighbour table, replaced together (empty tables are not written: a
+    task without enough data has none, the duplicates metric has no neighbour table)."""
     with atomic_dir(layout.metric_dir(task_name)) as folder:
         write_json(summary, folder / layout.metric_summary(task_name).name)
         if not table.empty:
             write_parquet(table, folder / layout.metric_table(task_name).name)
+        if neighbours is not None and not neighbours.empty:
+            write_parquet(neighbours, folder / layout.metric_neighbours(task_name).name)
     return layout.metric_dir(task_name)
 
 

@@ -1,8 +1,10 @@
 """ONNX Runtime encoders for product embeddings. No torch at run time: numpy, youtokentome, onnxruntime.
 
-The fused vector is the concatenation of the L2-normalized image and text vectors (``fuse``, the one place
-that choice lives). Texts are sorted by token length and each batch is trimmed after its longest EOS,
-which is exact for ruCLIP's causal text tower; image decoding for the next chunk overlaps inference.
+Channels: ``image`` and ``text`` (the ruCLIP towers) and ``lexical`` (LSA of the text,
+:mod:`mm_pipeline.model.lexical`), each L2-normalized; the fused vector weighs them with the weights chosen
+at fine-tuning (``fuse``, the one place that rule lives). Texts are sorted by token length and each batch is
+trimmed after its longest EOS, which is exact for ruCLIP's causal text tower; image decoding for the next
+chunk overlaps inference.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +22,14 @@ import onnxruntime as ort
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mm_pipeline.model.lexical import LEXICAL_FILE, LexicalProjection
 from mm_pipeline.prep.tokens import TextTokenizer, token_lengths, trim_padding
 from mm_pipeline.storage import atomic_path, pin
 
-VECTOR_COLUMNS = ("image", "text", "fused")
+CHANNELS = ("image", "text", "lexical")
+VECTOR_COLUMNS = (*CHANNELS, "fused")
+# the model before fine-tuning has no lexical channel: its two towers weigh the same
+BASE_FUSION_WEIGHTS = {"image": 0.5, "text": 0.5}
 
 
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
@@ -31,9 +37,21 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
-def fuse(image: np.ndarray, text: np.ndarray) -> np.ndarray:
-    """The fused product vector: both halves L2-normalized, then concatenated."""
-    return np.concatenate([l2_normalize(image), l2_normalize(text)], axis=1).astype(np.float32)
+def fuse(parts: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
+    """float32 ``[N, sum of channel dims]`` unit vectors: the channels named in ``weights`` (in ``CHANNELS``
+    order), each L2-normalized and scaled by ``sqrt(weight / total weight)``, concatenated.
+
+    The cosine of two fused vectors is then the weighted mean of their channels' cosines. A channel with
+    weight 0 keeps its block (zeros), so the layout depends only on which channels the model has. Raises
+    ``KeyError`` when a weighted channel is missing from ``parts``.
+    """
+    total = sum(weights.values())
+    blocks = [
+        l2_normalize(np.asarray(parts[c], dtype=np.float32)) * np.sqrt(weights[c] / total)
+        for c in CHANNELS
+        if c in weights
+    ]
+    return l2_normalize(np.concatenate(blocks, axis=1)).astype(np.float32)
 
 
 def _session(path: Path, threads: int) -> ort.InferenceSession:
@@ -76,7 +94,8 @@ def choose_variant(onnx_dir: Path | str, wanted: str = "int8") -> str:
 
 
 class OnnxEncoders:
-    """Image and text towers of one exported model folder, in the chosen variant (``fp32`` or ``int8``)."""
+    """The channels of one exported model folder: image and text towers in the chosen variant (``fp32`` or
+    ``int8``), the lexical projection when the export has one, and the fusion weights of its manifest."""
 
     def __init__(self, onnx_dir: Path | str, variant: str = "int8", threads: int | None = None):
         self.onnx_dir = pin(onnx_dir)  # one export version for every file read below
@@ -87,6 +106,18 @@ class OnnxEncoders:
         self.image_session = _session(self.onnx_dir / f"image{suffix}.onnx", threads)
         self.text_session = _session(self.onnx_dir / f"text{suffix}.onnx", threads)
         self.tokenizer = TextTokenizer(self.onnx_dir / "bpe.model", self.manifest["context_length"])
+        lexical_path = self.onnx_dir / LEXICAL_FILE
+        self.lexical = LexicalProjection.load(lexical_path) if lexical_path.exists() else None
+        self.fusion_weights: dict[str, float] = self.manifest.get("fusion_weights", BASE_FUSION_WEIGHTS)
+
+    @property
+    def dims(self) -> dict[str, int]:
+        """Width of every vector column this export writes."""
+        dims = {"image": int(self.manifest["embed_dim"]), "text": int(self.manifest["embed_dim"])}
+        if self.lexical is not None:
+            dims["lexical"] = self.lexical.dim
+        dims["fused"] = sum(dims[c] for c in CHANNELS if c in self.fusion_weights)
+        return dims
 
     @property
     def image_size(self) -> int:
@@ -115,6 +146,17 @@ class OnnxEncoders:
             index = order[start : start + batch_size]
             result[index] = self.text_session.run(None, {"input_ids": trim_padding(ids[index])})[0]
         return result
+
+    def encode(self, texts: Sequence[str], images: np.ndarray) -> dict[str, np.ndarray]:
+        """Every vector column (``dims``) for products given as texts and uint8 ``[N, H, W, 3]`` images."""
+        vectors = {
+            "image": l2_normalize(self.encode_images(images)),
+            "text": l2_normalize(self.encode_texts(texts)),
+        }
+        if self.lexical is not None:
+            vectors["lexical"] = self.lexical.transform(texts)
+        vectors["fused"] = fuse(vectors, self.fusion_weights)
+        return vectors
 
 
 @dataclass(frozen=True)
@@ -158,27 +200,21 @@ def write_embeddings(
     """
     started = time.perf_counter()
     total = len(nm)
-    dim = int(encoders.manifest["embed_dim"])
-    vector = pa.list_(pa.float32(), dim)
+    dims = encoders.dims
     schema = pa.schema(
         [
             ("nm", pa.int64()),
             ("model_version", pa.string()),
-            ("image", vector),
-            ("text", vector),
-            ("fused", pa.list_(pa.float32(), 2 * dim)),
+            *[(name, pa.list_(pa.float32(), width)) for name, width in dims.items()],
         ]
     )
     chunks = list(range(0, total, chunk_size))
     with atomic_path(target) as tmp, pq.ParquetWriter(tmp, schema) as writer:
         for start, images in _prefetched(lambda s: load_images(s, min(s + chunk_size, total)), chunks):
             stop = start + len(images)
-            image_vectors = encoders.encode_images(images)
-            text_vectors = encoders.encode_texts(texts[start:stop])
-            columns = {"image": l2_normalize(image_vectors), "text": l2_normalize(text_vectors)}
-            columns["fused"] = fuse(image_vectors, text_vectors)
+            columns = encoders.encode(texts[start:stop], images)
             arrays = [pa.array(nm[start:stop], pa.int64()), pa.array([encoders.model_version] * len(images))]
-            for name in VECTOR_COLUMNS:
+            for name in dims:
                 values = np.ascontiguousarray(columns[name], dtype=np.float32)
                 arrays.append(
                     pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
@@ -190,7 +226,7 @@ def write_embeddings(
             writer.write_table(schema.empty_table())
     return EmbeddingStats(
         total,
-        {"image": dim, "text": dim, "fused": 2 * dim},
+        dims,
         time.perf_counter() - started,
         Path(target).stat().st_size,
     )

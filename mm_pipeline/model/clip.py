@@ -22,23 +22,41 @@ from huggingface_hub import cached_download
 from ruclip.model import CLIP
 from ruclip.processor import RuCLIPProcessor
 from torch import nn
+from torchvision.models.resnet import BasicBlock
 
+from mm_pipeline.model.lexical import LEXICAL_FILE, LexicalProjection
 from mm_pipeline.prep.tokens import CONTEXT_LENGTH, EOS_ID, TextTokenizer
 from mm_pipeline.storage import atomic_dir, pin
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 MODEL_FILES = ("config.json", "bpe.model", "pytorch_model.bin")
+TRAINING_FILE = "training.json"  # origin, recipe, history and fusion choice of a saved model
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 
-# Small enough to train on a few thousand products in minutes on 2 CPU cores; same architecture as
-# ruclip-vit-base-patch32-384 (ViT image tower, causal text transformer, EOS pooling). It reads the first
-# 40 tokens (title, brand and the start of the description) instead of 77, which halves the text cost.
+# Arguments of ruclip's CLIP constructor.
+CLIP_ARGS = (
+    "embed_dim",
+    "image_resolution",
+    "vision_layers",
+    "vision_width",
+    "vision_patch_size",
+    "context_length",
+    "vocab_size",
+    "transformer_width",
+    "transformer_heads",
+    "transformer_layers",
+)
+# Small enough to train on a few thousand products in minutes on 2 CPU cores: ruclip's CLIP with its causal
+# text transformer (EOS pooling) reading the first 40 tokens (title, brand and the start of the description)
+# instead of 77, and a convolutional image tower (``ConvTower``, ``image_tower: "cnn"``) instead of the ViT,
+# which learns less than raw pixels from a few thousand photos. ``vision_width`` is the tower's first width.
 COMPACT_CONFIG = {
     "embed_dim": 256,
     "image_resolution": 96,
-    "vision_layers": 3,
-    "vision_width": 128,
+    "image_tower": "cnn",
+    "vision_layers": 4,
+    "vision_width": 32,
     "vision_patch_size": 16,
     "context_length": 40,
     "vocab_size": 6000,
@@ -73,6 +91,7 @@ class LoadedModel:
     config: dict
     bpe_path: Path
     origin: str  # human-readable: where the weights came from
+    lexical: LexicalProjection | None = None  # fitted by fine-tuning; pretrained folders have none
 
 
 def context_length(ruclip_dir: Path | str | None) -> int:
@@ -82,8 +101,51 @@ def context_length(ruclip_dir: Path | str | None) -> int:
     return int(json.loads((Path(ruclip_dir) / "config.json").read_text())["context_length"])
 
 
+class ConvTower(nn.Module):
+    """A narrow ResNet image tower built without weights: float ``[N, 3, S, S]`` → ``[N, embed_dim]``.
+
+    Stem (3×3 conv, stride 2, batch norm, ReLU, 3×3 max pool, stride 2), then ``layers`` torchvision
+    ``BasicBlock``s whose width doubles from ``width`` at every stride-2 block after the first, global
+    average pooling and a linear projection (He et al. 2016, "Deep residual learning for image
+    recognition"). It keeps ruclip's ``visual`` interface: ``conv1`` (whose dtype ``CLIP.dtype`` reads) and
+    ``input_resolution``.
+    """
+
+    def __init__(self, input_resolution: int, width: int, layers: int, output_dim: int):
+        super().__init__()
+        self.input_resolution = input_resolution
+        self.conv1 = nn.Conv2d(3, width, 3, stride=2, padding=1, bias=False)
+        self.stem = nn.Sequential(nn.BatchNorm2d(width), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))
+        blocks, channels = [], width
+        for index in range(layers):
+            out, stride = (width, 1) if index == 0 else (channels * 2, 2)
+            downsample = None
+            if stride != 1 or out != channels:
+                downsample = nn.Sequential(
+                    nn.Conv2d(channels, out, 1, stride=stride, bias=False), nn.BatchNorm2d(out)
+                )
+            blocks.append(BasicBlock(channels, out, stride, downsample))
+            channels = out
+        self.blocks = nn.Sequential(*blocks)
+        self.proj = nn.Linear(channels, output_dim)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        features = self.blocks(self.stem(self.conv1(pixels)))
+        return self.proj(features.mean(dim=(2, 3)))
+
+
 def build_clip(config: dict) -> CLIP:
-    return CLIP(**{k: config[k] for k in COMPACT_CONFIG})
+    """ruclip's CLIP; with ``image_tower: "cnn"`` its ViT is replaced by a ``ConvTower``."""
+    args = {k: config[k] for k in CLIP_ARGS}
+    cnn = config.get("image_tower", "vit") == "cnn"
+    if cnn:  # the constructor's ViT is replaced at once: make it an empty one
+        args |= {"vision_layers": 0, "vision_width": 64}
+    clip = CLIP(**args)
+    if cnn:
+        clip.visual = ConvTower(
+            config["image_resolution"], config["vision_width"], config["vision_layers"], config["embed_dim"]
+        )
+    return clip
 
 
 CONSISTENCY_PROBE = "Проверка токенизатора: Платье ZARINA 42 размер"
@@ -113,8 +175,16 @@ def load_folder(folder: Path | str) -> LoadedModel:
     reference = processor(text=[CONSISTENCY_PROBE])["input_ids"].numpy()
     if not np.array_equal(tokenizer.encode([CONSISTENCY_PROBE]), reference):
         raise ModelSourceError(f"{folder}: our tokenizer disagrees with ruclip's RuCLIPProcessor")
-    clip = CLIP.from_pretrained(str(folder)).eval()
-    return LoadedModel(clip, processor, tokenizer, config, folder / "bpe.model", f"pretrained from {source}")
+    if config.get("image_tower", "vit") == "vit":
+        clip = CLIP.from_pretrained(str(folder)).eval()
+    else:  # ruclip's loader only builds the ViT
+        clip = build_clip(config)
+        clip.load_state_dict(torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True))
+        clip.eval()
+    lexical = LexicalProjection.load(folder / LEXICAL_FILE) if (folder / LEXICAL_FILE).exists() else None
+    return LoadedModel(
+        clip, processor, tokenizer, config, folder / "bpe.model", f"pretrained from {source}", lexical
+    )
 
 
 def _probe_address(endpoint: str) -> tuple[str, int]:
@@ -153,15 +223,22 @@ def download(name: str, cache_dir: Path, timeout: float = 5.0) -> LoadedModel:
 
 
 def save_folder(
-    clip: CLIP, config: dict, bpe_path: Path, target: Path | str, extra: dict | None = None
+    clip: CLIP,
+    config: dict,
+    bpe_path: Path,
+    target: Path | str,
+    extra: dict | None = None,
+    lexical: LexicalProjection | None = None,
 ) -> Path:
-    """Write a ruCLIP-style folder atomically (``extra`` goes to ``training.json``)."""
+    """Write a ruCLIP-style folder atomically (``extra`` goes to ``training.json``, ``lexical`` beside it)."""
     with atomic_dir(target) as tmp:
+        if lexical is not None:
+            lexical.save(tmp / LEXICAL_FILE)
         (tmp / "config.json").write_text(json.dumps({**config, "mean": CLIP_MEAN, "std": CLIP_STD}, indent=2))
         shutil.copyfile(bpe_path, tmp / "bpe.model")
         torch.save(clip.state_dict(), tmp / "pytorch_model.bin")
         if extra is not None:
-            (tmp / "training.json").write_text(json.dumps(extra, indent=2, ensure_ascii=False, default=str))
+            (tmp / TRAINING_FILE).write_text(json.dumps(extra, indent=2, ensure_ascii=False, default=str))
     return Path(target)
 
 

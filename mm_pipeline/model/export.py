@@ -2,7 +2,8 @@
 
 The exported folder is self-contained for inference without torch: ``image.onnx`` (uint8 NHWC images in),
 ``text.onnx`` (token ids in, dynamic batch and sequence length), their ``*.int8.onnx`` variants,
-``bpe.model``, ``config.json`` and ``manifest.json`` (model version, sizes). The parity check writes
+``bpe.model``, ``config.json``, the lexical projection (``lexical.joblib``) when the model has one, and
+``manifest.json`` (model version, sizes, fusion weights). The parity check writes
 ``parity.json`` beside them; :func:`mm_pipeline.inference.encoders.choose_variant` is the one way to pick
 a variant that passed it.
 """
@@ -14,6 +15,7 @@ import json
 import logging
 import shutil
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,8 +27,9 @@ from ruclip.model import CLIP
 from torch import nn
 from torch.export import Dim
 
-from mm_pipeline.inference.encoders import PARITY_FILE
-from mm_pipeline.model.clip import ImageTower, TextTower
+from mm_pipeline.inference.encoders import BASE_FUSION_WEIGHTS, PARITY_FILE
+from mm_pipeline.model.clip import TRAINING_FILE, ImageTower, TextTower
+from mm_pipeline.model.lexical import LEXICAL_FILE, LexicalProjection
 from mm_pipeline.prep.tokens import BOS_ID, EOS_ID, trim_padding
 from mm_pipeline.storage import atomic_dir, write_json
 
@@ -92,14 +95,18 @@ def export_towers(
                 weight_type=QuantType.QInt8,
                 reduce_range=True,
             )
-        for name in ("bpe.model", "config.json"):
-            shutil.copyfile(model_dir / name, tmp / name)
+        for name in ("bpe.model", "config.json", LEXICAL_FILE):
+            if (model_dir / name).exists():
+                shutil.copyfile(model_dir / name, tmp / name)
+        training = model_dir / TRAINING_FILE
+        fusion = json.loads(training.read_text()).get("fusion", {}) if training.exists() else {}
         manifest = {
             "model_version": weights_version(model_dir),
             "source_model_dir": str(model_dir),
             "image_resolution": resolution,
             "context_length": clip.context_length,
             "embed_dim": int(clip.text_projection.shape[1]),
+            "fusion_weights": fusion.get("weights", BASE_FUSION_WEIGHTS),
             "files": {p.name: p.stat().st_size for p in sorted(tmp.glob("*.onnx"))},
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
@@ -143,11 +150,41 @@ class ParityReport:
         return out
 
 
+def _parity_row(
+    tower: str,
+    variant: str,
+    output: np.ndarray,
+    reference: np.ndarray,
+    floor: float,
+    path: Path | None = None,
+) -> dict:
+    with np.errstate(invalid="ignore"):
+        cosine = _row_cosine(output, reference)
+    return {
+        "tower": tower,
+        "variant": variant,
+        "min_cosine": float(cosine.min()),
+        "max_abs_diff": float(np.abs(output - reference).max()),
+        "floor": floor,
+        "passed": bool(cosine.min() >= floor),
+        "file_bytes": path.stat().st_size if path else 0,
+    }
+
+
 @torch.no_grad()
-def check_parity(clip: CLIP, onnx_dir: Path, images: np.ndarray, ids: np.ndarray) -> ParityReport:
+def check_parity(
+    clip: CLIP,
+    onnx_dir: Path,
+    images: np.ndarray,
+    ids: np.ndarray,
+    texts: Sequence[str] = (),
+    lexical: LexicalProjection | None = None,
+) -> ParityReport:
     """Compare ONNX fp32/int8 features with ruclip's own torch encoders on real products.
 
-    Torch reads the full 77-token ids; ONNX reads them trimmed after the last EOS, as inference does.
+    Torch reads the full 77-token ids; ONNX reads them trimmed after the last EOS, as inference does. When the
+    model has a ``lexical`` projection, the exported copy must give the same vectors for ``texts`` (the same
+    file serves both variants; a missing copy fails both).
     """
     reference = {
         "image": ImageTower(clip.eval())(torch.from_numpy(images)).numpy(),
@@ -160,18 +197,14 @@ def check_parity(clip: CLIP, onnx_dir: Path, images: np.ndarray, ids: np.ndarray
             path = onnx_file(onnx_dir, tower, variant)
             sess = session(path)
             output = sess.run(None, {sess.get_inputs()[0].name: inputs[tower]})[0]
-            cosine = _row_cosine(output, reference[tower])
-            rows.append(
-                {
-                    "tower": tower,
-                    "variant": variant,
-                    "min_cosine": float(cosine.min()),
-                    "max_abs_diff": float(np.abs(output - reference[tower]).max()),
-                    "floor": floor,
-                    "passed": bool(cosine.min() >= floor),
-                    "file_bytes": path.stat().st_size,
-                }
-            )
+            rows.append(_parity_row(tower, variant, output, reference[tower], floor, path))
+        if lexical is not None:
+            path = onnx_dir / LEXICAL_FILE
+            expected = lexical.transform(texts)
+            # a missing copy compares as zero vectors: cosine NaN, which fails the floor
+            exported = LexicalProjection.load(path).transform(texts) if path.exists() else 0 * expected
+            present = path if path.exists() else None
+            rows.append(_parity_row("lexical", variant, exported, expected, PARITY_FLOORS["fp32"], present))
     return ParityReport(rows)
 
 

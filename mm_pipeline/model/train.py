@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from ruclip.model import CLIP
 
 from mm_pipeline.model.clip import ImageTower, TextTower
-from mm_pipeline.model.split import eval_mask, holdout_mask
+from mm_pipeline.model.split import NO_GROUP, eval_mask, group_codes, holdout_mask
 from mm_pipeline.prep.images import open_tensor_store
 from mm_pipeline.prep.tokens import (
     EOS_ID,
@@ -85,13 +85,18 @@ RECIPES = {
 
 @dataclass
 class PairedData:
-    """Products as rows of memory-mapped stores: token ids (int32) and images (uint8), one store per batch."""
+    """Products as rows of memory-mapped stores: token ids (int32) and images (uint8), one store per batch.
+
+    ``group`` holds ``dup_group`` codes (``NO_GROUP`` = none): rows of one product, which training never
+    treats as negatives of each other.
+    """
 
     nm: np.ndarray
     token_stores: list[np.ndarray]
     stores: list[np.ndarray]
     store_of: np.ndarray
     row_of: np.ndarray
+    group: np.ndarray
 
     def __len__(self) -> int:
         return len(self.nm)
@@ -108,7 +113,12 @@ class PairedData:
 
     def subset(self, mask: np.ndarray) -> PairedData:
         return PairedData(
-            self.nm[mask], self.token_stores, self.stores, self.store_of[mask], self.row_of[mask]
+            self.nm[mask],
+            self.token_stores,
+            self.stores,
+            self.store_of[mask],
+            self.row_of[mask],
+            self.group[mask],
         )
 
 
@@ -164,7 +174,12 @@ def load_pairs(
         row_of.append(np.arange(len(store), dtype=np.int64))
     table = load_split_columns(batches)
     pairs = PairedData(
-        table["nm"].to_numpy(), token_stores, stores, np.concatenate(store_of), np.concatenate(row_of)
+        table["nm"].to_numpy(),
+        token_stores,
+        stores,
+        np.concatenate(store_of),
+        np.concatenate(row_of),
+        group_codes(table),
     )
     return pairs, table
 
@@ -232,10 +247,26 @@ def drop_tokens(ids: np.ndarray, fraction: float, rng: np.random.Generator) -> n
     return view
 
 
-def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor):
+def same_product(group: np.ndarray) -> torch.Tensor:
+    """bool ``[B, B]``: rows of one ``dup_group`` (never the diagonal, never ``NO_GROUP`` rows)."""
+    codes = torch.from_numpy(np.asarray(group, dtype=np.int64))
+    same = (codes[:, None] == codes[None, :]) & (codes[:, None] != NO_GROUP)
+    return same.fill_diagonal_(False)
+
+
+def contrastive_loss(
+    image_features: torch.Tensor,
+    text_features: torch.Tensor,
+    logit_scale: torch.Tensor,
+    same: torch.Tensor | None = None,
+):
+    """Symmetric in-batch cross-entropy; pairs marked in ``same`` (other rows of one product) are left out of
+    the negatives instead of being pushed apart."""
     image_features = F.normalize(image_features, dim=-1)
     text_features = F.normalize(text_features, dim=-1)
     logits = logit_scale.exp() * image_features @ text_features.t()
+    if same is not None:
+        logits = logits.masked_fill(same, float("-inf"))
     target = torch.arange(len(logits), device=logits.device)
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
 
@@ -379,15 +410,16 @@ def fine_tune(
             image_features = image_tower(images)
             ids = train.ids(index)
             text_features = text_tower(torch.from_numpy(trim_padding(ids)))
-            loss = contrastive_loss(image_features, text_features, clip.logit_scale)
+            same = same_product(train.group[index])
+            loss = contrastive_loss(image_features, text_features, clip.logit_scale, same)
             if config.view_loss_weight:
                 image_view = image_tower(augment_images(raw_images, config.augment, views))
                 text_view = text_tower(
                     torch.from_numpy(trim_padding(drop_tokens(ids, config.token_drop, rng)))
                 )
                 loss = loss + config.view_loss_weight * (
-                    contrastive_loss(image_features, image_view, VIEW_LOGIT_SCALE)
-                    + contrastive_loss(text_features, text_view, VIEW_LOGIT_SCALE)
+                    contrastive_loss(image_features, image_view, VIEW_LOGIT_SCALE, same)
+                    + contrastive_loss(text_features, text_view, VIEW_LOGIT_SCALE, same)
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -4,28 +4,25 @@ from __future__ import annotations
 
 import json
 
+import dagster as dg
 import pandas as pd
 import pytest
 
 from mm_pipeline.definitions import build_defs
 from mm_pipeline.defs.metrics.assets import MetricGates
 from mm_pipeline.evaluation.labels import TASKS
-from mm_pipeline_tests.defs.conftest import PERMISSIVE_GATES, Pipeline, tiny_model_pipeline
+from mm_pipeline.evaluation.tasks import NEIGHBOUR_COLUMNS
+from mm_pipeline_tests.defs.conftest import PERMISSIVE_GATES, Pipeline
+
+MODELS = {"fine_tuned", "base", "tfidf", "pixels", "tfidf+pixels"}
 
 
 @pytest.fixture(scope="module")
-def embedded(tmp_path_factory, small_sample, tiny_ruclip_dir) -> Pipeline:
-    tmp_path = tmp_path_factory.mktemp("evaluation")
-    pipeline = tiny_model_pipeline(
-        tmp_path, small_sample / "batches", small_sample / "images", tiny_ruclip_dir, eval_fraction=0.5
-    )
-    batches = pipeline.register()
-    for batch in batches:
-        assert pipeline.run("ingest_job", batch).success
-    assert pipeline.run("model_job").success
-    for batch in batches:
-        assert pipeline.run("embeddings_job", batch).success
-    return pipeline
+def embedded(tmp_path_factory, graph_snapshot) -> Pipeline:
+    """A copy of the materialized sample graph (conftest ``graph_snapshot``): every stage has run once."""
+    pipeline = graph_snapshot.copy(tmp_path_factory.mktemp("evaluation"))
+    yield pipeline
+    pipeline.instance.dispose()
 
 
 def with_gates(pipeline: Pipeline, gates: MetricGates) -> Pipeline:
@@ -52,8 +49,20 @@ def test_all_metrics_then_a_failed_gate_keeps_the_published_version(embedded):
     category = json.loads(layout.metric_summary("category").read_text())
     assert category["status"] == "ok" and 0 <= category["fused_f1"] <= 1
     table = pd.read_parquet(layout.metric_table("category"))
-    assert set(table["model"]) == {"fine_tuned", "base", "tfidf"}
+    assert set(table["model"]) == MODELS
     assert {"text", "image", "fused", "pca_fused"} <= set(table["features"])
+    assert table["f1_se"].between(0, 0.5).all()
+    best_reference = table.loc[table["model"].isin(["tfidf", "pixels", "tfidf+pixels"]), "f1"].max()
+    assert category["fused_minus_best_reference"] == pytest.approx(category["fused_f1"] - best_reference)
+    assert category["fused_minus_best_reference_se"] > 0
+    neighbours = pd.read_parquet(layout.metric_neighbours("category"))
+    assert neighbours.columns.tolist() == NEIGHBOUR_COLUMNS and set(neighbours["model"]) == MODELS
+    at5 = neighbours[(neighbours["k"] == 5) & (neighbours["model"] == "fine_tuned")].set_index("features")
+    assert category["fused_neighbour_precision_at_5"] == pytest.approx(at5.loc["fused", "precision"])
+    assert 0 <= category["tfidf_neighbour_precision_at_5"] <= 1
+    metadata = result.asset_materializations_for_node("metric_category")[0].metadata
+    assert isinstance(metadata["fused_minus_best_reference"], dg.FloatMetadataValue)
+    assert "| tfidf+pixels |" in metadata["neighbours"].value and "| pixels |" in metadata["results"].value
     isadult = json.loads(layout.metric_summary("isadult").read_text())
     assert isadult["status"] in ("ok", "insufficient data")
     duplicates = json.loads(layout.metric_summary("duplicates").read_text())

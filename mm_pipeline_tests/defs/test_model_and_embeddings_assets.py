@@ -6,8 +6,10 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from mm_pipeline.inference.encoders import read_vectors
+from mm_pipeline.inference.encoders import fuse, read_vectors
+from mm_pipeline.model.clip import load_folder
 from mm_pipeline_tests.defs.conftest import tiny_model_pipeline
 
 # the tags a single-run backfill puts on its run
@@ -47,19 +49,24 @@ def test_model_job_then_embeddings_per_partition(tmp_path, small_sample, tiny_ru
     events = backfill.get_asset_materialization_events()
     assert sorted(e.partition for e in events) == batches  # both partitions, one run
     meta = events[0].materialization.metadata
+    lexical_dim = load_folder(layout.model_dir("fine_tuned")).lexical.dim
+    weights = json.loads((layout.model_dir("fine_tuned") / "training.json").read_text())["fusion"]["weights"]
+    assert tuned["lexical_dim"].value == lexical_dim and sum(weights.values()) == pytest.approx(1.0)
     assert meta["onnx_variant"].value == expected_variant and meta["dims"].value == {
         "image": 64,
         "text": 64,
-        "fused": 128,
+        "lexical": lexical_dim,
+        "fused": 128 + lexical_dim,
     }
     assert meta["count"].value == sum(len(pd.read_parquet(layout.cleaned_text(b))) for b in batches)
 
     cleaned = pd.read_parquet(layout.cleaned_text("batch_000"), columns=["nm"])
     nm, fused = read_vectors(layout.embeddings("batch_000"), "fused")
     assert list(nm) == list(cleaned["nm"])
-    assert fused.shape == (len(cleaned), 128)
-    assert np.allclose(np.linalg.norm(fused[:, :64], axis=1), 1, atol=1e-5)
-    assert np.allclose(np.linalg.norm(fused, axis=1), np.sqrt(2), atol=1e-5)
+    assert fused.shape == (len(cleaned), 128 + lexical_dim)
+    assert np.allclose(np.linalg.norm(fused, axis=1), 1, atol=1e-5)
+    parts = {c: read_vectors(layout.embeddings("batch_000"), c)[1] for c in ("image", "text", "lexical")}
+    assert np.allclose(fused, fuse(parts, weights), atol=1e-6)  # the stored rule, with the stored weights
     assert (
         pd.read_parquet(layout.embeddings("batch_000"), columns=["model_version"])["model_version"].nunique()
         == 1

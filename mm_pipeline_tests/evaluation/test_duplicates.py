@@ -1,6 +1,7 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from mm_pipeline.evaluation.duplicates import (
@@ -8,10 +9,12 @@ from mm_pipeline.evaluation.duplicates import (
     chance_recall_at_k,
     choose_threshold,
     evaluate_duplicates,
+    headline,
     pair_metrics,
     retrieval_recall,
     split_groups,
 )
+from mm_pipeline.evaluation.references import REFERENCE_KINDS, reference_vectors
 
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
@@ -132,3 +135,50 @@ def test_symmetric_pairs_are_deduplicated(planted):
     assert (review["nm_a"] < review["nm_b"]).all()
     assert not review.duplicated(["kind", "nm_a", "nm_b"]).any()
     assert list(review.columns) == ["kind", "nm_a", "nm_b", "score", "same_group"]
+
+
+def photo_groups(n_groups=40, size=48, seed=0):
+    """Two shots per product: a random blocky photo, and the same photo slightly brighter, noisy and shifted
+    by a pixel. Texts share nothing within a group, so only the pixels can pair them."""
+    rng = np.random.default_rng(seed)
+    blocks = rng.integers(0, 256, size=(n_groups, 6, 6, 3))
+    photos = np.repeat(np.repeat(blocks, size // 6, axis=1), size // 6, axis=2).astype(np.float32)
+    second = np.roll(photos, 1, axis=2) * 1.05 + rng.normal(0, 8, photos.shape)
+    images = np.concatenate([photos, second]).clip(0, 255).astype(np.uint8)
+    groups = np.concatenate([np.arange(n_groups), np.arange(n_groups)])
+    words = [f"word{i}" for i in range(4 * n_groups)]
+    texts = [f"{words[2 * i]} {words[2 * i + 1]}" for i in range(2 * n_groups)]
+    return texts, images, groups
+
+
+def test_pixel_reference_finds_near_identical_photos():
+    texts, images, groups = photo_groups()
+    references = reference_vectors(texts, images)
+    assert set(references) == set(REFERENCE_KINDS)
+    for vectors in references.values():
+        assert vectors.dtype == np.float32 and len(vectors) == len(groups)
+        np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    report = evaluate_duplicates(references, np.arange(len(groups)), groups)
+    assert report.metrics["pixels"].recall_at_k[1] == 1.0
+    assert report.metrics["pixels"].pair_f1 > 0.9
+    assert report.metrics["tfidf"].recall_at_k[5] < 0.3  # the texts carry nothing here
+    assert report.metrics["tfidf+pixels"].recall_at_k[5] > 0.9
+
+
+def test_headline_reads_fused_against_the_best_reference():
+    table = pd.DataFrame(
+        {
+            "kind": ["fused", "base_fused", "tfidf", "pixels", "tfidf+pixels"],
+            "pair_f1": [0.7, 0.6, 0.9, 0.4, 0.8],
+            "recall@5": [0.8, 0.7, 0.95, 0.5, 0.9],
+            "chance@5": [0.01] * 5,
+            "threshold": [0.5] * 5,
+        }
+    )
+    summary = headline(table)
+    assert summary["best_reference"] == "tfidf"
+    assert summary["reference_pair_f1"] == 0.9 and summary["reference_recall_at_5"] == 0.95
+    assert summary["fused_minus_best_reference"] == pytest.approx(-0.2)
+    assert summary["fused_f1_minus_base"] == pytest.approx(0.1)
+    with pytest.raises(KeyError, match="reference"):
+        headline(table[~table["kind"].isin(REFERENCE_KINDS)])

@@ -16,7 +16,6 @@ from mm_pipeline.evaluation.probes import (
     regress_log_price,
     score_predictions,
     stratified_folds,
-    tfidf_baseline,
 )
 
 
@@ -179,16 +178,6 @@ def test_results_are_deterministic_for_a_seed():
     pd.testing.assert_frame_equal(first, second)
 
 
-def test_tfidf_baseline_learns_words():
-    rng = np.random.default_rng(0)
-    words = {"shoes": ["кроссовки", "кеды", "ботинки"], "dress": ["платье", "сарафан", "юбка"]}
-    labels = rng.choice(["shoes", "dress"], 120)
-    texts = [f"{rng.choice(words[label])} цвет {rng.choice(['красный', 'синий'])}" for label in labels]
-    table = tfidf_baseline(texts, labels, "binary")
-    assert table.columns.tolist() == RESULT_COLUMNS
-    assert table["features"].tolist() == ["tfidf_text"] and table["f1"].iloc[0] > 0.95
-
-
 def test_log_price_ridge_beats_the_mean_and_skips_missing_prices():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 8)).astype(np.float32)
@@ -198,3 +187,15 @@ def test_log_price_ridge_beats_the_mean_and_skips_missing_prices():
     assert result["fused"]["n"] == 290
     assert result["fused"]["mse"] < 0.05 < result["fused"]["baseline_mse"]
     assert result["noise"]["r2"] < 0.1
+
+
+def test_f1_se_is_each_rows_bootstrap_spread_and_shrinks_with_more_rows():
+    x, y = clusters(400, 8, 3, spread=0.8, seed=4)
+    run = probes.cross_validate({"fused": x}, y, "multiclass", pca_components=None)
+    table = run.table()
+    for row in table.itertuples():
+        resampled = probes.bootstrap_f1(run.prepared, [run.predictions[row.features, row.probe]])
+        assert row.f1_se == pytest.approx(np.std(resampled[0])) and row.f1_se > 0
+    xl, yl = clusters(1600, 8, 3, spread=0.8, seed=4)
+    larger = evaluate_probes({"fused": xl}, yl, "multiclass", pca_components=None)
+    assert (larger["f1_se"].to_numpy() < 0.7 * table["f1_se"].to_numpy()).all()  # ~1/sqrt(4) of it

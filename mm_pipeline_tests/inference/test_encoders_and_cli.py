@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from mm_pipeline.inference.encoders import OnnxEncoders, fuse, read_vectors
+from mm_pipeline.inference.encoders import OnnxEncoders, read_vectors
 from mm_pipeline.model.clip import load_folder
 from mm_pipeline.model.export import check_parity, export_towers, write_parity
 from mm_pipeline_tests.conftest import good_rows, shared_set
@@ -44,11 +44,6 @@ def test_trimmed_text_equals_full_context_on_real_titles(onnx_dir, tiny_ruclip_d
     with torch.no_grad():
         reference = load_folder(tiny_ruclip_dir).clip.encode_text(torch.from_numpy(ids)).numpy()
     assert np.abs(trimmed - reference).max() < 1e-4
-
-
-def test_fused_vector_is_the_normalized_concatenation():
-    image, text = np.array([[3.0, 4.0]]), np.array([[0.0, 2.0]])
-    assert np.allclose(fuse(image, text), [[0.6, 0.8, 0.0, 1.0]])
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

@@ -20,6 +20,9 @@ from mm_pipeline.catalog.contract import validate_batch
 from mm_pipeline.catalog.sample import generate_sample
 from mm_pipeline.inference.encoders import ParityError, choose_variant
 from mm_pipeline.model.clip import (
+    COMPACT_CONFIG,
+    ConvTower,
+    ImageTower,
     ModelSourceError,
     TextTower,
     _probe_address,
@@ -348,3 +351,28 @@ def test_choose_variant_only_returns_a_variant_that_passed_parity(tmp_path):
     report(True, ["fp32", "int8"], version="v0")
     with pytest.raises(ParityError, match="another export"):
         choose_variant(tmp_path, "int8")
+
+
+def test_compact_convolutional_tower_round_trips_through_its_folder_and_onnx(tmp_path, prepared_batches):
+    """The compact model's image tower is a ConvTower: saved and loaded by our loader, exported with parity."""
+    texts = _products(prepared_batches)["text"].tolist()
+    bpe = train_bpe(texts, tmp_path / "bpe" / "bpe.model", vocab_size=800)
+    config = {**COMPACT_CONFIG, "vocab_size": TextTokenizer(bpe).vocab_size}
+    torch.manual_seed(0)
+    clip = build_clip(config)
+    assert isinstance(clip.visual, ConvTower) and clip.dtype == torch.float32
+    with torch.no_grad():  # batch statistics as a trained tower has them, so eval mode is not an identity
+        for module in clip.visual.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.normal_(0, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+    folder = save_folder(clip, config, bpe, tmp_path / "compact")
+    loaded = load_folder(folder)
+    images = np.load(prepared_batches[0].image_tensors)[:16]
+    with torch.no_grad():
+        expected = ImageTower(clip.eval())(torch.from_numpy(images))
+        assert torch.equal(ImageTower(loaded.clip)(torch.from_numpy(images)), expected)
+    onnx_dir = export_towers(loaded.clip, folder, tmp_path / "onnx")
+    report = check_parity(loaded.clip, onnx_dir, images, loaded.tokenizer.encode(texts[:16]))
+    image_rows = {r["variant"]: r for r in report.rows if r["tower"] == "image"}
+    assert image_rows["fp32"]["passed"] and image_rows["int8"]["passed"]

@@ -1,5 +1,7 @@
-"""Run the whole graph in order, in-process, against a persistent instance (``make demo``, tests)."""
+"""Run the whole graph in order, in-process, against a persistent instance (``make demo``, ``mm-pipeline run``,
+tests)."""
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -47,13 +49,18 @@ def materialize_graph(
     """
     register_batches(instance, batches)
     outcome = GraphRun(batches)
+    total = sum(len(batches) if partitioned else 1 for _, partitioned in stages)
+    step = 0
     for job_name, partitioned in stages:
         for key in batches if partitioned else [None]:
             label = f"{job_name}[{key}]" if key else job_name
-            log(f"running {label} ...")
+            step += 1
+            log(f"[{step}/{total}] running {label} ...")
+            started = time.perf_counter()
             result = defs.resolve_job_def(job_name).execute_in_process(
                 instance=instance, partition_key=key, raise_on_error=False
             )
+            log(f"[{step}/{total}] {label} finished in {time.perf_counter() - started:.0f} s")
             outcome.run_ids.append(result.run_id)
             evaluations = result.get_asset_check_evaluations()
             outcome.checks += [

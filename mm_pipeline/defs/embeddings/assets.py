@@ -1,5 +1,7 @@
 """Embeddings: image, text and fused vectors per catalogue batch, computed with ONNX Runtime."""
 
+import json
+import warnings
 from pathlib import Path
 
 import dagster as dg
@@ -11,6 +13,7 @@ from mm_pipeline.defs.resources import PipelineSettings
 from mm_pipeline.defs.tables import markdown_table
 from mm_pipeline.inference.encoders import OnnxEncoders, ParityError, choose_variant, write_embeddings
 from mm_pipeline.prep.images import open_tensor_store
+from mm_pipeline.publish.vectors import BatchVectorReport, check_batch_vectors
 from mm_pipeline.storage import pin
 
 
@@ -80,3 +83,91 @@ def embeddings(context: dg.AssetExecutionContext, settings: PipelineSettings) ->
             ),
         }
     )
+
+
+def batch_vector_report(settings: PipelineSettings, batch: str) -> BatchVectorReport:
+    """Validate one batch's embeddings against its accepted products and the current ONNX export."""
+    layout = settings.layout
+    accepted = pd.read_parquet(pin(layout.raw_dir(batch)) / "accepted.parquet", columns=["nm"])["nm"]
+    manifest = json.loads((pin(layout.onnx_dir) / "manifest.json").read_text())
+    return check_batch_vectors(batch, layout.embeddings(batch), accepted.to_numpy(), manifest)
+
+
+def _report_metadata(report: BatchVectorReport) -> dict:
+    return {
+        "batch": report.batch,
+        "rows": report.rows,
+        "dims": dg.MetadataValue.json(report.dims),
+        "model_versions": ", ".join(report.model_versions),
+        "max_norm_error": dg.MetadataValue.json({k: round(v, 6) for k, v in report.max_norm_error.items()}),
+        "verdict": report.message,
+    }
+
+
+def _target(instance: dg.DagsterInstance, batch: str):
+    """The materialization of ``batch`` a range run's per-batch evaluation judged (its latest one)."""
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+        AssetCheckEvaluationTargetMaterializationData,
+    )
+
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=embeddings.key, asset_partitions=[batch]), limit=1
+    ).records
+    if not records:
+        return None
+    return AssetCheckEvaluationTargetMaterializationData(
+        run_id=records[0].run_id, storage_id=records[0].storage_id, timestamp=records[0].timestamp
+    )
+
+
+BATCH_CHECK = "batch_vectors"
+
+with warnings.catch_warnings():  # partitioned asset checks are a preview feature of dagster 1.13
+    warnings.simplefilter("ignore", dg.PreviewWarning)
+
+    @dg.asset_check(
+        asset=embeddings,
+        name=BATCH_CHECK,
+        blocking=True,
+        partitions_def=catalogue_batches,
+        description="Per batch: vectors finite, of the documented widths and norms (every column: image, text, "
+        "fused, lexical when present), exactly one row per accepted product, made by the current ONNX export.",
+    )
+    def batch_vectors(
+        context: dg.AssetCheckExecutionContext, settings: PipelineSettings
+    ) -> dg.AssetCheckResult:
+        if context.has_partition_key:
+            report = batch_vector_report(settings, context.partition_key)
+            if not report.passed:
+                context.log.error(report.message)
+            return dg.AssetCheckResult(
+                passed=report.passed, metadata=_report_metadata(report), description=report.message
+            )
+        # a single-run backfill checks its whole range in one step; dagster 1.13 records that step's result
+        # without a partition, so each batch's verdict is recorded for its own partition here
+        reports = [batch_vector_report(settings, batch) for batch in context.partition_keys]
+        for report in reports:
+            if not report.passed:
+                context.log.error(report.message)
+            context.op_execution_context.log_event(
+                dg.AssetCheckEvaluation(
+                    asset_key=embeddings.key,
+                    check_name=BATCH_CHECK,
+                    passed=report.passed,
+                    metadata=_report_metadata(report),
+                    target_materialization_data=_target(context.instance, report.batch),
+                    description=report.message,
+                    blocking=True,
+                    partition=report.batch,
+                )
+            )
+        failed = [r for r in reports if not r.passed]
+        return dg.AssetCheckResult(
+            passed=not failed,
+            metadata={
+                "batches": len(reports),
+                "failed": ", ".join(r.batch for r in failed) or "none",
+                "verdict": "; ".join(r.message for r in failed) or "every batch valid",
+            },
+            description="; ".join(r.message for r in failed) or None,
+        )

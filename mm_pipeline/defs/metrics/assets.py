@@ -5,15 +5,20 @@ import json
 import dagster as dg
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
+from mm_pipeline.defs.automation.gating import gated, gates_of, materialization_summary, read_gates
 from mm_pipeline.defs.partitions import catalogue_batches
 from mm_pipeline.defs.resources import PipelineSettings, materialized_batches
 from mm_pipeline.defs.tables import markdown_table
 from mm_pipeline.evaluation.labels import TASKS
-from mm_pipeline.evaluation.tasks import NOISE_Z, EvalSet, evaluate_task, judge, save_metric
+from mm_pipeline.evaluation.references import pixel_features_of
+from mm_pipeline.evaluation.tasks import NOISE_Z, VECTOR_KINDS, EvalSet, evaluate_task, judge, save_metric
 from mm_pipeline.inference.encoders import read_vectors
 from mm_pipeline.model.clip import load_folder
 from mm_pipeline.model.train import encode_pairs, load_pairs, training_split
+from mm_pipeline.publish.gates import refusal
+from mm_pipeline.publish.record import list_versions, publish_version
 from mm_pipeline.storage import atomic_dir, pin, save_npy, write_parquet
 
 EVALUATION_GROUP = "evaluation"
@@ -68,12 +73,14 @@ def base_model_embeddings(
 
 
 def load_eval_set(settings: PipelineSettings, instance: dg.DagsterInstance) -> EvalSet:
-    """Eval-split products with their fine-tuned vectors (from ``embeddings``) and base-model vectors."""
+    """Eval-split products with their fine-tuned vectors (every vector column the embeddings of all batches
+    have, as stored), base-model vectors and 24x24 thumbnails read from the image tensor stores."""
     layout = settings.layout
     batches = [b for b in materialized_batches(settings, instance) if layout.embeddings(b.name).exists()]
     products = pd.concat([pd.read_parquet(b.cleaned_text) for b in batches], ignore_index=True)
+    schemas = [set(pq.read_schema(layout.embeddings(b.name)).names) for b in batches]
     tuned = {}
-    for column in ("image", "text"):
+    for column in [kind for kind in VECTOR_KINDS if all(kind in names for names in schemas)]:
         parts = [read_vectors(layout.embeddings(b.name), column) for b in batches]
         nm = np.concatenate([p[0] for p in parts])
         tuned[column] = np.concatenate([p[1] for p in parts])
@@ -86,6 +93,7 @@ def load_eval_set(settings: PipelineSettings, instance: dg.DagsterInstance) -> E
         eval_products,
         {k: v[rows] for k, v in tuned.items()},
         {k: np.load(base_dir / f"{k}.npy") for k in ("image", "text")},
+        pixel_features_of(batches, base_nm),
     )
 
 
@@ -101,12 +109,13 @@ def build_metric_asset(
         deps=["embeddings", base_model_embeddings],
         kinds={"scikitlearn"},
         description=f"Proxy task «{task_name}»: {description} Logistic regression and MLP probes, 5-fold "
-        "stratified CV on the eval split, text/image/fused/PCA features, base-model and TF-IDF references.",
+        "stratified CV on the eval split, text/image/lexical/fused/PCA features, the base model and references "
+        "that learn nothing (TF-IDF, 24×24 pixels, both); neighbour precision@5/10 of every vector set.",
     )
     def metric(context: dg.AssetExecutionContext, settings: PipelineSettings) -> dg.MaterializeResult:
         result = evaluate_task(task_name, load_eval_set(settings, context.instance))
         layout = settings.layout
-        save_metric(layout, task_name, result.summary(), result.table)
+        save_metric(layout, task_name, result.summary(), result.table, result.neighbours)
         context.log.info(f"{task_name}: {result.summary()}")
         metadata = {
             "status": result.status,
@@ -117,6 +126,9 @@ def build_metric_asset(
             metadata["reason"] = result.reason
         if not result.table.empty:
             metadata["results"] = dg.MetadataValue.md(markdown_table(result.table.to_dict("records"), 3))
+            metadata["neighbours"] = dg.MetadataValue.md(
+                markdown_table(result.neighbours.to_dict("records"), 3)
+            )
         metadata.update({k: v for k, v in result.extras.items() if k != "labelled"})
         return dg.MaterializeResult(metadata=metadata)
 
@@ -154,31 +166,104 @@ metric_assets = [asset for asset, _ in METRIC_ASSETS]
 metric_gates = [gate for _, gate in METRIC_ASSETS]
 
 
+PUBLISH_GROUP = "publish"
+METRIC_FIELDS = ("status", "fused_f1", "base_fused_f1", "fused_f1_minus_base")  # in the publish manifest
+
+
 @dg.asset(
-    group_name="publish",
-    automation_condition=dg.AutomationCondition.eager(),
+    group_name=PUBLISH_GROUP,
+    automation_condition=gated(dg.AutomationCondition.eager()),
     deps=[*metric_assets, "metric_duplicates", "embeddings"],
     kinds={"parquet"},
-    description="What consumers read: fused vectors + nm + model version of every batch in one file. Runs only "
-    "when every metric gate passed, so a failed gate leaves the previous version in place.",
+    description="What consumers read: fused vectors + nm + model version of every embedded batch in one file, "
+    "with a manifest per version. Publishes only when every gate (each metric's, each batch's embeddings "
+    "check) passed on its asset's latest materialization, however it is launched; otherwise it fails naming "
+    "the gates and the previous version stays in place.",
 )
 def published_embeddings(
     context: dg.AssetExecutionContext, settings: PipelineSettings
 ) -> dg.MaterializeResult:
     layout = settings.layout
-    frames = []
-    for batch in sorted(context.instance.get_dynamic_partitions(catalogue_batches.name)):
-        path = layout.embeddings(batch)
-        if path.exists():
-            frames.append(pd.read_parquet(path, columns=["nm", "model_version", "fused"]).assign(batch=batch))
+    instance = context.instance
+    batches = [
+        b
+        for b in sorted(instance.get_dynamic_partitions(catalogue_batches.name))
+        if layout.embeddings(b).exists()
+    ]
+    if not batches:
+        raise dg.Failure("not publishing: no catalogue batch has embeddings yet")
+    gates = gates_of(context.assets_def, context.asset_key)
+    readings = read_gates(instance, gates, batches)
+    refused = refusal(readings)
+    if refused:
+        raise dg.Failure(description=refused, metadata={"gates": dg.MetadataValue.md(gates_table(readings))})
+
+    frames = [
+        pd.read_parquet(layout.embeddings(b), columns=["nm", "model_version", "fused"]).assign(batch=b)
+        for b in batches
+    ]
+    if [r.latest for r in read_gates(instance, gates, batches)] != [r.latest for r in readings]:
+        raise dg.Failure(
+            "not publishing: an input was re-materialized while publishing; the next run retries"
+        )
     published = pd.concat(frames, ignore_index=True)
-    target = write_parquet(published, layout.published_dir / "embeddings.parquet")
-    versions = sorted(published["model_version"].unique())
+    onnx_manifest = json.loads((pin(settings.layout.onnx_dir) / "manifest.json").read_text())
+    manifest = {
+        "run_id": context.run_id,
+        "model_versions": sorted(published["model_version"].unique()),
+        "onnx_model_version": onnx_manifest["model_version"],
+        "products": len(published),
+        "batches": [
+            {"batch": b, "products": len(f), "model_version": ", ".join(sorted(f["model_version"].unique()))}
+            for b, f in zip(batches, frames, strict=True)
+        ],
+        "metrics": [
+            materialization_summary(instance, dg.AssetKey.from_user_string(asset), METRIC_FIELDS)
+            for asset in sorted({g["asset"] for g in gates if not g["per_partition"]})
+        ],
+        "gates": [r.record() for r in readings],
+    }
+    version = publish_version(layout, published, manifest)
+    kept = list_versions(layout)
     return dg.MaterializeResult(
         metadata={
-            "path": dg.MetadataValue.path(str(target)),
+            "path": dg.MetadataValue.path(str(version.path)),
+            "version": version.version,
+            "pinned_path": dg.MetadataValue.path(str(layout.published_version(version.version))),
+            "manifest": dg.MetadataValue.path(str(layout.published_manifest)),
             "products": len(published),
             "batches": len(frames),
-            "model_versions": ", ".join(versions),
+            "model_versions": ", ".join(manifest["model_versions"]),
+            "gates": dg.MetadataValue.md(gates_table(readings)),
+            "changes": dg.MetadataValue.json(version.manifest["changes"]),
+            "versions_kept": dg.MetadataValue.md(
+                markdown_table(
+                    [
+                        {
+                            "version": m["version"],
+                            "published_at": m["published_at"],
+                            "model_versions": ", ".join(m["model_versions"]),
+                            "products": m["products"],
+                            "batches": len(m["batches"]),
+                        }
+                        for m in kept
+                    ]
+                )
+            ),
         }
+    )
+
+
+def gates_table(readings: list) -> str:
+    return markdown_table(
+        [
+            {
+                "gate": r.check,
+                "asset": r.asset,
+                "batch": r.partition or "",
+                "status": r.status,
+                "verdict": r.verdict,
+            }
+            for r in readings
+        ]
     )

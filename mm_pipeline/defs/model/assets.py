@@ -11,6 +11,7 @@ import torch
 
 from mm_pipeline.defs.resources import PipelineSettings, materialized_batches
 from mm_pipeline.defs.tables import markdown_table
+from mm_pipeline.model.channels import fit_channels
 from mm_pipeline.model.clip import (
     COMPACT_CONFIG,
     ModelSourceError,
@@ -122,9 +123,8 @@ def fine_tuned_model(
     recipe = RECIPES["pretrained" if pretrained else "compact"]
     overrides = {"epochs": settings.train_epochs, "batch_size": settings.train_batch_size}
     recipe = dataclasses.replace(recipe, **{k: v for k, v in overrides.items() if v})
-    pairs, products = load_pairs(
-        _require_batches(settings, context), base.tokenizer, settings.layout.token_dir
-    )
+    batches = _require_batches(settings, context)
+    pairs, products = load_pairs(batches, base.tokenizer, settings.layout.token_dir)
     split = training_split(products, settings.eval_fraction, recipe.holdout_fraction)
     train, holdout = pairs.subset(split["train"]), pairs.subset(split["holdout"])
     if len(train) < recipe.batch_size or len(holdout) < 4:
@@ -179,6 +179,12 @@ def fine_tuned_model(
         result = fine_tune(base.clip, train, holdout, recipe, layout.checkpoints_dir, job_id, on_progress)
     finally:
         run.finish()
+    channels = fit_channels(base.clip, batches, pairs, split)
+    fusion = channels.fusion
+    context.log.info(
+        f"lexical channel: {channels.lexical.dim} dims; fusion weights {fusion.weights} chosen on the "
+        f"{channels.selection} ({fusion.rows} products)"
+    )
     target = save_folder(
         base.clip,
         base.config,
@@ -191,8 +197,15 @@ def fine_tuned_model(
             "base": base_origin,
             "train_products": len(train),
             "holdout_products": len(holdout),
+            "fusion": {**fusion.as_dict(), "chosen_on": channels.selection},
+            "lexical_dim": channels.lexical.dim,
         },
+        lexical=channels.lexical,
     )
+    fusion_rows = [
+        {"channel": c, "weight": w, "neighbour_precision_alone": fusion.channel_scores.get(c)}
+        for c, w in fusion.weights.items()
+    ]
     best = result.best
     return dg.MaterializeResult(
         metadata={
@@ -209,6 +222,11 @@ def fine_tuned_model(
             "resumed_from": result.resumed_from or "fresh start",
             "seconds": round(time.perf_counter() - started, 1),
             "curve": dg.MetadataValue.md(markdown_table(result.history)),
+            "lexical_dim": channels.lexical.dim,
+            "fusion_weights": dg.MetadataValue.md(markdown_table(fusion_rows, 3)),
+            "fusion_chosen_on": f"{channels.selection} ({fusion.rows} products; tasks: "
+            f"{', '.join(fusion.tasks) or 'none, equal weights'})",
+            "fused_neighbour_precision_at_5_selection": dg.MetadataValue.float(fusion.score),
         }
     )
 
@@ -254,8 +272,11 @@ def onnx_parity(context: dg.AssetCheckExecutionContext, settings: PipelineSettin
     batches = materialized_batches(settings, context.instance)
     pairs, products = load_pairs(batches, model.tokenizer, settings.layout.token_dir)
     eval_rows = np.flatnonzero(training_split(products, settings.eval_fraction, 0.0)["eval"])[:PARITY_SAMPLE]
+    texts = list(iter_texts(batches, np.isin(np.arange(len(pairs)), eval_rows)))
     onnx_dir = pin(layout.onnx_dir)  # the report describes exactly the export it checked
-    report = check_parity(model.clip, onnx_dir, pairs.images(eval_rows), pairs.ids(eval_rows))
+    report = check_parity(
+        model.clip, onnx_dir, pairs.images(eval_rows), pairs.ids(eval_rows), texts, model.lexical
+    )
     write_parity(report, onnx_dir)
     return dg.AssetCheckResult(
         passed=report.passed,

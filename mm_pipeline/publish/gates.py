@@ -1,0 +1,109 @@
+"""Gate verdicts as publishing reads them: passed, failed, missing or stale (no Dagster here).
+
+A gate is one blocking check of one asset (one partition of it for per-batch checks). Publishing reads the
+latest *evaluation* of every gate and the latest materialization of the asset it checks; only a gate that
+passed on the asset's latest materialization lets the new version out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+PASSED, FAILED, MISSING, STALE = "passed", "failed", "missing", "stale"
+
+
+@dataclass(frozen=True)
+class Materialization:
+    storage_id: int
+    run_id: str
+    timestamp: float
+
+
+@dataclass(frozen=True)
+class GateReading:
+    """What the instance says about one gate: its latest evaluation and the asset's latest materialization."""
+
+    check: str
+    asset: str
+    partition: str | None = None
+    latest: Materialization | None = None  # the asset's (partition's) latest materialization
+    passed: bool | None = None  # None: never evaluated
+    judged: Materialization | None = None  # the materialization that evaluation judged, when recorded
+    evaluation_run_id: str | None = None
+    evaluated_at: float | None = None
+    verdict: str = ""
+
+    @property
+    def name(self) -> str:
+        where = f"{self.asset}[{self.partition}]" if self.partition else self.asset
+        return f"{self.check} ({where})"
+
+    @property
+    def is_stale(self) -> bool:
+        """The evaluation judged an older materialization than the asset's latest one."""
+        if self.passed is None or self.latest is None:
+            return False
+        if self.latest.run_id == self.evaluation_run_id:
+            return False  # materialized and checked in one run
+        if self.judged is None:  # evaluation without a recorded target: fall back to time, as Dagster does
+            return self.latest.timestamp >= (self.evaluated_at or 0.0)
+        return self.judged.storage_id != self.latest.storage_id
+
+    @property
+    def status(self) -> str:
+        if self.passed is None:
+            return MISSING
+        if self.is_stale:
+            return STALE
+        return PASSED if self.passed else FAILED
+
+    def explain(self) -> str:
+        status = self.status
+        if status == MISSING:
+            return f"{self.name}: missing (never evaluated; run the check)"
+        if status == STALE:
+            judged = (
+                f"materialization {self.judged.storage_id}" if self.judged else "an earlier materialization"
+            )
+            latest = self.latest
+            return (
+                f"{self.name}: stale (judged {judged}, the latest is {latest.storage_id} of run "
+                f"{latest.run_id[:8]}; re-run the check)"
+            )
+        return f"{self.name}: {status}" + (f" ({self.verdict})" if self.verdict else "")
+
+    def record(self) -> dict:
+        """The manifest entry: the gate, its verdict and the materialization it judged."""
+        judged = self.judged or (self.latest if self.status == PASSED else None)
+        return {
+            "check": self.check,
+            "asset": self.asset,
+            "partition": self.partition,
+            "status": self.status,
+            "verdict": self.verdict,
+            "evaluation_run_id": self.evaluation_run_id,
+            "judged_materialization": None
+            if judged is None
+            else {"storage_id": judged.storage_id, "run_id": judged.run_id, "timestamp": judged.timestamp},
+        }
+
+
+def blocking_gates(readings: Sequence[GateReading]) -> list[GateReading]:
+    """The gates that stop publishing: every one that is not ``passed``."""
+    return [r for r in readings if r.status != PASSED]
+
+
+def refusal(readings: Sequence[GateReading]) -> str | None:
+    """The message publishing fails with, naming each failed, missing or stale gate; None when all passed."""
+    blocking = blocking_gates(readings)
+    if not readings:
+        return "not publishing: no gates were found to judge the vectors by"
+    if not blocking:
+        return None
+    lines = "\n".join(f"- {r.explain()}" for r in blocking)
+    names = ", ".join(r.name for r in blocking)
+    return (
+        f"not publishing: {len(blocking)} of {len(readings)} gates did not pass: {names}. The previous "
+        f"published version stays in place.\n{lines}"
+    )

@@ -1,0 +1,142 @@
+"""The quality report of ``make quality``: per catalogue, one table of every vector kind against the
+references that learn nothing, read from the metric folders a pipeline run left (no Dagster here).
+
+Rows are tasks (probe F1 of the best probe, and neighbour precision@5; duplicates: pair F1 and recall@5),
+columns the vector kinds. A cell is ``value±standard error``, or ``–`` where the run did not produce it
+(a column, a row or a file missing), so the report reads any version of the metric tables.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from mm_pipeline.evaluation.labels import TASKS
+from mm_pipeline.layout import Layout
+
+MISSING = "–"
+# column → (model, features: None = any) in the task tables, and the kind in the duplicates table
+KINDS = {
+    "fused": ("fine_tuned", "fused", "fused"),
+    "text": ("fine_tuned", "text", "text"),
+    "image": ("fine_tuned", "image", "image"),
+    "lexical": ("fine_tuned", "lexical", "lexical"),
+    "TF-IDF": ("tfidf", None, "tfidf"),
+    "pixels": ("pixels", None, "pixels"),
+    "TF-IDF+pix": ("tfidf+pixels", None, "tfidf+pixels"),
+    "base fused": ("base", "fused", "base_fused"),
+}
+NEIGHBOURS_K = 5
+CELL = 12
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (``unknown CPU`` where there is none), with the core count."""
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [
+        line.split(":", 1)[1].strip()
+        for line in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
+        if line.startswith("model name")
+    ]
+    return f"{names[0] if names else 'unknown CPU'}, {os.cpu_count()} cores"
+
+
+def _cell(value: float | None, se: float | None = None) -> str:
+    if value is None or math.isnan(value):
+        return MISSING
+    if se is None or math.isnan(se):
+        return f"{value:.3f}"
+    return f"{value:.3f}±{se:.3f}"
+
+
+def _read(path: Path) -> pd.DataFrame:
+    return pd.read_parquet(path) if path.exists() else pd.DataFrame()
+
+
+def _select(table: pd.DataFrame, model: str, features: str | None) -> pd.DataFrame:
+    if table.empty or "model" not in table:
+        return table.iloc[0:0]
+    rows = table[table["model"] == model]
+    if features is not None:
+        rows = rows[rows["features"] == features] if "features" in rows else rows.iloc[0:0]
+    return rows
+
+
+def _best(rows: pd.DataFrame, value: str, se: str) -> str:
+    """``value±se`` of the row with the highest ``value`` (``–`` when there is no such row or column)."""
+    if value not in rows or rows[value].isna().all():
+        return MISSING
+    best = rows.loc[rows[value].idxmax()]
+    return _cell(float(best[value]), float(best[se]) if se in best else None)
+
+
+def task_rows(layout: Layout, task: str) -> list[tuple[str, str, list[str]]]:
+    """``(task, metric, cells in KINDS order)`` rows of one task's metric folder (``[]`` when it has none).
+
+    Label tasks give ``probe F1`` (best probe per kind, ``f1``/``f1_se`` of ``table.parquet``) and
+    ``P@5`` (``precision``/``se`` at ``k == 5`` of the neighbours table); ``duplicates`` gives ``pair F1``
+    and ``R@5`` (``pair_f1``/``recall@5`` per ``kind``). A task whose summary status is not ``ok`` gives one
+    row whose last cell says why.
+    """
+    summary_path = layout.metric_summary(task)
+    if not summary_path.exists():
+        return []
+    summary = json.loads(summary_path.read_text())
+    if summary.get("status", "ok") != "ok":
+        reason = f"{summary['status']}: {summary.get('reason', '')}".strip(": ")
+        return [(task, "", [reason])]
+    table = _read(layout.metric_table(task))
+    if task == "duplicates":
+        by_kind = table.set_index("kind") if "kind" in table else pd.DataFrame()
+        rows = []
+        for metric, column in (("pair F1", "pair_f1"), ("R@5", "recall@5")):
+            cells = [
+                _cell(float(by_kind.loc[kind, column]))
+                if kind in by_kind.index and column in by_kind
+                else MISSING
+                for _, _, kind in KINDS.values()
+            ]
+            rows.append((task if metric == "pair F1" else "", metric, cells))
+        return rows
+    neighbours = _read(layout.metric_neighbours(task))
+    if "k" in neighbours:
+        neighbours = neighbours[neighbours["k"] == NEIGHBOURS_K]
+    probe = [_best(_select(table, model, features), "f1", "f1_se") for model, features, _ in KINDS.values()]
+    nearest = [
+        _best(_select(neighbours, model, features), "precision", "se")
+        for model, features, _ in KINDS.values()
+    ]
+    return [(task, "probe F1", probe), ("", f"P@{NEIGHBOURS_K}", nearest)]
+
+
+def _gap(layout: Layout, task: str) -> str:
+    """``fused_minus_best_reference`` (± its standard error) of a task's summary, ``–`` when absent."""
+    path = layout.metric_summary(task)
+    summary = json.loads(path.read_text()) if path.exists() else {}
+    value = summary.get("fused_minus_best_reference")
+    return _cell(value, summary.get("fused_minus_best_reference_se")) if value is not None else MISSING
+
+
+def format_report(name: str, layout: Layout, wall_seconds: float, cpu_seconds: float) -> str:
+    """One catalogue's table: tasks in ``TASKS`` order then duplicates, columns ``KINDS`` and the fused vector's
+    gap to the best reference (from each summary), with the run's wall and CPU time in the title."""
+    header = ["task", "metric", *KINDS, "fused−best ref"]
+    widths = [14, 9, *[CELL] * len(KINDS), CELL + 2]
+    title = f"{name}: whole graph {wall_seconds:.0f} s wall, {cpu_seconds:.0f} s CPU"
+    lines = [title, _join(header, widths)]
+    for task in [*(t.name for t in TASKS), "duplicates"]:
+        rows = task_rows(layout, task)
+        for position, (label, metric, cells) in enumerate(rows):
+            gap = _gap(layout, task) if position == 0 and metric else ""
+            lines.append(_join([label, metric, *cells, gap], widths))
+    if len(lines) == 2:
+        lines.append(f"(no metrics under {layout.metrics_dir})")
+    return "\n".join(lines)
+
+
+def _join(cells: list[str], widths: list[int]) -> str:
+    return " ".join(f"{c:<{w}}" for c, w in zip(cells, widths, strict=False)).rstrip()

@@ -1,0 +1,150 @@
+"""The publish core without Dagster: batch vector validation, gate verdicts, versions and pruning."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from mm_pipeline.layout import Layout
+from mm_pipeline.publish.gates import GateReading, Materialization, refusal
+from mm_pipeline.publish.record import list_versions, publish_version
+from mm_pipeline.publish.vectors import check_batch_vectors, expected_norm
+
+MANIFEST = {"model_version": "abc123", "embed_dim": 4, "fusion_weights": {"image": 0.5, "text": 0.5}}
+
+
+def unit(rows: int, dim: int, seed: int = 0) -> np.ndarray:
+    vectors = np.random.default_rng(seed).normal(size=(rows, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def vector_column(values: np.ndarray) -> pa.Array:
+    return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1), pa.float32()), values.shape[1])
+
+
+def write_batch(path, nm, version="abc123-int8", dim=4, **overrides):
+    rows = len(nm)
+    columns = {
+        "nm": pa.array(nm, pa.int64()),
+        "model_version": pa.array([version] * rows),
+        "image": unit(rows, dim, 1),
+        "text": unit(rows, dim, 2),
+        "fused": unit(rows, 2 * dim, 3) * expected_norm("fused"),
+    }
+    columns.update(overrides)
+    arrays = {k: vector_column(v) if isinstance(v, np.ndarray) else v for k, v in columns.items()}
+    pq.write_table(pa.table(arrays), path)
+    return path
+
+
+def test_a_valid_batch_passes(tmp_path):
+    report = check_batch_vectors(
+        "batch_000", write_batch(tmp_path / "b.parquet", [1, 2, 3]), [1, 2, 3], MANIFEST
+    )
+    assert report.passed, report.problems
+    assert report.dims == {"image": 4, "text": 4, "fused": 8}
+    assert report.message == "batch_000: 3 products, vectors valid"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "accepted", "problem"),
+    [
+        (
+            {"image": np.full((3, 4), np.nan, np.float32)},
+            [1, 2, 3],
+            "image: 3 rows with NaN or infinite values",
+        ),
+        ({"text": unit(3, 4) * 2}, [1, 2, 3], "text: 3 rows whose norm is not 1.0000"),
+        ({"image": unit(3, 5)}, [1, 2, 3], "image: 5-d, documented 4-d"),
+        ({"lexical": unit(3, 6) * 0.5}, [1, 2, 3], "lexical: 3 rows whose norm is not 1.0000"),
+        ({}, [1, 2, 3, 4], "1 accepted products without vectors (e.g. nm 4)"),
+        ({}, [1, 2], "1 rows for products not accepted in this batch (e.g. nm 3)"),
+        ({"model_version": pa.array(["old-int8"] * 3)}, [1, 2, 3], "made by model old-int8"),
+    ],
+)
+def test_each_problem_fails_the_batch_and_names_it(tmp_path, overrides, accepted, problem):
+    path = write_batch(tmp_path / "b.parquet", [1, 2, 3], **overrides)
+    report = check_batch_vectors("batch_007", path, accepted, MANIFEST)
+    assert not report.passed
+    assert report.message.startswith("batch_007: ")
+    assert problem in report.message
+
+
+def test_duplicate_rows_and_a_missing_file(tmp_path):
+    report = check_batch_vectors("b", write_batch(tmp_path / "b.parquet", [1, 1, 2]), [1, 2], MANIFEST)
+    assert "1 products with more than one row" in report.message
+    assert "no embeddings file" in check_batch_vectors("b", tmp_path / "none.parquet", [1], MANIFEST).message
+
+
+def test_lexical_of_one_width_is_valid_and_counted_in_fused(tmp_path):
+    manifest = {**MANIFEST, "fusion_weights": {"image": 0.4, "text": 0.4, "lexical": 0.2}}
+    path = write_batch(tmp_path / "b.parquet", [1, 2], lexical=unit(2, 6), fused=unit(2, 14))
+    assert check_batch_vectors("b", path, [1, 2], manifest).passed
+    report = check_batch_vectors("b", write_batch(tmp_path / "c.parquet", [1, 2]), [1, 2], manifest)
+    assert "missing fused channel columns lexical" in report.message
+
+
+def reading(**kwargs) -> GateReading:
+    base = {"check": "category_gate", "asset": "metric_category", "latest": Materialization(10, "run-b", 2.0)}
+    return GateReading(**(base | kwargs))
+
+
+def test_gate_statuses():
+    judged = Materialization(10, "run-b", 2.0)
+    assert reading(passed=True, judged=judged, evaluation_run_id="run-c").status == "passed"
+    assert reading(passed=False, judged=judged, evaluation_run_id="run-c").status == "failed"
+    assert reading().status == "missing"
+    older = Materialization(7, "run-a", 1.0)
+    assert reading(passed=True, judged=older, evaluation_run_id="run-c").status == "stale"
+    # checked in the run that materialized: current even without a recorded target
+    assert reading(passed=True, evaluation_run_id="run-b").status == "passed"
+    assert reading(passed=True, evaluation_run_id="run-x", evaluated_at=1.5).status == "stale"
+
+
+def test_refusal_names_every_gate_that_did_not_pass():
+    judged = Materialization(10, "run-b", 2.0)
+    readings = [
+        reading(passed=True, judged=judged, evaluation_run_id="r"),
+        reading(
+            check="isadult_gate", asset="metric_isadult", passed=False, judged=judged, verdict="F1 0.1 < 0.3"
+        ),
+        reading(check="batch_vectors", asset="embeddings", partition="batch_001"),
+    ]
+    message = refusal(readings)
+    assert "2 of 3 gates did not pass" in message
+    assert "isadult_gate (metric_isadult): failed (F1 0.1 < 0.3)" in message
+    assert "batch_vectors (embeddings[batch_001]): missing" in message
+    assert "category_gate" not in message
+    assert refusal(readings[:1]) is None
+    assert refusal([]) is not None, "no gates at all never publishes"
+
+
+def test_versions_are_kept_pinnable_and_pruned(tmp_path):
+    layout = Layout(tmp_path)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    frame = pd.DataFrame({"nm": [1, 2], "batch": ["b0", "b0"]})
+    for i in range(4):
+        manifest = {
+            "products": 2 + i,
+            "batches": [{"batch": "b0", "products": 2 + i}],
+            "model_versions": ["v"],
+        }
+        publish_version(layout, frame.head(1 + i % 2), manifest, keep=3, now=start + timedelta(minutes=i))
+    kept = list_versions(layout)
+    assert [m["products"] for m in kept] == [5, 4, 3]
+    assert len(list(layout.published_versions_dir.iterdir())) == 6
+    current = json.loads(layout.published_manifest.read_text())
+    assert current == kept[0]
+    assert current["changes"]["previous_version"] == kept[1]["version"]
+    assert current["changes"]["products_delta"] == 1
+    assert (
+        layout.published_embeddings.read_bytes() == layout.published_version(current["version"]).read_bytes()
+    )
+    pinned = pd.read_parquet(layout.published_version(kept[1]["version"]))
+    assert len(pinned) == 1

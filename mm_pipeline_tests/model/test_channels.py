@@ -1,0 +1,159 @@
+"""The channels fitted beside the towers: lexical projection, fusion weights, duplicate-aware training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mm_pipeline.inference.encoders import OnnxEncoders, fuse
+from mm_pipeline.model.channels import fit_channels
+from mm_pipeline.model.clip import load_folder, save_folder
+from mm_pipeline.model.export import check_parity, export_towers
+from mm_pipeline.model.fusion import choose_fusion_weights, simplex_grid
+from mm_pipeline.model.lexical import LEXICAL_FILE, LexicalProjection
+from mm_pipeline.model.train import BatchFiles, contrastive_loss, load_pairs, same_product, training_split
+from mm_pipeline.storage import write_parquet
+from mm_pipeline_tests.model.test_model import prepare
+
+PROBES = ["Платье женское летнее", "Кроссовки мужские беговые", "Кружка керамическая"]
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, small_sample) -> list[BatchFiles]:
+    return prepare(small_sample, tmp_path_factory.mktemp("channels"))
+
+
+def _fit(tiny_ruclip_dir, batches):
+    model = load_folder(tiny_ruclip_dir)
+    pairs, products = load_pairs(batches, model.tokenizer, batches[0].cleaned_text.parent / "tokens")
+    split = training_split(products, 0.3, 0.1)
+    return fit_channels(model.clip, batches, pairs, split), split
+
+
+def _rewrite(batches, tmp_path, mask, new_text) -> list[BatchFiles]:
+    """Copies of the batches whose texts are replaced where ``mask`` (over all products in order) is true."""
+    tmp_path.mkdir()
+    copies, offset = [], 0
+    for batch in batches:
+        frame = pd.read_parquet(batch.cleaned_text)
+        local = mask[offset : offset + len(frame)]
+        frame.loc[local, "text"] = new_text
+        offset += len(frame)
+        path = write_parquet(frame, tmp_path / batch.cleaned_text.name)
+        copies.append(BatchFiles(batch.name, path, batch.image_tensors))
+    return copies
+
+
+def test_lexical_channel_is_fitted_on_the_training_split_only(tmp_path, tiny_ruclip_dir, prepared):
+    channels, split = _fit(tiny_ruclip_dir, prepared)
+    reference = channels.lexical.transform(PROBES)
+    assert reference.shape == (3, channels.lexical.dim)
+    assert np.allclose(np.linalg.norm(reference, axis=1), 1.0, atol=1e-5)
+
+    eval_changed = _rewrite(prepared, tmp_path / "e", split["eval"], "Кружка кружка керамическая")
+    again, _ = _fit(tiny_ruclip_dir, eval_changed)
+    assert np.array_equal(again.lexical.transform(PROBES), reference)
+    assert again.fusion.weights == channels.fusion.weights  # eval labels and texts never choose weights
+
+    half_of_train = split["train"] & (np.arange(len(split["train"])) % 2 == 0)
+    changed, _ = _fit(
+        tiny_ruclip_dir, _rewrite(prepared, tmp_path / "t", half_of_train, "Кружка керамическая")
+    )
+    assert changed.lexical.dim == channels.lexical.dim
+    assert not np.allclose(changed.lexical.transform(PROBES), reference, atol=1e-3)
+
+
+def test_lexical_channel_is_saved_exported_and_applied_identically(tmp_path, tiny_ruclip_dir, prepared):
+    channels, _ = _fit(tiny_ruclip_dir, prepared)
+    model = load_folder(tiny_ruclip_dir)
+    folder = save_folder(
+        model.clip,
+        model.config,
+        model.bpe_path,
+        tmp_path / "model",
+        extra={"fusion": channels.fusion.as_dict()},
+        lexical=channels.lexical,
+    )
+    reloaded = load_folder(folder)
+    assert np.array_equal(reloaded.lexical.transform(PROBES), channels.lexical.transform(PROBES))
+
+    onnx_dir = export_towers(reloaded.clip, folder, tmp_path / "onnx")
+    encoders = OnnxEncoders(onnx_dir, "fp32")
+    assert encoders.fusion_weights == channels.fusion.weights
+    size = model.config["image_resolution"]
+    images = np.random.default_rng(0).integers(0, 256, (3, size, size, 3), dtype=np.uint8)
+    vectors = encoders.encode(PROBES, images)
+    assert np.array_equal(vectors["lexical"], channels.lexical.transform(PROBES))
+    assert (
+        vectors["fused"].shape[1]
+        == encoders.dims["fused"]
+        == sum(encoders.dims[c] for c in ("image", "text", "lexical"))
+    )
+    assert np.allclose(np.linalg.norm(vectors["fused"], axis=1), 1.0, atol=1e-5)
+
+    ids = model.tokenizer.encode(PROBES)
+    report = check_parity(reloaded.clip, onnx_dir, images, ids, PROBES, reloaded.lexical)
+    lexical_rows = [r for r in report.rows if r["tower"] == "lexical"]
+    assert len(lexical_rows) == 2 and all(r["passed"] for r in lexical_rows)
+    (onnx_dir / LEXICAL_FILE).unlink()
+    broken = check_parity(reloaded.clip, onnx_dir, images, ids, PROBES, reloaded.lexical)
+    assert not broken.passed and "lexical" in {r["tower"] for r in broken.rows if not r["passed"]}
+
+
+def test_fused_vector_is_unit_length_and_its_cosine_the_weighted_mean():
+    rng = np.random.default_rng(0)
+    parts = {
+        "image": rng.normal(size=(4, 3)),
+        "text": rng.normal(size=(4, 5)),
+        "lexical": rng.normal(size=(4, 2)),
+    }
+    weights = {"image": 0.2, "text": 0.3, "lexical": 0.5}
+    fused = fuse(parts, weights)
+    assert fused.shape == (4, 10) and fused.dtype == np.float32
+    assert np.allclose(np.linalg.norm(fused, axis=1), 1.0, atol=1e-6)
+    unit = {k: v / np.linalg.norm(v, axis=1, keepdims=True) for k, v in parts.items()}
+    expected = sum(w * (unit[c][0] @ unit[c][1]) for c, w in weights.items())
+    assert fused[0] @ fused[1] == pytest.approx(expected, abs=1e-6)
+    assert np.allclose(
+        fuse({"image": [[3.0, 4.0]], "text": [[0.0, 2.0]]}, {"image": 0.5, "text": 0.5}),
+        [[0.6 / np.sqrt(2), 0.8 / np.sqrt(2), 0.0, 1 / np.sqrt(2)]],
+    )
+
+
+def test_fusion_weights_follow_the_channel_that_carries_the_labels():
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(6), 30)
+    centres = rng.normal(size=(6, 16)) * 4
+    channels = {
+        "image": rng.normal(size=(180, 16)),  # noise
+        "text": centres[labels] + rng.normal(size=(180, 16)),  # the labels
+        "lexical": rng.normal(size=(180, 8)),
+    }
+    task = np.where(rng.random(180) < 0.1, None, labels.astype(str)).astype(object)
+    choice = choose_fusion_weights(channels, {"category": task, "empty": np.full(180, None, dtype=object)})
+    assert choice.tasks == ["category"]
+    assert choice.weights["text"] == max(choice.weights.values()) >= 0.6
+    assert choice.score >= max(choice.channel_scores.values())
+    assert choice.channel_scores["text"] > 0.9 > 0.4 > choice.channel_scores["image"]
+    no_labels = choose_fusion_weights(channels, {"category": np.full(180, None, dtype=object)})
+    assert no_labels.weights == {"image": 1 / 3, "text": 1 / 3, "lexical": 1 / 3}
+    assert len(simplex_grid(["a", "b", "c"])) == 66
+
+
+def test_rows_of_one_product_are_not_negatives_of_each_other():
+    features = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # rows 0 and 1: two photos of one product
+    scale = torch.tensor(np.log(20.0))
+    group = np.array([7, 7, -1])
+    same = same_product(group)
+    assert same.tolist() == [[False, True, False], [True, False, False], [False, False, False]]
+    plain = contrastive_loss(features, features, scale)
+    aware = contrastive_loss(features, features, scale, same)
+    assert aware < 0.01 < np.log(2) * 0.5 < plain  # unmasked, rows 0/1 are an unresolvable negative pair
+    assert not same_product(np.array([-1, -1])).any()  # products without a group are never merged
+
+
+def test_lexical_projection_refuses_too_few_texts():
+    with pytest.raises(ValueError, match="at least 8"):
+        LexicalProjection.fit(["a b"] * 3)
