@@ -12,6 +12,8 @@ import numpy as np
 from PIL import Image, ImageEnhance
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
+MIN_GROUPS = 4  # dup_group groups of two or more rows needed before they serve as duplicate ground truth
+RELISTED_PRODUCTS = 300  # products re-listed where they do not
 
 
 def perturb_image(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:

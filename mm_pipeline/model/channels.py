@@ -1,9 +1,12 @@
 """What fine-tuning fits beside the towers: the lexical projection and the fusion weights.
 
 Both see the training split only: the lexical projection is fitted on the training texts, the fusion weights
-are chosen on the training holdout (products the towers were not trained on) when it has at least
-``MIN_SELECTION_ROWS`` products, else on the whole training split, by the neighbour precision of every
-proxy-task label and of ``dup_group`` (rows of one product). Eval products are never read.
+are chosen (:mod:`mm_pipeline.model.fusion`) on the training holdout — products neither the towers nor the
+lexical projection were fitted to, so a channel that memorized its training rows does not look better than
+it is — by the proxy-task labels and by duplicates: ``dup_group`` rows, or synthetic re-listings where a
+catalogue has none. A holdout of fewer than
+``MIN_SELECTION_ROWS`` products is too small to judge, and the whole training split is used instead. Eval
+products are never read.
 """
 
 from __future__ import annotations
@@ -13,16 +16,20 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import torch
 from ruclip.model import CLIP
 
 from mm_pipeline.evaluation.labels import derive_labels
+from mm_pipeline.evaluation.relisting import MIN_GROUPS, RELISTED_PRODUCTS, make_relistings
 from mm_pipeline.inference.encoders import l2_normalize
-from mm_pipeline.model.fusion import FusionChoice, choose_fusion_weights
+from mm_pipeline.model.clip import ImageTower, TextTower
+from mm_pipeline.model.fusion import DuplicateRows, FusionChoice, choose_fusion_weights
 from mm_pipeline.model.lexical import LexicalProjection
 from mm_pipeline.model.split import NO_GROUP, group_codes
-from mm_pipeline.model.train import BatchFiles, PairedData, encode_pairs, iter_texts
+from mm_pipeline.model.train import BatchFiles, PairedData, iter_texts
+from mm_pipeline.prep.tokens import TextTokenizer, trim_padding
 
-MIN_SELECTION_ROWS = 200
+MIN_SELECTION_ROWS = 30
 
 
 @dataclass(frozen=True)
@@ -32,28 +39,59 @@ class Channels:
     selection: str  # which rows chose the weights: "holdout" or "training split"
 
 
+def _channels(
+    clip: CLIP, tokenizer: TextTokenizer, lexical: LexicalProjection, texts: list[str], images: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Unit vectors of every channel for products given as texts and uint8 ``[N, H, W, 3]`` images."""
+    with torch.no_grad():
+        image = ImageTower(clip.eval())(torch.from_numpy(images)).numpy()
+        text = TextTower(clip.eval())(torch.from_numpy(trim_padding(tokenizer.encode(texts)))).numpy()
+    return {"image": l2_normalize(image), "text": l2_normalize(text), "lexical": lexical.transform(texts)}
+
+
+def duplicate_rows(
+    clip: CLIP,
+    tokenizer: TextTokenizer,
+    lexical: LexicalProjection,
+    products: pd.DataFrame,
+    images: np.ndarray,
+    channels: dict[str, np.ndarray],
+) -> DuplicateRows:
+    """The selection products' ``dup_group`` rows when they hold at least ``MIN_GROUPS`` groups, else the first
+    ``RELISTED_PRODUCTS`` products with one synthetic re-listing each (as the duplicates metric does)."""
+    groups = group_codes(products)
+    if (pd.Series(groups[groups != NO_GROUP]).value_counts() >= 2).sum() >= MIN_GROUPS:
+        return DuplicateRows(channels, groups)
+    count = min(len(products), RELISTED_PRODUCTS)
+    texts, relisted_images = make_relistings(products["text"].tolist()[:count], images[:count])
+    relisted = _channels(clip, tokenizer, lexical, texts, relisted_images)
+    both = {c: np.concatenate([channels[c][:count], relisted[c]]) for c in channels}
+    return DuplicateRows(both, np.tile(np.arange(count), 2))
+
+
 def fit_channels(
-    clip: CLIP, batches: Sequence[BatchFiles], pairs: PairedData, split: dict[str, np.ndarray]
+    clip: CLIP,
+    tokenizer: TextTokenizer,
+    batches: Sequence[BatchFiles],
+    pairs: PairedData,
+    split: dict[str, np.ndarray],
 ) -> Channels:
     """Fit the lexical projection on ``split["train"]`` texts and choose the fusion weights.
 
-    ``pairs`` are all products of ``batches`` (rows in batch order) and ``split`` the masks of
-    :func:`mm_pipeline.model.train.training_split`. Raises ``ValueError`` when the training split has too few
-    texts for the lexical projection.
+    ``pairs`` are all products of ``batches`` (rows in batch order), ``split`` the masks of
+    :func:`mm_pipeline.model.train.training_split`, ``tokenizer`` the model's. Raises ``ValueError`` when the
+    training split has too few texts for the lexical projection.
     """
     lexical = LexicalProjection.fit(list(iter_texts(batches, split["train"])))
     selection = "holdout" if split["holdout"].sum() >= MIN_SELECTION_ROWS else "training split"
     rows = split["holdout"] if selection == "holdout" else ~split["eval"]
     products = pd.concat([pd.read_parquet(b.cleaned_text) for b in batches], ignore_index=True)[rows]
-    image, text = encode_pairs(clip, pairs.subset(rows))
-    channels = {
-        "image": l2_normalize(image.numpy()),
-        "text": l2_normalize(text.numpy()),
-        "lexical": lexical.transform(products["text"].tolist()),
-    }
-    labels = derive_labels(products.reset_index(drop=True))
-    targets = {task: labels[task].to_numpy(dtype=object) for task in labels}
-    groups = group_codes(products)
-    targets["duplicates"] = np.where(groups == NO_GROUP, None, groups).astype(object)
-    fusion = choose_fusion_weights(channels, targets)
+    products = products.reset_index(drop=True)
+    images = pairs.images(np.flatnonzero(rows))
+    channels = _channels(clip, tokenizer, lexical, products["text"].tolist(), images)
+    labels = derive_labels(products)
+    duplicates = duplicate_rows(clip, tokenizer, lexical, products, images, channels)
+    fusion = choose_fusion_weights(
+        channels, {task: labels[task].to_numpy(dtype=object) for task in labels}, duplicates
+    )
     return Channels(lexical, fusion, selection)

@@ -51,8 +51,10 @@ CLIP_ARGS = (
 # text transformer (EOS pooling) reading the first 40 tokens (title, brand and the start of the description)
 # instead of 77, and a convolutional image tower (``ConvTower``, ``image_tower: "cnn"``) instead of the ViT,
 # which learns less than raw pixels from a few thousand photos. ``vision_width`` is the tower's first width.
+# 128-d towers: with 256 dimensions a weak channel adds more noise dimensions to a standardized probe of the
+# fused vector (flipkart1050 category F1 0.84 at 256, 0.88 at 128, 0.87 at 64 with image F1 below pixels).
 COMPACT_CONFIG = {
-    "embed_dim": 256,
+    "embed_dim": 128,
     "image_resolution": 96,
     "image_tower": "cnn",
     "vision_layers": 4,

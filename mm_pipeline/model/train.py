@@ -184,11 +184,23 @@ def load_pairs(
     return pairs, table
 
 
+MIN_HOLDOUT = 200
+MAX_HOLDOUT_FRACTION = 0.25
+
+
 def training_split(
     products: pd.DataFrame, eval_fraction: float, holdout_fraction: float
 ) -> dict[str, np.ndarray]:
-    """Masks ``train`` / ``holdout`` / ``eval``; eval is never trained on, holdout picks the best epoch."""
+    """Masks ``train`` / ``holdout`` / ``eval``; eval is never trained on, holdout picks the best epoch and the
+    fusion weights.
+
+    The holdout takes ``holdout_fraction`` of the non-eval products, raised on small catalogues to reach
+    ``MIN_HOLDOUT`` products but never above ``MAX_HOLDOUT_FRACTION`` (0 keeps it empty).
+    """
     is_eval = eval_mask(products, eval_fraction)
+    if holdout_fraction > 0:
+        wanted = MIN_HOLDOUT / max(int((~is_eval).sum()), 1)
+        holdout_fraction = max(holdout_fraction, min(wanted, MAX_HOLDOUT_FRACTION))
     is_holdout = ~is_eval & holdout_mask(products, holdout_fraction)
     return {"train": ~is_eval & ~is_holdout, "holdout": is_holdout, "eval": is_eval}
 

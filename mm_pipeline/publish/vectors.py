@@ -16,22 +16,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-VECTOR_COLUMNS = ("image", "text", "fused", "lexical")  # checked when present; the first three are required
-REQUIRED_COLUMNS = ("image", "text", "fused")
+from mm_pipeline.inference.encoders import BASE_FUSION_WEIGHTS, VECTOR_COLUMNS
+
+REQUIRED_COLUMNS = ("image", "text", "fused")  # lexical is checked when present
 ONNX_VARIANTS = ("fp32", "int8")
 NORM_TOLERANCE = 1e-3  # int8 towers, float32 normalization: observed errors are ~1e-6
-
-# The L2 norm every vector column promises: each channel is L2-normalized, and ``fuse``
-# (``mm_pipeline.inference.encoders``) normalizes the weighted concatenation too. Were the fused vector the
-# plain concatenation of two unit vectors again, its norm would be √2: change FUSED_NORM, nothing else.
+# every channel is L2-normalized and ``fuse`` (mm_pipeline.inference.encoders) makes the fused vector unit too
 UNIT_NORM = 1.0
-FUSED_NORM = 1.0
-DEFAULT_FUSED_CHANNELS = ("image", "text")  # an export whose manifest names no fusion weights
-
-
-def expected_norm(column: str) -> float:
-    """The norm every vector of ``column`` must have (the one place the check reads it from)."""
-    return FUSED_NORM if column == "fused" else UNIT_NORM
+DEFAULT_FUSED_CHANNELS = tuple(BASE_FUSION_WEIGHTS)  # an export whose manifest names no fusion weights
 
 
 def expected_dims(manifest: dict, widths: dict[str, int]) -> dict[str, int]:
@@ -133,13 +125,11 @@ def check_batch_vectors(
         if not finite.all():
             report.problems.append(f"{column}: {int((~finite).sum())} rows with NaN or infinite values")
         norms = np.linalg.norm(vectors[finite], axis=1)
-        error = float(np.abs(norms - expected_norm(column)).max()) if len(norms) else 0.0
+        error = float(np.abs(norms - UNIT_NORM).max()) if len(norms) else 0.0
         report.max_norm_error[column] = error
         if error > norm_tolerance:
-            bad = int((np.abs(norms - expected_norm(column)) > norm_tolerance).sum())
-            report.problems.append(
-                f"{column}: {bad} rows whose norm is not {expected_norm(column):.4f} (worst off by {error:.3g})"
-            )
+            bad = int((np.abs(norms - UNIT_NORM) > norm_tolerance).sum())
+            report.problems.append(f"{column}: {bad} rows whose norm is not 1 (worst off by {error:.3g})")
 
     if "nm" in columns:
         nm = table.column("nm").to_numpy()

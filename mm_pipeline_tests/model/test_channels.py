@@ -11,7 +11,7 @@ from mm_pipeline.inference.encoders import OnnxEncoders, fuse
 from mm_pipeline.model.channels import fit_channels
 from mm_pipeline.model.clip import load_folder, save_folder
 from mm_pipeline.model.export import check_parity, export_towers
-from mm_pipeline.model.fusion import choose_fusion_weights, simplex_grid
+from mm_pipeline.model.fusion import DuplicateRows, choose_fusion_weights, simplex_grid
 from mm_pipeline.model.lexical import LEXICAL_FILE, LexicalProjection
 from mm_pipeline.model.train import BatchFiles, contrastive_loss, load_pairs, same_product, training_split
 from mm_pipeline.storage import write_parquet
@@ -29,7 +29,7 @@ def _fit(tiny_ruclip_dir, batches):
     model = load_folder(tiny_ruclip_dir)
     pairs, products = load_pairs(batches, model.tokenizer, batches[0].cleaned_text.parent / "tokens")
     split = training_split(products, 0.3, 0.1)
-    return fit_channels(model.clip, batches, pairs, split), split
+    return fit_channels(model.clip, model.tokenizer, batches, pairs, split), split
 
 
 def _rewrite(batches, tmp_path, mask, new_text) -> list[BatchFiles]:
@@ -122,21 +122,37 @@ def test_fused_vector_is_unit_length_and_its_cosine_the_weighted_mean():
     )
 
 
-def test_fusion_weights_follow_the_channel_that_carries_the_labels():
+def test_fusion_weights_follow_the_channels_that_carry_labels_and_duplicates():
     rng = np.random.default_rng(1)
     labels = np.repeat(np.arange(6), 30)
     centres = rng.normal(size=(6, 16)) * 4
     channels = {
         "image": rng.normal(size=(180, 16)),  # noise
         "text": centres[labels] + rng.normal(size=(180, 16)),  # the labels
-        "lexical": rng.normal(size=(180, 8)),
+        "lexical": rng.normal(size=(180, 8)),  # noise
     }
     task = np.where(rng.random(180) < 0.1, None, labels.astype(str)).astype(object)
     choice = choose_fusion_weights(channels, {"category": task, "empty": np.full(180, None, dtype=object)})
     assert choice.tasks == ["category"]
     assert choice.weights["text"] == max(choice.weights.values()) >= 0.6
     assert choice.score >= max(choice.channel_scores.values())
-    assert choice.channel_scores["text"] > 0.9 > 0.4 > choice.channel_scores["image"]
+    assert choice.channel_scores["text"] > 0.9 > 0.5 > choice.channel_scores["image"]
+    assert choice.support_probe_f1["text"] == max(choice.support_probe_f1.values()) > 0.9
+    assert len(choice.support_probe_f1) == 7 and choice.support_probe_f1["image"] < 0.5
+    assert choice.support_probe_f1["image+text+lexical"] <= choice.support_probe_f1["text"]
+
+    # pairs of rows that only the lexical channel tells apart from the rest: a second objective
+    twins = {
+        c: np.concatenate([v[:60], v[:60] + 0.01 * rng.normal(size=v[:60].shape)])
+        for c, v in channels.items()
+    }
+    twins["text"] = np.concatenate(
+        [channels["text"][:60], channels["text"][60:120]]
+    )  # same class, other rows
+    rows = DuplicateRows(twins, np.tile(np.arange(60), 2))
+    both = choose_fusion_weights(channels, {"category": task}, rows)
+    assert both.weights["text"] > 0  # the labels
+    assert both.weights["lexical"] + both.weights["image"] > 0  # the twins (text alone cannot find them)
     no_labels = choose_fusion_weights(channels, {"category": np.full(180, None, dtype=object)})
     assert no_labels.weights == {"image": 1 / 3, "text": 1 / 3, "lexical": 1 / 3}
     assert len(simplex_grid(["a", "b", "c"])) == 66

@@ -20,7 +20,7 @@ from mm_pipeline.defs.resources import PipelineSettings, materialized_batches
 from mm_pipeline.defs.tables import markdown_table
 from mm_pipeline.evaluation.duplicates import evaluate_duplicates, headline
 from mm_pipeline.evaluation.references import images_of, reference_vectors
-from mm_pipeline.evaluation.relisting import make_relistings
+from mm_pipeline.evaluation.relisting import MIN_GROUPS, RELISTED_PRODUCTS, make_relistings
 from mm_pipeline.evaluation.similarity import SimilarityIndex, approximate_recall_at_k, build_index
 from mm_pipeline.evaluation.tasks import save_metric
 from mm_pipeline.inference.encoders import BASE_FUSION_WEIGHTS, fuse, l2_normalize
@@ -124,10 +124,6 @@ def metric_duplicates(context: dg.AssetExecutionContext, settings: PipelineSetti
             "results": dg.MetadataValue.md(markdown_table(table.to_dict("records"), 3)),
         }
     )
-
-
-MIN_GROUPS = 4
-RELISTED_PRODUCTS = 300
 
 
 def relisted_vectors(settings: PipelineSettings, instance: dg.DagsterInstance, data, vectors: dict):

@@ -35,7 +35,8 @@ def checked_encoders(onnx_dir: Path, settings: PipelineSettings) -> OnnxEncoders
     pool=MODEL_POOL,
     backfill_policy=dg.BackfillPolicy.single_run(),
     automation_condition=dg.AutomationCondition.eager(),
-    description="Per product: L2-normalized image and text vectors and the fused vector (their concatenation), "
+    description="Per product: unit-length image, text and lexical vectors and the fused vector (their "
+    "concatenation weighted by the fusion weights chosen at fine-tuning, unit length), "
     "keyed by nm, with the model version. A backfill embeds its whole range of batches in one run, loading "
     "the ONNX sessions once.",
 )

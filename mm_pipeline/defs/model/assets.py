@@ -179,7 +179,7 @@ def fine_tuned_model(
         result = fine_tune(base.clip, train, holdout, recipe, layout.checkpoints_dir, job_id, on_progress)
     finally:
         run.finish()
-    channels = fit_channels(base.clip, batches, pairs, split)
+    channels = fit_channels(base.clip, base.tokenizer, batches, pairs, split)
     fusion = channels.fusion
     context.log.info(
         f"lexical channel: {channels.lexical.dim} dims; fusion weights {fusion.weights} chosen on the "
