@@ -151,16 +151,9 @@ def test_rare_classes_merge_into_other_and_folds_shrink_for_small_binary_classes
     assert prepared.n_splits == 3 and prepared.classes[prepared.positive] == "b"
 
 
-def test_pca_is_fitted_inside_training_folds_only(monkeypatch):
+def test_pca_is_fitted_inside_training_folds_only(pca_fits):
     x, y = clusters(200, 16, 2, spread=2.0)
-    fitted_on: list[set[bytes]] = []
-    original = probes.fit_pca
-
-    def recording_fit_pca(train, *args, **kwargs):
-        fitted_on.append({row.tobytes() for row in train.numpy()})
-        return original(train, *args, **kwargs)
-
-    monkeypatch.setattr(probes, "fit_pca", recording_fit_pca)
+    fitted_on = pca_fits
     evaluate_probes({"fused": x}, y, "binary", probes=("logreg",), pca_components=4)
     assert len(fitted_on) == 5
     prepared = prepare_labels(y, "binary", 5)

@@ -70,17 +70,10 @@ def test_each_reference_separates_the_classes_its_modality_carries(colour_coded,
     assert np.array_equal(run.prepared.codes, embedded.prepared.codes)
 
 
-def test_pixel_pca_is_fitted_inside_training_folds_only(monkeypatch):
+def test_pixel_pca_is_fitted_inside_training_folds_only(pca_fits):
     texts, images, labels = products(100, colour_coded=True, keyword_coded=False, seed=1)
     pixels = pixel_features(images, size=THUMB)
-    fitted_on: list[set[bytes]] = []
-    original = probes.fit_pca
-
-    def recording_fit_pca(train, *args, **kwargs):
-        fitted_on.append({row.tobytes() for row in train.numpy()})
-        return original(train, *args, **kwargs)
-
-    monkeypatch.setattr(probes, "fit_pca", recording_fit_pca)
+    fitted_on = pca_fits
     reference_probes(texts, pixels, labels, "multiclass")
     prepared = prepare_labels(labels, "multiclass", 5)
     folds = stratified_folds(prepared.codes, prepared.n_splits, seed=0)

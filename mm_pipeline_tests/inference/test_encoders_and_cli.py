@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from mm_pipeline.inference.encoders import OnnxEncoders, read_vectors
-from mm_pipeline.model.clip import load_folder
+from mm_pipeline.model.clip import load_folder, save_folder
 from mm_pipeline.model.export import check_parity, export_towers, write_parity
+from mm_pipeline.model.lexical import LEXICAL_FILE, LexicalProjection
 from mm_pipeline_tests.conftest import good_rows, shared_set
 
 
@@ -20,15 +21,37 @@ def export_tiny(tiny_ruclip_dir, target):
     return export_towers(load_folder(tiny_ruclip_dir).clip, tiny_ruclip_dir, target)
 
 
+LEXICAL_CORPUS = [
+    f"{kind} {colour} {word}"
+    for kind in ("Шапка вязаная", "Кепка", "Панама летняя", "Берет")
+    for colour in ("черная", "синяя", "красная")
+    for word in ("Ferz", "зимняя", "мужская")
+]
+FUSION = {"image": 0.3, "text": 0.3, "lexical": 0.4}
+
+
 @pytest.fixture(scope="module")
 def onnx_dir(tmp_path_factory, tiny_ruclip_dir):
-    """An export with its parity report, as onnx_model + onnx_parity leave it."""
-    model = load_folder(tiny_ruclip_dir)
-    folder = export_tiny(tiny_ruclip_dir, tmp_path_factory.mktemp("m") / "onnx")
+    """An export with a lexical channel and its parity report, as fine-tuning, onnx_model and onnx_parity
+    leave it."""
+    tiny = load_folder(tiny_ruclip_dir)
+    lexical = LexicalProjection.fit(LEXICAL_CORPUS)
+    model_dir = save_folder(
+        tiny.clip,
+        tiny.config,
+        tiny.bpe_path,
+        tmp_path_factory.mktemp("m") / "model",
+        extra={"fusion": {"weights": FUSION}},
+        lexical=lexical,
+    )
+    model = load_folder(model_dir)
+    folder = export_towers(model.clip, model_dir, model_dir.parent / "onnx")
     size = model.config["image_resolution"]
     images = np.random.default_rng(0).integers(0, 256, (8, size, size, 3), dtype=np.uint8)
-    ids = model.tokenizer.encode(["шапка вязаная", "кепка", "панама летняя", "берет"] * 2)
-    write_parity(check_parity(model.clip, folder, images, ids), folder)
+    texts = ["шапка вязаная", "кепка", "панама летняя", "берет"] * 2
+    write_parity(
+        check_parity(model.clip, folder, images, model.tokenizer.encode(texts), texts, lexical), folder
+    )
     return folder
 
 
@@ -48,7 +71,16 @@ def test_trimmed_text_equals_full_context_on_real_titles(onnx_dir, tiny_ruclip_d
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     """The CLI in a fresh interpreter where importing torch is impossible."""
-    code = "import sys; sys.modules['torch'] = None; from mm_pipeline.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = (
+        "import importlib.abc, sys\n"
+        "class NoTorch(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'torch':\n"
+        "            raise ImportError(f'{name} is not installed here')\n"
+        "sys.meta_path.insert(0, NoTorch())\n"
+        "from mm_pipeline.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))"
+    )
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=600)
 
 
@@ -69,7 +101,10 @@ def test_embed_cli_on_russian_real_data_without_torch(tmp_path, onnx_dir):
     assert done.returncode == 0, done.stderr
     nm, fused = read_vectors(out, "fused")
     assert list(nm) == list(pd.read_parquet(folder / "products.parquet")["nm"])
-    assert fused.shape == (238, 128) and np.isfinite(fused).all()
+    lexical = read_vectors(out, "lexical")[1]
+    dim = LexicalProjection.load(onnx_dir / LEXICAL_FILE).dim
+    assert lexical.shape == (238, dim) and fused.shape == (238, 128 + dim) and np.isfinite(fused).all()
+    assert np.allclose(np.linalg.norm(fused, axis=1), 1, atol=1e-5)
     assert "238 products embedded" in done.stdout
 
 

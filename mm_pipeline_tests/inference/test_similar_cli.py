@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 
 from mm_pipeline.cli import main as cli_main
 from mm_pipeline.evaluation.similarity import build_index
-from mm_pipeline.inference.encoders import fuse
+from mm_pipeline.inference.encoders import BASE_FUSION_WEIGHTS, fuse
 from mm_pipeline.layout import Layout
 from mm_pipeline.storage import atomic_dir, write_parquet
 
@@ -19,7 +19,7 @@ def test_similar_prints_the_nearest_products(tmp_path, capsys):
     rng = np.random.default_rng(0)
     image, text = rng.normal(size=(20, 8)), rng.normal(size=(20, 8))
     image[1], text[1] = image[0] + 0.01, text[0] + 0.01  # nm 101 is a near-copy of nm 100
-    fused = fuse(image, text)
+    fused = fuse({"image": image, "text": text}, BASE_FUSION_WEIGHTS)
     nm = np.arange(100, 120)
     columns = {
         "nm": pa.array(nm),
@@ -28,7 +28,7 @@ def test_similar_prints_the_nearest_products(tmp_path, capsys):
     layout.embeddings("b0").parent.mkdir(parents=True)
     pq.write_table(pa.table(columns), layout.embeddings("b0"))
     with atomic_dir(layout.index_dir) as folder:
-        build_index(fused / np.sqrt(2), nm).save(folder / "fused.faiss")
+        build_index(fused, nm).save(folder / "fused.faiss")
         write_parquet(
             pd.DataFrame({"nm": nm, "title": [f"товар {i}" for i in nm], "batch": "b0"}),
             folder / "lookup.parquet",
