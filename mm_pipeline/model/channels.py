@@ -16,18 +16,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 from ruclip.model import CLIP
 
 from mm_pipeline.evaluation.labels import derive_labels
 from mm_pipeline.evaluation.relisting import MIN_GROUPS, RELISTED_PRODUCTS, make_relistings
-from mm_pipeline.inference.encoders import l2_normalize
-from mm_pipeline.model.clip import ImageTower, TextTower
+from mm_pipeline.model.clip import encode_products
 from mm_pipeline.model.fusion import DuplicateRows, FusionChoice, choose_fusion_weights
 from mm_pipeline.model.lexical import LexicalProjection
 from mm_pipeline.model.split import NO_GROUP, group_codes
 from mm_pipeline.model.train import BatchFiles, PairedData, iter_texts
-from mm_pipeline.prep.tokens import TextTokenizer, trim_padding
+from mm_pipeline.prep.tokens import TextTokenizer
 
 MIN_SELECTION_ROWS = 30
 
@@ -43,10 +41,7 @@ def _channels(
     clip: CLIP, tokenizer: TextTokenizer, lexical: LexicalProjection, texts: list[str], images: np.ndarray
 ) -> dict[str, np.ndarray]:
     """Unit vectors of every channel for products given as texts and uint8 ``[N, H, W, 3]`` images."""
-    with torch.no_grad():
-        image = ImageTower(clip.eval())(torch.from_numpy(images)).numpy()
-        text = TextTower(clip.eval())(torch.from_numpy(trim_padding(tokenizer.encode(texts)))).numpy()
-    return {"image": l2_normalize(image), "text": l2_normalize(text), "lexical": lexical.transform(texts)}
+    return encode_products(clip, tokenizer, texts, images) | {"lexical": lexical.transform(texts)}
 
 
 def duplicate_rows(

@@ -25,7 +25,7 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock
 
 from mm_pipeline.model.lexical import LEXICAL_FILE, LexicalProjection
-from mm_pipeline.prep.tokens import CONTEXT_LENGTH, EOS_ID, TextTokenizer
+from mm_pipeline.prep.tokens import CONTEXT_LENGTH, EOS_ID, TextTokenizer, trim_padding
 from mm_pipeline.storage import atomic_dir, pin
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -285,3 +285,17 @@ class TextTower(nn.Module):
         x = clip.ln_final(x.permute(1, 0, 2))
         pooled = x[torch.arange(x.shape[0]), self.eos_positions(ids)]
         return pooled @ clip.text_projection
+
+
+@torch.no_grad()
+def encode_products(
+    clip: CLIP, tokenizer: TextTokenizer, texts: list[str], images: np.ndarray
+) -> dict[str, np.ndarray]:
+    """float32 unit ``image`` and ``text`` vectors (torch towers) of products given as texts and uint8
+    ``[N, H, W, 3]`` images."""
+    image = ImageTower(clip.eval())(torch.from_numpy(images)).numpy()
+    text = TextTower(clip.eval())(torch.from_numpy(trim_padding(tokenizer.encode(texts)))).numpy()
+    return {
+        name: v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+        for name, v in (("image", image), ("text", text))
+    }

@@ -5,7 +5,6 @@ import json
 import dagster as dg
 import numpy as np
 import pandas as pd
-import torch
 
 from mm_pipeline.defs.catalogue_index import catalogue_lookup
 from mm_pipeline.defs.embeddings.assets import checked_encoders
@@ -24,10 +23,9 @@ from mm_pipeline.evaluation.relisting import MIN_GROUPS, RELISTED_PRODUCTS, make
 from mm_pipeline.evaluation.similarity import SimilarityIndex, approximate_recall_at_k, build_index
 from mm_pipeline.evaluation.tasks import save_metric
 from mm_pipeline.inference.encoders import BASE_FUSION_WEIGHTS, fuse, l2_normalize
-from mm_pipeline.model.clip import ImageTower, TextTower, load_folder
+from mm_pipeline.model.clip import encode_products, load_folder
 from mm_pipeline.model.split import group_codes
 from mm_pipeline.model.train import load_pairs
-from mm_pipeline.prep.tokens import trim_padding
 from mm_pipeline.storage import atomic_dir, pin, write_parquet
 
 
@@ -138,11 +136,9 @@ def relisted_vectors(settings: PipelineSettings, instance: dg.DagsterInstance, d
     texts, images = make_relistings(original_texts, original_images)
     encoders = checked_encoders(layout.onnx_dir, settings)  # the variant the embeddings were made with
     relisted = encoders.encode(texts, images)
-    with torch.no_grad():
-        base_image = ImageTower(base.clip)(torch.from_numpy(images)).numpy()
-        base_ids = trim_padding(base.tokenizer.encode(texts))
-        base_text = TextTower(base.clip)(torch.from_numpy(base_ids)).numpy()
-    relisted["base_fused"] = fuse({"image": base_image, "text": base_text}, BASE_FUSION_WEIGHTS)
+    relisted["base_fused"] = fuse(
+        encode_products(base.clip, base.tokenizer, texts, images), BASE_FUSION_WEIGHTS
+    )
     count = len(chosen)
     combined = {k: np.concatenate([vectors[k][:count], relisted[k]]) for k in vectors}
     combined |= reference_vectors([*original_texts, *texts], np.concatenate([original_images, images]))
