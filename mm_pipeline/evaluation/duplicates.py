@@ -90,6 +90,12 @@ def group_sizes(groups: np.ndarray) -> np.ndarray:
     return sizes
 
 
+def count_groups(groups: np.ndarray) -> int:
+    """Groups with at least two rows: the duplicate sets a metric can score."""
+    sizes = group_sizes(groups)
+    return int(np.unique(np.asarray(groups)[sizes >= 2]).size)
+
+
 def count_positive_pairs(groups: np.ndarray) -> int:
     """Number of unordered same-group row pairs."""
     groups = np.asarray(groups)

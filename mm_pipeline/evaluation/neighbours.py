@@ -21,6 +21,8 @@ import numpy as np
 from scipy import sparse
 from sklearn.preprocessing import normalize
 
+from mm_pipeline.inference.encoders import l2_normalize
+
 Block = np.ndarray | sparse.csr_matrix
 KS = (5, 10)
 MAX_QUERIES = 2000
@@ -51,14 +53,19 @@ def nearest_neighbours(
     queries = np.asarray(queries, dtype=np.int64)
     scale = 1.0 / np.sqrt(len(blocks))
     if not any(sparse.issparse(block) for block in blocks):
-        x = np.hstack([_unit_dense(block) * scale for block in blocks]).astype(np.float32)
+        x = np.hstack([l2_normalize(np.asarray(block, dtype=np.float32)) * scale for block in blocks]).astype(
+            np.float32
+        )
         index = faiss.IndexFlatIP(x.shape[1])
         index.add(x)
         _, found = index.search(x[queries], k + 1)
         others = found != queries[:, None]
         others &= np.cumsum(others, axis=1) <= k  # drop self, or the last one where self was not found
         return found[others].reshape(len(queries), k).astype(np.int64)
-    units = [_unit_sparse(block) if sparse.issparse(block) else _unit_dense(block) for block in blocks]
+    units = [
+        _unit_sparse(block) if sparse.issparse(block) else l2_normalize(np.asarray(block, dtype=np.float32))
+        for block in blocks
+    ]
     transposed = [unit.T.tocsr() if sparse.issparse(unit) else unit.T for unit in units]
     found = np.empty((len(queries), k), np.int64)
     for start in range(0, len(queries), chunk_rows):
@@ -98,11 +105,6 @@ def chance_precision(labels: np.ndarray) -> float:
     _, counts = np.unique(np.asarray(labels), return_counts=True)
     n = counts.sum()
     return float((counts * (counts - 1)).sum() / (n * (n - 1)))
-
-
-def _unit_dense(block: np.ndarray) -> np.ndarray:
-    block = np.asarray(block, dtype=np.float32)
-    return block / np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
 
 
 def _unit_sparse(block: sparse.csr_matrix) -> sparse.csr_matrix:

@@ -22,6 +22,7 @@ import torch
 from sklearn.decomposition import TruncatedSVD
 
 from mm_pipeline.evaluation.probes import as_matrix, fit_pca, tfidf_matrix
+from mm_pipeline.inference.encoders import l2_normalize
 from mm_pipeline.model.train import BatchFiles
 from mm_pipeline.prep.images import open_tensor_store
 
@@ -99,7 +100,7 @@ def pixel_vectors(
     rows."""
     x = torch.from_numpy(as_matrix(features, len(features)))
     mean, components = fit_pca(x, n_components, max_rows, torch.Generator().manual_seed(seed))
-    return _unit_rows(((x - mean) @ components).numpy())
+    return l2_normalize(((x - mean) @ components).numpy().astype(np.float32))
 
 
 def tfidf_vectors(texts: Sequence[str], dim: int = TFIDF_DIM, seed: int = 0) -> np.ndarray:
@@ -118,7 +119,7 @@ def tfidf_vectors(texts: Sequence[str], dim: int = TFIDF_DIM, seed: int = 0) -> 
         dense = x.toarray()
     else:
         dense = TruncatedSVD(dim, algorithm="randomized", random_state=seed).fit_transform(x)
-    return _unit_rows(dense)
+    return l2_normalize(np.asarray(dense, dtype=np.float32))
 
 
 def reference_vectors(texts: Sequence[str], images: np.ndarray) -> dict[str, np.ndarray]:
@@ -127,8 +128,3 @@ def reference_vectors(texts: Sequence[str], images: np.ndarray) -> dict[str, np.
     tfidf, pixels = tfidf_vectors(texts), pixel_vectors(pixel_features(images))
     both = np.hstack([tfidf, pixels]) / np.sqrt(2.0)
     return {"tfidf": tfidf, "pixels": pixels, "tfidf+pixels": both.astype(np.float32)}
-
-
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)

@@ -18,12 +18,13 @@ import numpy as np
 import pandas as pd
 from ruclip.model import CLIP
 
+from mm_pipeline.evaluation.duplicates import count_groups
 from mm_pipeline.evaluation.labels import derive_labels
 from mm_pipeline.evaluation.relisting import MIN_GROUPS, RELISTED_PRODUCTS, make_relistings
 from mm_pipeline.model.clip import encode_products
 from mm_pipeline.model.fusion import DuplicateRows, FusionChoice, choose_fusion_weights
 from mm_pipeline.model.lexical import LexicalProjection
-from mm_pipeline.model.split import NO_GROUP, group_codes
+from mm_pipeline.model.split import group_codes
 from mm_pipeline.model.train import BatchFiles, PairedData, iter_texts
 from mm_pipeline.prep.tokens import TextTokenizer
 
@@ -55,7 +56,7 @@ def duplicate_rows(
     """The selection products' ``dup_group`` rows when they hold at least ``MIN_GROUPS`` groups, else the first
     ``RELISTED_PRODUCTS`` products with one synthetic re-listing each (as the duplicates metric does)."""
     groups = group_codes(products)
-    if (pd.Series(groups[groups != NO_GROUP]).value_counts() >= 2).sum() >= MIN_GROUPS:
+    if count_groups(groups) >= MIN_GROUPS:
         return DuplicateRows(channels, groups)
     count = min(len(products), RELISTED_PRODUCTS)
     texts, relisted_images = make_relistings(products["text"].tolist()[:count], images[:count])

@@ -24,6 +24,7 @@ from ruclip.processor import RuCLIPProcessor
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
+from mm_pipeline.inference.encoders import l2_normalize
 from mm_pipeline.model.lexical import LEXICAL_FILE, LexicalProjection
 from mm_pipeline.prep.tokens import CONTEXT_LENGTH, EOS_ID, TextTokenizer, trim_padding
 from mm_pipeline.storage import atomic_dir, pin
@@ -295,7 +296,4 @@ def encode_products(
     ``[N, H, W, 3]`` images."""
     image = ImageTower(clip.eval())(torch.from_numpy(images)).numpy()
     text = TextTower(clip.eval())(torch.from_numpy(trim_padding(tokenizer.encode(texts)))).numpy()
-    return {
-        name: v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-        for name, v in (("image", image), ("text", text))
-    }
+    return {"image": l2_normalize(image), "text": l2_normalize(text)}

@@ -25,7 +25,7 @@ import pandas as pd
 
 from mm_pipeline.evaluation.duplicates import evaluate_duplicates
 from mm_pipeline.evaluation.probes import InsufficientData, cross_validate
-from mm_pipeline.inference.encoders import fuse
+from mm_pipeline.inference.encoders import fuse, l2_normalize
 
 GRID_STEP = 0.1
 NEIGHBOURS = 5
@@ -158,8 +158,7 @@ def choose_fusion_weights(
         return FusionChoice(equal, float("nan"), {}, len(rows), [])
     units, similarity = {}, {}
     for name in names:
-        unit = channels[name][rows].astype(np.float32)
-        units[name] = unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
+        units[name] = l2_normalize(channels[name][rows].astype(np.float32))
         similarity[name] = units[name] @ units[name].T
     probe_f1 = support_probe_f1(units, {t: labels[t] for t in tasks}, rows, seed) if codes else {}
 

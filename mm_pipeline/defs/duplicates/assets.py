@@ -17,7 +17,7 @@ from mm_pipeline.defs.metrics.assets import (
 )
 from mm_pipeline.defs.resources import PipelineSettings, materialized_batches
 from mm_pipeline.defs.tables import markdown_table
-from mm_pipeline.evaluation.duplicates import evaluate_duplicates, headline
+from mm_pipeline.evaluation.duplicates import count_groups, evaluate_duplicates, headline
 from mm_pipeline.evaluation.references import images_of, reference_vectors
 from mm_pipeline.evaluation.relisting import MIN_GROUPS, RELISTED_PRODUCTS, make_relistings
 from mm_pipeline.evaluation.similarity import SimilarityIndex, approximate_recall_at_k, build_index
@@ -93,7 +93,7 @@ def metric_duplicates(context: dg.AssetExecutionContext, settings: PipelineSetti
     data = load_eval_set(settings, context.instance)
     layout = settings.layout
     groups = group_codes(data.products)
-    grouped = int((pd.Series(groups[groups >= 0]).value_counts() >= 2).sum())
+    grouped = count_groups(groups)
     vectors = {**data.tuned, "base_fused": data.base["fused"]}
     nm = data.products["nm"].to_numpy()
     if grouped >= MIN_GROUPS:
