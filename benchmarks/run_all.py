@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("bench_embeddings.py", "bench_probes.py", "bench_index.py")
+BENCHMARKS = ("bench_embeddings.py", "bench_training.py", "bench_probes.py", "bench_index.py")
 
 
 def main() -> int:

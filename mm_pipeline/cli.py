@@ -23,9 +23,25 @@ def _progress_bar(description: str):
     return update
 
 
+def _sample_size_error(args: argparse.Namespace) -> bool:
+    """``sample``/``demo``: print a one-line usage error and say so when ``--n`` cannot fill ``--batches``."""
+    from mm_pipeline.catalog.sample import MIN_PRODUCTS_PER_BATCH
+
+    if args.n >= MIN_PRODUCTS_PER_BATCH * args.batches:
+        return False
+    print(
+        f"mm-pipeline {args.command}: error: argument --n: {args.n} products cannot fill {args.batches} "
+        f"batches (at least {MIN_PRODUCTS_PER_BATCH} per batch); see mm-pipeline {args.command} --help",
+        file=sys.stderr,
+    )
+    return True
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     from mm_pipeline.catalog.sample import generate_sample
 
+    if _sample_size_error(args):
+        return 2
     summary = generate_sample(
         Path(args.out), n=args.n, batches=args.batches, seed=args.seed, progress=_progress_bar("images")
     )
@@ -37,10 +53,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from mm_pipeline.catalog.contract import BatchFileError, one_line, validate_batch
+    """One batch through the ingest assets' validation and cleaning; ``--out DIR`` writes what they keep."""
+    from mm_pipeline.catalog.contract import BatchFileError, batch_name, one_line, validate_batch
+    from mm_pipeline.prep.text import clean_products
+    from mm_pipeline.storage import write_parquet
 
     try:
+        batch_name(args.batch)  # a file the sensor would refuse to register is refused here too
         result = validate_batch(args.batch, args.images)
+        accepted = clean_products(result.accepted)
     except BatchFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -50,10 +71,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(
         f"{result.source}: {len(result.accepted)} accepted, {len(result.rejected)} rejected of {result.n_input}"
     )
+    for note in result.file_notes:
+        print(f"note: {note}")
     if result.missing_columns:
-        print(f"missing optional columns (filled with defaults): {', '.join(result.missing_columns)}")
+        print(f"missing optional columns (left unknown): {', '.join(result.missing_columns)}")
     for line in result.rejection_lines():
         print(line)
+    if args.out is not None:
+        accepted_path = write_parquet(accepted, args.out / "accepted.parquet")
+        rejected_path = write_parquet(result.rejected, args.out / "rejected.parquet")
+        print(f"accepted rows (with data_issues and the model's text) -> {accepted_path}")
+        print(f"rejected rows (with reject_reason) -> {rejected_path}")
     return 0
 
 
@@ -63,6 +91,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     out = Path(args.out)
     if not any((out / "batches").glob("*.parquet")):
+        if _sample_size_error(args):
+            return 2
         generate_sample(out, n=args.n, batches=args.batches, seed=args.seed, progress=_progress_bar("images"))
     os.environ.setdefault("MM_INCOMING_DIR", str(out / "batches"))
     os.environ.setdefault("MM_IMAGES_DIR", str(out / "images"))
@@ -99,10 +129,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "MM_INCOMING_DIR": str(args.incoming),
         "MM_IMAGES_DIR": str(args.images),
     }
-    if args.epochs is not None:
-        if args.epochs < 1:
-            print(f"error: --epochs must be at least 1, got {args.epochs}", file=sys.stderr)
-            return 2
+    if args.epochs is not None:  # at least 1 (argparse)
         env["MM_TRAIN_EPOCHS"] = str(args.epochs)
     os.environ.setdefault("WANDB_DIR", str(args.data_dir / "wandb"))
     Path(os.environ["WANDB_DIR"]).mkdir(parents=True, exist_ok=True)
@@ -135,7 +162,10 @@ def _materialize_and_report(settings, instance, started: float, where: str) -> i
     from mm_pipeline.defs.automation.runner import materialize_graph
     from mm_pipeline.demo_summary import print_summary
 
-    outcome = materialize_graph(build_defs(settings), instance, settings.batch_names())
+    names, refused = settings.incoming_batches()
+    for problem in refused:
+        print(f"warning: not registered: {problem}", file=sys.stderr)
+    outcome = materialize_graph(build_defs(settings), instance, names)
     print_summary(settings.layout, outcome.batches, outcome.checks)
     print(f"elapsed: {time.perf_counter() - started:.0f} s; {where}")
     if not outcome.success:
@@ -194,13 +224,37 @@ def cmd_embed(args: argparse.Namespace) -> int:
         f"{stats.count} products embedded ({stats.products_per_second:.1f}/s, model {encoders.model_version}) "
         f"-> {out}; {len(result.rejected)} rejected -> {rejected_path}"
     )
+    if stats.mostly_unknown_texts:
+        print(
+            f"{stats.mostly_unknown_texts} products have text mostly unknown to the model's tokenizer: "
+            "their fused vectors leave the text channel out"
+        )
     return 0
+
+
+def _index_problem(layout, lookup) -> str | None:
+    """Why the index's rows cannot be served (a repeated nm, batches embedded by another model than the
+    index's), or ``None``."""
+    from mm_pipeline.publish.vectors import one_row_per_nm_problem, require_model_version
+
+    problem = one_row_per_nm_problem(lookup["nm"], lookup["batch"])
+    if problem:
+        return f"the index has {problem}"
+    versions = sorted(lookup["model_version"].unique()) if "model_version" in lookup.columns else []
+    if len(versions) > 1:
+        return f"the index mixes model versions {', '.join(versions)}"
+    paths = {batch: layout.embeddings(batch) for batch in sorted(lookup["batch"].unique())}
+    try:
+        require_model_version(paths, versions[0] if versions else None)
+    except (ValueError, OSError) as exc:  # stale batches (named), a missing embeddings file
+        return str(exc)
+    return None
 
 
 def cmd_similar(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from mm_pipeline.evaluation.similarity import SimilarityIndex
+    from mm_pipeline.evaluation.similarity import IndexFileError, SimilarityIndex
     from mm_pipeline.inference.encoders import read_vectors
     from mm_pipeline.layout import Layout
     from mm_pipeline.storage import pin
@@ -213,14 +267,27 @@ def cmd_similar(args: argparse.Namespace) -> int:
         )
         return 2
     folder = pin(layout.index_dir)
-    index = SimilarityIndex.load(folder / "fused.faiss")
-    lookup = pd.read_parquet(folder / "lookup.parquet").set_index("nm")
+    try:  # a damaged index file: one line naming it, the problem and how to rebuild it
+        index = SimilarityIndex.load(folder / "fused.faiss")
+    except IndexFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    lookup = pd.read_parquet(folder / "lookup.parquet")
+    problem = _index_problem(layout, lookup)
+    if problem:
+        print(f"error: {problem}; rematerialize similarity_index", file=sys.stderr)
+        return 1
+    lookup = lookup.set_index("nm")
     if args.nm not in lookup.index:
         print(f"error: nm {args.nm} is not in the index ({len(lookup)} products)", file=sys.stderr)
         return 2
     nm, fused = read_vectors(layout.embeddings(lookup.loc[args.nm, "batch"]), "fused")
     query = fused[nm == args.nm]
-    scores, ids = index.search(query, args.k + 1)
+    try:
+        scores, ids = index.search(query, min(args.k + 1, index.n))  # --k beyond the index: all of it
+    except IndexFileError as exc:  # an index of another dimension than the embeddings
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(f"nearest to {args.nm} «{lookup.loc[args.nm, 'title']}» ({index.kind} index, {index.n} products):")
     for score, nm in zip(scores[0], ids[0], strict=True):
         if nm >= 0 and nm != args.nm:
@@ -228,27 +295,60 @@ def cmd_similar(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (``<prog>: error: <what>; see <prog> --help``), exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
+def _int_at_least(minimum: int):
+    """An argparse ``type``: an integer of at least ``minimum``, else a one-line usage error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+POSITIVE = _int_at_least(1)
+NON_NEGATIVE = _int_at_least(0)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mm-pipeline", description=__doc__)
+    parser = _Parser(prog="mm-pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     sample = sub.add_parser("sample", help="write the deterministic Russian sample catalogue")
     sample.add_argument("--out", default="data/sample")
-    sample.add_argument("--n", type=int, default=3000)
-    sample.add_argument("--batches", type=int, default=3)
-    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--n", type=POSITIVE, default=3000, help="products (at least 20 per batch)")
+    sample.add_argument("--batches", type=POSITIVE, default=3)
+    sample.add_argument("--seed", type=NON_NEGATIVE, default=0)
     sample.set_defaults(func=cmd_sample)
 
     validate = sub.add_parser("validate", help="validate one batch file against the input contract")
     validate.add_argument("batch", type=Path)
     validate.add_argument("--images", type=Path, required=True)
+    validate.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="write accepted.parquet (with data_issues and the cleaned `text`) and rejected.parquet here",
+    )
     validate.set_defaults(func=cmd_validate)
 
     demo = sub.add_parser("demo", help="generate the sample (if absent) and materialize the whole graph")
     demo.add_argument("--out", default="data/sample")
-    demo.add_argument("--n", type=int, default=3000)
-    demo.add_argument("--batches", type=int, default=3)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--n", type=POSITIVE, default=3000, help="products (at least 20 per batch)")
+    demo.add_argument("--batches", type=POSITIVE, default=3)
+    demo.add_argument("--seed", type=NON_NEGATIVE, default=0)
     demo.set_defaults(func=cmd_demo)
 
     run = sub.add_parser(
@@ -269,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Dagster instance folder that keeps the runs (default: a temporary instance)",
     )
     run.add_argument(
-        "--epochs", type=int, default=None, help="training epochs (default: MM_TRAIN_EPOCHS or recipe)"
+        "--epochs", type=POSITIVE, default=None, help="training epochs (default: MM_TRAIN_EPOCHS or recipe)"
     )
     run.set_defaults(func=cmd_run)
 
@@ -283,12 +383,12 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument(
         "--variant", choices=("int8", "fp32"), default="int8", help="preferred; fp32 when int8 failed parity"
     )
-    embed.add_argument("--chunk-size", type=int, default=256)
+    embed.add_argument("--chunk-size", type=POSITIVE, default=256, help="products per ONNX call")
     embed.set_defaults(func=cmd_embed)
 
     similar = sub.add_parser("similar", help="nearest products of an nm from the similarity index")
     similar.add_argument("--nm", type=int, required=True)
-    similar.add_argument("--k", type=int, default=10)
+    similar.add_argument("--k", type=POSITIVE, default=10, help="neighbours to print")
     similar.add_argument("--data-dir", default=os.environ.get("MM_DATA_DIR", "data"))
     similar.set_defaults(func=cmd_similar)
     return parser

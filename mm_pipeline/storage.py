@@ -79,6 +79,24 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+@contextmanager
+def atomic_paths(targets: Iterable[Path | str]) -> Iterator[list[Path]]:
+    """Yield one temporary path per target, in order; when the block succeeds each replaces its target
+    (``os.replace``, one after the other), when it raises no target changes and the temporaries are removed."""
+    targets = [Path(t) for t in targets]
+    for target in targets:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _sweep_stale_temporaries(target)
+    temporaries = [_temp_sibling(t) for t in targets]
+    try:
+        yield temporaries
+        for tmp, target in zip(temporaries, targets, strict=True):
+            os.replace(tmp, target)
+    finally:
+        for tmp in temporaries:
+            tmp.unlink(missing_ok=True)
+
+
 def versions_dir(target: Path | str) -> Path:
     target = Path(target)
     return target.parent / f".{target.name}.versions"

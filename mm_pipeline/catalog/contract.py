@@ -1,9 +1,11 @@
 """The input contract of a catalogue batch and its validation.
 
-A batch is a parquet file with Wildberries columns. Validation never drops a row silently: every input row
-ends up either in ``accepted`` (typed, with its resolved image file) or in ``rejected`` (original values as
-text plus ``source_file``, ``source_row`` and ``reject_reason``). Problems with the file itself raise
-:class:`BatchFileError`.
+A batch is a parquet file (or a dataset folder of part files) with Wildberries columns. Validation never
+drops a row silently: every input row ends up either in ``accepted`` (typed, with its resolved image file) or
+in ``rejected`` (original values as text plus ``source_file``, ``source_row`` and ``reject_reason``). Before
+the row checks each contract column is cast to its contract type, judged by its type in the file; a lossless
+cast keeps the row and every change of a value is noted in its ``data_issues``, a value that cannot be cast
+rejects the row. Problems with the file itself raise :class:`BatchFileError`.
 """
 
 from __future__ import annotations
@@ -11,15 +13,20 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import re
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from price_parser import Price
 
+from mm_pipeline.catalog.groups import DUP_GROUP, dup_group_ids
 from mm_pipeline.prep.images import DEFAULT_MAX_PIXELS, ImageProblem, check_image
 from mm_pipeline.prep.text import clean_text, is_missing, shorten
 
@@ -37,8 +44,14 @@ MAX_TEXT_CHARS = 20_000
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _SHOWN_CHARS = 80
 
-_TRUE_WORDS = {"true", "1", "yes", "да", "t", "y"}
-_FALSE_WORDS = {"false", "0", "no", "нет", "f", "n", ""}
+BATCH_SUFFIX = ".parquet"
+# how exports spell an empty cell (pandas' astype(str), spreadsheets, SQL dumps), compared case-insensitively
+MISSING_SPELLINGS = frozenset({"", "nan", "none", "null", "n/a", "na", "<na>", "nat", "#n/a"})
+_TRUE_WORDS = {"true", "1", "1.0", "yes", "да", "t", "y"}
+_FALSE_WORDS = {"false", "0", "0.0", "no", "нет", "f", "n"}
+_ROUBLES = {"₽", "руб", "руб.", "р", "р.", "rub"}
+_INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
+_EXACT_FLOAT_INTS = 2**53  # integral floats below this are exactly the integers a writer stored
 
 
 class BatchFileError(ValueError):
@@ -57,6 +70,7 @@ class ValidationResult:
     accepted: pd.DataFrame
     rejected: pd.DataFrame
     missing_columns: tuple[str, ...]
+    file_notes: tuple[str, ...] = ()  # how the file was read: index or renamed columns, part files
 
     @property
     def n_input(self) -> int:
@@ -83,19 +97,42 @@ def one_line(value, limit: int = _SHOWN_CHARS) -> str:
     return text if len(text) <= limit else f"{text[:limit]}…"
 
 
-def read_batch(path: Path | str) -> pd.DataFrame:
-    """Read a batch parquet file, raising :class:`BatchFileError` when it is not a usable batch."""
+def batch_name(path: Path | str) -> str:
+    """The partition key a batch file registers under: its name without ``.parquet``.
+
+    Raises :class:`BatchFileError` naming the file when that name cannot be a Dagster dynamic partition key
+    usable with ``--partition-range START...END``: it contains ``...`` or a control character, starts or
+    ends with ``.``, or is empty.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise BatchFileError(path, "file not found")
-    try:
-        names = pq.read_schema(path).names
-        duplicated = sorted({name for name in names if names.count(name) > 1})
-        if duplicated:
-            raise BatchFileError(path, f"duplicate column name(s) {', '.join(duplicated)}")
-        frame = pq.read_table(path).to_pandas()
-    except (pa.ArrowException, OSError) as exc:
-        raise BatchFileError(path, f"not a readable parquet file ({type(exc).__name__}: {exc})") from None
+    name = path.name.removesuffix(BATCH_SUFFIX)
+    problems = []  # Dagster's own rule (no "...", no control characters), then what START...END needs
+    if "..." in name:
+        problems.append("contains '...', the partition-range separator")
+    if any(unicodedata.category(ch) == "Cc" for ch in name):
+        problems.append("contains control characters")
+    if name.startswith(".") or name.endswith("."):
+        problems.append("starts or ends with '.', which makes START...END ambiguous")
+    if not name:
+        problems.append("is empty")
+    if problems:
+        raise BatchFileError(
+            path,
+            f"batch name {name!r} {' and '.join(problems)}: it cannot be a partition key; rename the file",
+        )
+    return name
+
+
+def read_batch(path: Path | str) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """Read a batch: a parquet file, or a folder of part files (Spark, Dask, pyarrow datasets).
+
+    Returns the frame (one row per input row, positional index) and notes on how it was read. A pandas index
+    stored in the file (``df.set_index("nm").to_parquet()``) becomes a column again, and contract columns
+    spelled in another case (``NM``, ``Title``) take their contract names. Raises :class:`BatchFileError`
+    when the file is not a usable batch.
+    """
+    path = Path(path)
+    frame, notes = _read_frame(path)
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise BatchFileError(
@@ -107,7 +144,58 @@ def read_batch(path: Path | str) -> pd.DataFrame:
             path,
             f"reserved column name(s) {', '.join(reserved)}: validation adds them; rename them in the file",
         )
-    return frame
+    return frame, notes
+
+
+def _read_frame(path: Path) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    notes: list[str] = []
+    if not path.exists():
+        raise BatchFileError(path, "file not found")
+    try:
+        if path.is_dir():
+            dataset = pq.ParquetDataset(path)  # skips marker files: _SUCCESS, _metadata, hidden .crc
+            if not dataset.files:
+                raise BatchFileError(path, "is a folder with no parquet part files")
+            notes.append(f"dataset folder: {len(dataset.files)} part file(s) read as one batch")
+            schema = dataset.schema
+        else:
+            schema = pq.read_schema(path)
+        duplicated = sorted({name for name in schema.names if schema.names.count(name) > 1})
+        if duplicated:
+            raise BatchFileError(path, f"duplicate column name(s) {', '.join(duplicated)}")
+        frame = pq.read_table(path).to_pandas()
+    except (pa.ArrowException, OSError) as exc:
+        raise BatchFileError(path, f"not a readable parquet file ({type(exc).__name__}: {exc})") from None
+    frame = _index_as_columns(path, frame, notes)
+    return _contract_names(path, frame, notes), tuple(notes)
+
+
+def _index_as_columns(path: Path, frame: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """Named index levels the file stored (pandas metadata) as columns; an unnamed index is dropped."""
+    named = [name for name in frame.index.names if name is not None]
+    if named:
+        clashes = [name for name in named if name in frame.columns]
+        if clashes:
+            raise BatchFileError(path, f"pandas index {', '.join(map(str, clashes))} is also a column")
+        frame = frame.reset_index(level=named)
+        notes.append(f"pandas index {', '.join(map(str, named))} read as column(s)")
+    return frame.reset_index(drop=True)
+
+
+def _contract_names(path: Path, frame: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """Contract columns spelled in another case or with spaces around take the contract name."""
+    renames = {}
+    for wanted in (*WB_COLUMNS, *OPTIONAL_COLUMNS):
+        names = [c for c in frame.columns if str(c).strip().casefold() == wanted]
+        if len(names) > 1:
+            raise BatchFileError(
+                path, f"columns {', '.join(map(repr, names))} differ only in case or spaces; keep one"
+            )
+        if names and names[0] != wanted:
+            renames[names[0]] = wanted
+    if renames:
+        notes.append(f"column(s) {', '.join(f'{k!r} read as {v}' for k, v in renames.items())}")
+    return frame.rename(columns=renames)
 
 
 def _shown(value) -> str:
@@ -115,76 +203,202 @@ def _shown(value) -> str:
     return shorten(repr(value), _SHOWN_CHARS)
 
 
-def _parse_nm(value) -> int:
+def _plain(value):
+    """A cell as a plain Python value: missing → None, integral floats → int, numpy scalars unwrapped.
+
+    A parquet integer column with an empty cell comes back from pandas as floats; this undoes that cast, so
+    such a column validates like the integer column it was.
+    """
     if is_missing(value):
-        raise ValueError("missing nm")
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer() and abs(value) < _EXACT_FLOAT_INTS:
+        return int(value)
+    return value
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real | Decimal) and not isinstance(value, bool)
+
+
+def _as_str(value) -> str | None:
+    """Text and bytes as ``str`` (bytes decoded leniently), else None."""
     if isinstance(value, bytes):
-        value = value.decode("utf-8", errors="replace")
-    if isinstance(value, str):
-        try:
-            nm = int(value.strip())
-        except ValueError:
-            raise ValueError(f"bad type in column nm: {_shown(value)} is not an integer") from None
-    elif isinstance(value, numbers.Real | Decimal) and not isinstance(value, bool):
+        return value.decode("utf-8", errors="replace")
+    return value if isinstance(value, str) else None
+
+
+def _spells_missing(text: str) -> bool:
+    return text.strip().casefold() in MISSING_SPELLINGS
+
+
+def _cast_nm(value) -> tuple[int, str | None]:
+    if value is None:
+        raise ValueError("missing nm")
+    text = _as_str(value)
+    if text is not None:
+        if _spells_missing(text):
+            raise ValueError("missing nm" + (f": {_shown(text)} means missing" if text.strip() else ""))
+        if not _INTEGER_TEXT.fullmatch(text.strip()):
+            raise ValueError(f"bad type in column nm: {_shown(value)} is not an integer")
+        nm, note = int(text), f"nm: text {_shown(text)} read as {int(text)}"
+    elif _is_number(value):
         try:
             nm = int(value)
         except (OverflowError, ValueError):  # infinities, Decimal NaN
             nm = None
         if nm is None or nm != value:
             raise ValueError(f"bad type in column nm: {_shown(value)} is not an integer")
+        note = None
     else:
         raise ValueError(f"bad type in column nm: {type(value).__name__} {_shown(value)}")
     if not _INT64_MIN <= nm <= _INT64_MAX:
         raise ValueError(f"bad type in column nm: {_shown(value)} is out of int64 range")
-    return nm
+    return nm, note
 
 
-def _parse_text(value, column: str) -> tuple[str, str | None]:
-    if is_missing(value):
-        return "", None
-    if isinstance(value, bytes):
-        text = value.decode("utf-8", errors="replace")
-        note = f"{column}: not valid UTF-8, undecodable bytes replaced" if "\ufffd" in text else None
-    elif isinstance(value, str):
-        text, note = value, None
+def _text_caster(column: str) -> Callable:
+    def cast(value) -> tuple[str, str | None]:
+        if value is None:
+            return "", None
+        text, notes = _as_str(value), []
+        if isinstance(value, bytes) and "\ufffd" in text:
+            notes.append(f"{column}: not valid UTF-8, undecodable bytes replaced")
+        elif text is None and _is_number(value):
+            text = str(value)
+            notes.append(f"{column}: number {value} read as text")
+        elif text is None:
+            raise ValueError(f"bad type in column {column}: {type(value).__name__} {_shown(value)}")
+        if text.strip() and _spells_missing(text):
+            return "", f"{column}: {_shown(text)} read as missing"
+        if len(text) > MAX_TEXT_CHARS:
+            notes.append(f"{column}: {len(text)} characters, truncated to {MAX_TEXT_CHARS}")
+            text = text[:MAX_TEXT_CHARS]
+        return text, "; ".join(notes) or None
+
+    return cast
+
+
+def _cast_isadult(value) -> tuple[bool | None, str | None]:
+    """A boolean, or None (unknown) for an empty cell: a missing label is never a default."""
+    if isinstance(value, bool):
+        return value, None
+    text = _as_str(value)
+    if value is None or (text is not None and _spells_missing(text)):
+        shown = "missing" if value is None or not text.strip() else f"{_shown(text)} means missing"
+        return None, f"isadult: {shown}, left unknown"
+    if text is not None:
+        word = text.strip().casefold()
+        truth = True if word in _TRUE_WORDS else False if word in _FALSE_WORDS else None
     else:
-        raise ValueError(f"bad type in column {column}: {type(value).__name__} {_shown(value)}")
-    if len(text) > MAX_TEXT_CHARS:
-        note = f"{column}: {len(text)} characters, truncated to {MAX_TEXT_CHARS}"
-        text = text[:MAX_TEXT_CHARS]
-    return text, note
+        truth = bool(value) if _is_number(value) and value in (0, 1) else None
+    if truth is None:
+        raise ValueError(f"bad type in column isadult: {_shown(value)} is not a boolean")
+    return truth, f"isadult: {_shown(value)} read as {truth}"
 
 
-def _parse_isadult(value) -> bool:
-    if is_missing(value):
-        return False
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
-        return bool(value)
-    text = str(value).strip().lower()
-    if text in _TRUE_WORDS:
-        return True
-    if text in _FALSE_WORDS:
-        return False
-    raise ValueError(f"bad type in column isadult: {_shown(value)} is not a boolean")
-
-
-def _parse_price(value) -> tuple[float, str | None]:
-    if is_missing(value):
+def _cast_price(value) -> tuple[float, str | None]:
+    if value is None:
         return math.nan, None
+    text = _as_str(value)
+    if text is not None:
+        return parse_price(text)
+    if not _is_number(value):
+        return math.nan, f"price: {_shown(value)} is not a number, treated as unknown"
     try:
         price = float(value)
-    except (TypeError, ValueError, OverflowError):
-        return math.nan, f"price: {_shown(value)} is not a number, treated as unknown"
+    except OverflowError:
+        price = math.inf
     if math.isnan(price) or math.isinf(price) or price <= 0:
         return math.nan, f"price: {_shown(value)} is not a positive number, treated as unknown"
     return price, None
 
 
-def resolve_image(images_dir: Path, nm: int, image_path) -> Path:
+def _digits(text: str) -> str:
+    return "".join(str(unicodedata.digit(ch)) for ch in text if unicodedata.digit(ch, None) is not None)
+
+
+def parse_price(text: str) -> tuple[float, str | None]:
+    """A price written as text: ``(roubles, note)``; ``(nan, note)`` when it is not a plain rouble price.
+
+    Reads the usual Russian and international formats (``"1 999 ₽"``, ``"2 499,50"`` with any space,
+    ``"1.999,00 руб."``, ``"1,299.00"``) with the ``price-parser`` library. Unknown, with a note saying why:
+    another currency, extra words or signs (``"от 500"``, ``"-5"``, ``"1_000"``), and one separator followed by
+    exactly three digits (``"1,299"``, ``"1.299"``: thousands or decimals). An empty cell is unknown without a
+    note; every other outcome is noted.
+    """
+    if _spells_missing(text):
+        return math.nan, f"price: {_shown(text)} means missing, left unknown" if text.strip() else None
+    parsed = Price.fromstring(text)
+    currency = parsed.currency or ""
+    rest = text.replace(currency, "", 1) if currency else text
+    residue = "".join(ch for ch in rest if not (ch.isspace() or ch in ",." or _digits(ch)))
+    if parsed.amount is None or residue or _digits(text) != _digits(parsed.amount_text or ""):
+        return math.nan, f"price: {_shown(text)} is not a plain price, treated as unknown"
+    if currency and currency.casefold() not in _ROUBLES:
+        return math.nan, f"price: {_shown(text)} is not in roubles, treated as unknown"
+    separators = [ch for ch in parsed.amount_text if ch in ",."]
+    if len(separators) == 1 and re.search(r"[,.]\d{3}$", parsed.amount_text):
+        whole, _, tail = parsed.amount_text.partition(separators[0])
+        return (
+            math.nan,
+            f"price: {_shown(text)} is ambiguous ({whole}{tail} or {whole}.{tail}), treated as unknown",
+        )
+    price = float(parsed.amount)
+    if not math.isfinite(price) or price <= 0:
+        return math.nan, f"price: {_shown(text)} is not a positive number, treated as unknown"
+    return price, f"price: text {_shown(text)} read as {price}"
+
+
+@dataclass
+class CastRow:
+    """One input row after the column casts: contract values, notes for data_issues, the first problem."""
+
+    values: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    problem: str | None = None
+
+
+_CASTS: dict[str, Callable] = {
+    "nm": _cast_nm,
+    **{column: _text_caster(column) for column in (*TEXT_COLUMNS, "image_path")},
+    "isadult": _cast_isadult,
+    "price": _cast_price,
+}
+_ABSENT = {"nm": None, "isadult": None, "price": math.nan}  # a column the file lacks: unknown, not noted
+
+
+def normalise_columns(frame: pd.DataFrame) -> list[CastRow]:
+    """Cast each contract column of ``frame`` to its contract type, by the column's type in the file.
+
+    Per row: ``nm`` int, text columns and ``image_path`` str ("" when missing), ``isadult`` bool or None
+    (unknown), ``price`` float (NaN when unknown). Integral floats are integers (an integer column with an
+    empty cell); numbers in text columns are text; "true"/"false"/"1"/"0"/"да"/"нет"/1.0/0.0 are booleans;
+    missing-value spellings (``MISSING_SPELLINGS``) are missing. Every change is a note; a value that cannot
+    be cast is the row's problem (its reject reason), the first one in column order.
+    """
+    rows = [CastRow() for _ in range(len(frame))]
+    for column, cast in _CASTS.items():
+        if column not in frame.columns:
+            for row in rows:
+                row.values[column] = _ABSENT.get(column, "")
+            continue
+        for row, value in zip(rows, frame[column].tolist(), strict=True):
+            try:
+                row.values[column], note = cast(_plain(value))
+            except Exception as problem:  # whatever goes wrong with a value rejects its row, with a reason
+                row.values[column], note = None, None
+                row.problem = row.problem or _reject_reason(problem)
+            if note:
+                row.notes.append(note)
+    return rows
+
+
+def resolve_image(images_dir: Path, nm: int, image_path: str) -> Path:
     """Where the row's image lives; raises ``ImageProblem`` for paths escaping ``images_dir``."""
     root = images_dir.resolve()
-    relative, _ = _parse_text(image_path, "image_path")
-    relative = relative.strip()
+    relative = image_path.strip()
     if not relative:
         candidate = images_dir / f"{nm}.jpg"
     elif os.path.isabs(relative):
@@ -211,19 +425,24 @@ def validate_batch(
 ) -> ValidationResult:
     """Split one batch into accepted and rejected rows.
 
-    ``nm_owners`` maps nm values already accepted in *other* batches to their batch name; such rows are
-    rejected as cross-batch duplicates (the earlier batch keeps the product).
+    ``accepted``: contract columns typed (``nm`` int64, text str, ``isadult`` nullable boolean with NA for
+    unknown, ``price`` float64 with NaN for unknown), extra columns unchanged, ``image_file`` and
+    ``data_issues`` ("; "-joined notes, "" when none), ``source_row``. ``rejected``: the input values as
+    text with ``source_file``, ``source_row`` and ``reject_reason``. ``nm_owners`` maps nm values already
+    accepted in *other* batches to their batch name; such rows are rejected as cross-batch duplicates (the
+    earlier batch keeps the product). Raises :class:`BatchFileError` when the file is unusable.
     """
     path, images_dir = Path(path), Path(images_dir)
-    frame = read_batch(path)
+    frame, file_notes = read_batch(path)
     missing_columns = tuple(c for c in (*WB_COLUMNS, "price") if c not in frame.columns)
     nm_owners = nm_owners or {}
     seen_in_batch: dict[int, int] = {}
     accepted_rows, accepted_index, rejected_index, reasons = [], [], [], []
 
-    for position, row in enumerate(frame.to_dict("records")):
+    cast_rows = normalise_columns(frame)
+    for position, (row, cast) in enumerate(zip(frame.to_dict("records"), cast_rows, strict=True)):
         try:
-            record = _validate_row(row, images_dir, max_image_pixels)
+            record = _validate_row(row, cast, images_dir, max_image_pixels)
             nm = record["nm"]
             if nm in seen_in_batch:
                 raise ValueError(f"duplicate nm: {nm} already in row {seen_in_batch[nm]} of this batch")
@@ -238,13 +457,15 @@ def validate_batch(
         accepted_index.append(position)
 
     accepted = pd.DataFrame(accepted_rows, columns=_accepted_columns(frame))
-    accepted = accepted.astype({"nm": "int64", "isadult": "bool", "price": "float64"})
+    accepted = accepted.astype({"nm": "int64", "isadult": "boolean", "price": "float64"})
+    if DUP_GROUP in accepted.columns:
+        accepted[DUP_GROUP] = dup_group_ids(accepted[DUP_GROUP])  # string ids, <NA> for no group
     accepted[SOURCE_ROW] = pd.Series(accepted_index, dtype="int64")
     rejected = frame.iloc[rejected_index].map(_as_text).astype("string").reset_index(drop=True)
     rejected.insert(0, SOURCE_ROW, pd.Series(rejected_index, dtype="int64"))
     rejected.insert(0, SOURCE_FILE, pd.Series([path.name] * len(rejected_index), dtype="string"))
     rejected[REJECT_REASON] = pd.Series(reasons, dtype="string")
-    return ValidationResult(path, accepted, rejected, missing_columns)
+    return ValidationResult(path, accepted, rejected, missing_columns, file_notes)
 
 
 def _reject_reason(problem: Exception) -> str:
@@ -267,41 +488,27 @@ def _accepted_columns(frame: pd.DataFrame) -> list[str]:
     return [*WB_COLUMNS, "price", *extras, IMAGE_FILE, DATA_ISSUES]
 
 
-def _validate_row(row: dict, images_dir: Path, max_image_pixels: int) -> dict:
-    notes: list[str] = []
-    record = dict(row)
-    record["nm"] = nm = _parse_nm(row.get("nm"))
-    for column in TEXT_COLUMNS:
-        record[column], note = _parse_text(row.get(column), column)
-        if note:
-            notes.append(note)
-    if not clean_text(record["title"]):  # blank, or only markup, emoji or control characters
-        raise ValueError("empty title")
-    record["isadult"] = _parse_isadult(row.get("isadult"))
-    record["price"], note = _parse_price(row.get("price"))
-    if note:
-        notes.append(note)
-    image = resolve_image(images_dir, nm, row.get("image_path"))
+def _validate_row(row: dict, cast: CastRow, images_dir: Path, max_image_pixels: int) -> dict:
+    if cast.problem:
+        raise ValueError(cast.problem)
+    record = {**row, **cast.values}
+    if not clean_text(record["title"]):  # blank, a missing-value spelling, or only markup, emoji, controls
+        spelled = [n.removeprefix("title: ") for n in cast.notes if n.startswith("title: ")]
+        raise ValueError(": ".join(["empty title", *spelled[:1]]))
+    image = resolve_image(images_dir, record["nm"], record.pop("image_path"))
     check_image(image, max_pixels=max_image_pixels)
-    record.pop("image_path", None)
     record[IMAGE_FILE] = str(image)
-    record[DATA_ISSUES] = "; ".join(notes)
+    record[DATA_ISSUES] = "; ".join(cast.notes)
     return record
 
 
-def _nm_values(path: Path) -> list[int | None]:
-    """The parsed ``nm`` column of a batch file (``None`` where unparsable); empty when it cannot be read."""
-    try:
-        values = pq.read_table(path, columns=["nm"]).column("nm").to_pylist()
-    except (pa.ArrowException, OSError, KeyError):
-        return []
-    parsed: list[int | None] = []
-    for value in values:
-        try:
-            parsed.append(_parse_nm(value))
-        except ValueError:
-            parsed.append(None)
-    return parsed
+def batch_signature(path: Path | str) -> str:
+    """``<bytes>-<newest mtime ns>`` of a batch file, or of the files in a dataset folder: changes when the
+    batch is replaced."""
+    path = Path(path)
+    files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+    stats = [p.stat() for p in files]
+    return f"{sum(s.st_size for s in stats)}-{max((s.st_mtime_ns for s in stats), default=0)}"
 
 
 def earlier_nm_owners(
@@ -318,22 +525,47 @@ def earlier_nm_owners(
     earlier rows whose nm also occurs in ``batch_file`` are validated. Unusable files own nothing.
     """
     batch_file, images_dir = Path(batch_file), Path(images_dir)
-    wanted = {nm for nm in _nm_values(batch_file) if nm is not None}
+    try:
+        frame, _ = read_batch(batch_file)
+    except BatchFileError:
+        return {}
+    wanted = {nm for nm in _nm_values(frame) if nm is not None}
     owners: dict[int, str] = {}
     for other in sorted({Path(f) for f in batch_files}, key=lambda f: f.name):
         if other.name >= batch_file.name or len(owners) == len(wanted):
             break
-        positions = [i for i, nm in enumerate(_nm_values(other)) if nm in wanted and nm not in owners]
-        if not positions:
-            continue
         try:
-            rows = read_batch(other).iloc[positions].to_dict("records")
+            frame, _ = read_batch(other)
         except BatchFileError:
             continue
-        for row in rows:
+        positions = [i for i, nm in enumerate(_nm_values(frame)) if nm in wanted and nm not in owners]
+        if not positions:
+            continue
+        rows = frame.iloc[positions]
+        for row, cast in zip(rows.to_dict("records"), normalise_columns(rows), strict=True):
             try:
-                nm = _validate_row(row, images_dir, max_image_pixels)["nm"]
+                nm = _validate_row(row, cast, images_dir, max_image_pixels)["nm"]
             except Exception:  # a row rejected there for any reason claims nothing
                 continue
-            owners.setdefault(nm, other.stem)
+            owners.setdefault(nm, other.name.removesuffix(BATCH_SUFFIX))
     return owners
+
+
+def nm_values(path: Path | str) -> list[int | None]:
+    """The cast ``nm`` column of a batch or an accepted-products file (``None`` where it cannot be cast);
+    empty when the file cannot be read or has no ``nm``."""
+    try:
+        frame, _ = _read_frame(Path(path))
+    except BatchFileError:
+        return []
+    return _nm_values(frame) if "nm" in frame.columns else []
+
+
+def _nm_values(frame: pd.DataFrame) -> list[int | None]:
+    parsed: list[int | None] = []
+    for value in frame["nm"].tolist():
+        try:
+            parsed.append(_cast_nm(_plain(value))[0])
+        except ValueError:
+            parsed.append(None)
+    return parsed

@@ -31,6 +31,8 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from mm_pipeline.storage import atomic_dir, write_parquet
 
+MIN_PRODUCTS_PER_BATCH = 20  # smallest batch generate_sample writes (the CLI checks --n against it)
+
 # ----------------------------------------------------------------------------------------------------------
 # Drawing primitives. A part is (paint, points, line_width) in unit coordinates: x right, y down, both within
 # [-1, 1]; line_width 0 means a filled polygon.
@@ -1999,8 +2001,10 @@ def generate_sample(
 
     The ``batches`` and ``images`` folders are replaced as a whole, so no file of an earlier run survives.
     """
-    if batches < 1 or n < 20 * batches or seed < 0:
-        raise ValueError(f"need batches >= 1, n >= 20 per batch and seed >= 0; got {n=}, {batches=}, {seed=}")
+    if batches < 1 or n < MIN_PRODUCTS_PER_BATCH * batches or seed < 0:
+        raise ValueError(
+            f"need batches >= 1, n >= {MIN_PRODUCTS_PER_BATCH} per batch and seed >= 0; got {n=}, {batches=}, {seed=}"
+        )
     out_dir = Path(out_dir)
     rng = random.Random(seed)
 

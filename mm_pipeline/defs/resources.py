@@ -6,10 +6,13 @@ from pathlib import Path
 
 import dagster as dg
 from dagster_wandb import wandb_resource
+from dagster_wandb.resources import WANDB_CLOUD_HOST
 
+from mm_pipeline.catalog.contract import BatchFileError, batch_name
 from mm_pipeline.defs.partitions import catalogue_batches
 from mm_pipeline.layout import Layout
 from mm_pipeline.model.train import BatchFiles
+from mm_pipeline.tracking import PLACEHOLDER_KEY, TrackingConfigError, wandb_setup
 
 # field → the environment variable that sets it when definitions load (README, "Configuration")
 ENV_VARIABLES = {
@@ -25,8 +28,9 @@ ENV_VARIABLES = {
     "train_epochs": "MM_TRAIN_EPOCHS",
     "train_batch_size": "MM_TRAIN_BATCH_SIZE",
     "onnx_variant": "MM_ONNX_VARIANT",
+    "device": "MM_DEVICE",
 }
-WANDB_PLACEHOLDER_KEY = "0" * 40  # offline/disabled W&B still wants a key-shaped string; never used online
+WANDB_PLACEHOLDER_KEY = PLACEHOLDER_KEY  # offline/disabled W&B still wants a key-shaped string
 
 
 class PipelineSettings(dg.ConfigurableResource):
@@ -45,6 +49,7 @@ class PipelineSettings(dg.ConfigurableResource):
     compact_vocab_size: int = 6000
     onnx_variant: str = "int8"
     train_batch_size: int = 0  # 0: the recipe's own batch size
+    device: str = "auto"  # torch and ONNX Runtime: auto, cpu or cuda (mm_pipeline.model.device)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "PipelineSettings":
@@ -70,7 +75,20 @@ class PipelineSettings(dg.ConfigurableResource):
 
     def batch_names(self) -> list[str]:
         """Batch files currently in the incoming folder, in order; each is one partition."""
-        return sorted(p.stem for p in Path(self.incoming_dir).glob("*.parquet") if not p.name.startswith("."))
+        return self.incoming_batches()[0]
+
+    def incoming_batches(self) -> tuple[list[str], list[BatchFileError]]:
+        """Batch names in the incoming folder (``*.parquet`` files or dataset folders, hidden ones left
+        out), in order, and the files refused because their name cannot be a partition key (``batch_name``)."""
+        names, refused = [], []
+        for path in Path(self.incoming_dir).glob("*.parquet"):
+            if path.name.startswith("."):
+                continue
+            try:
+                names.append(batch_name(path))
+            except BatchFileError as problem:
+                refused.append(problem)
+        return sorted(names), sorted(refused, key=str)
 
 
 def materialized_batches(settings: PipelineSettings, instance: dg.DagsterInstance) -> list[BatchFiles]:
@@ -83,7 +101,26 @@ def materialized_batches(settings: PipelineSettings, instance: dg.DagsterInstanc
     return [b for b in batches if b.cleaned_text.exists() and b.image_tensors.exists()]
 
 
+@dg.resource(
+    required_resource_keys={"settings"},
+    description="Weights & Biases through dagster-wandb: offline unless WANDB_MODE says otherwise, runs under "
+    "WANDB_DIR (default <MM_DATA_DIR>/wandb); online without WANDB_API_KEY fails at once.",
+)
+def wandb_tracking(context: dg.InitResourceContext) -> dict:
+    """dagster-wandb's client (``sdk``, ``api``, ``host``) plus ``mode`` and ``dir``, the folder runs go to."""
+    try:
+        setup = wandb_setup(os.environ, context.resources.settings.data_dir)
+    except TrackingConfigError as exc:
+        raise dg.Failure(str(exc)) from None
+    os.environ["WANDB_MODE"] = setup.mode  # read by wandb.login and wandb.init
+    setup.dir.mkdir(parents=True, exist_ok=True)
+    host = os.environ.get("WANDB_BASE_URL") or WANDB_CLOUD_HOST
+    client = wandb_resource.resource_fn(
+        dg.build_init_resource_context(config={"api_key": setup.api_key, "host": host})
+    )
+    return {**client, "mode": setup.mode, "dir": str(setup.dir)}
+
+
 def build_wandb_resource() -> dg.ResourceDefinition:
-    """dagster-wandb's resource, offline unless ``WANDB_MODE`` says otherwise (placeholder key offline)."""
-    os.environ.setdefault("WANDB_MODE", "offline")
-    return wandb_resource.configured({"api_key": os.environ.get("WANDB_API_KEY", WANDB_PLACEHOLDER_KEY)})
+    """The W&B resource (:func:`wandb_tracking`); its configuration is read when a run initializes it."""
+    return wandb_tracking

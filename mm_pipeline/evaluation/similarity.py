@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +32,58 @@ ApproximateKind = Literal["hnsw", "ivf"]
 
 DEFAULT_KIND: ApproximateKind = "ivf"
 IVF_TRAIN_POINTS_PER_LIST = 40  # faiss warns below 39 points per centroid
+LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/"
+REBUILD_HINT = (
+    "rebuild it by materializing the similarity_index asset "
+    "(dagster asset materialize -m mm_pipeline.definitions --select similarity_index)"
+)
+
+
+class IndexFileError(ValueError):
+    """A similarity index that cannot be served, in one line: the file, the problem, how to rebuild it.
+
+    Raised for a missing or unreadable metadata file, an empty or truncated index file, a Git LFS pointer in
+    place of the index, a file this faiss cannot read (another faiss version, other bytes), an index whose
+    size or dimension differs from its metadata, and queries of another dimension than the index.
+    """
+
+    def __init__(self, path: Path | str, problem: str):
+        self.path, self.problem = Path(path), problem
+        super().__init__(f"{path}: {problem}; {REBUILD_HINT}")
+
+
+def _faiss_problem(exc: RuntimeError, written_by: str | None) -> str:
+    """What faiss's multi-part ``RuntimeError`` from ``read_index`` means, in a few words."""
+    message = str(exc)
+    origin = f"written by faiss {written_by}, " if written_by else ""
+    if found := re.search(r"read error in .*?: (\d+) != (\d+)", message):
+        return f"truncated or corrupt ({origin}faiss read {found[1]} of the {found[2]} bytes it expected)"
+    if found := re.search(r"Index type \S+ \(\"(.*?)\"\) not recognized", message):
+        return (
+            f"not an index faiss {faiss.__version__} can read ({origin}unknown index type {found[1]!r}: "
+            "another faiss version or another kind of file)"
+        )
+    detail = message.rsplit("Error: ", 1)[-1].splitlines()[0].strip()
+    return f"not readable by faiss {faiss.__version__} ({origin}{detail[:200]})"
+
+
+def _check_index_file(path: Path, metadata: dict[str, Any]) -> None:
+    """Refuse, before faiss reads it, an index file that is missing, a Git LFS pointer, empty or truncated."""
+    if not path.is_file():
+        raise IndexFileError(path, "missing (its metadata file is there)")
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(len(LFS_POINTER_PREFIX))
+    if head == LFS_POINTER_PREFIX:
+        raise IndexFileError(
+            path, f"a Git LFS pointer ({size} bytes), not the index: `git lfs pull` fetches it"
+        )
+    if size == 0:
+        raise IndexFileError(path, "empty file")
+    expected = metadata.get("bytes")
+    if expected is not None and size != int(expected):
+        problem = "truncated" if size < int(expected) else "changed after it was written"
+        raise IndexFileError(path, f"{problem}: {size} bytes, its metadata says {int(expected)}")
 
 
 @contextmanager
@@ -71,6 +124,7 @@ class SimilarityIndex:
     dim: int
     build_seconds: float
     params: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None  # the file it was loaded from or saved to, for messages
 
     def apply_search_params(self) -> None:
         """Push the search-time knob in ``params`` (``ef_search`` / ``nprobe``) into the faiss index."""
@@ -80,37 +134,71 @@ class SimilarityIndex:
             _inner_index(self.index).nprobe = int(self.params["nprobe"])
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` inner-product scores and nm ids per query, best first (id -1 where fewer than k found)."""
-        return self.index.search(_as_float32_rows(queries), k)
+        """Top-``k`` inner-product scores and nm ids per query, best first (id -1 where fewer than k found).
+
+        Queries of another dimension than the index raise ``IndexFileError`` (faiss would only assert).
+        """
+        queries = _as_float32_rows(queries)
+        if queries.shape[1] != self.index.d:
+            raise IndexFileError(
+                self.path or "the similarity index",
+                f"has dimension {self.index.d}, the query vectors {queries.shape[1]} "
+                "(the embeddings changed since it was built)",
+            )
+        return self.index.search(queries, k)
 
     def save(self, path: Path | str) -> Path:
         """Write the index atomically to ``path`` and its metadata to ``<path>.json``."""
         path = Path(path)
         with atomic_path(path) as tmp:
             faiss.write_index(self.index, str(tmp))
+            size = tmp.stat().st_size
         metadata = {
             "kind": self.kind,
             "n": self.n,
             "dim": self.dim,
             "build_seconds": self.build_seconds,
             "params": self.params,
+            "bytes": size,
+            "faiss_version": faiss.__version__,
         }
         write_json(metadata, _metadata_path(path))
+        self.path = path
         return path
 
     @classmethod
     def load(cls, path: Path | str) -> SimilarityIndex:
+        """The index at ``path`` with its ``<path>.json`` metadata; ``IndexFileError`` when either is damaged."""
         path = Path(path)
-        metadata = json.loads(_metadata_path(path).read_text(encoding="utf-8"))
+        metadata_path = _metadata_path(path)
+        try:
+            metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
+            kind, n, dim = metadata["kind"], int(metadata["n"]), int(metadata["dim"])
+            build_seconds, params = float(metadata["build_seconds"]), dict(metadata["params"])
+        except FileNotFoundError:
+            raise IndexFileError(metadata_path, "missing (the index's metadata)") from None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise IndexFileError(
+                metadata_path, f"unreadable metadata ({type(exc).__name__}: {exc})"
+            ) from None
+        _check_index_file(path, metadata)
+        try:
+            index = faiss.read_index(str(path))
+        except RuntimeError as exc:
+            raise IndexFileError(path, _faiss_problem(exc, metadata.get("faiss_version"))) from None
+        if index.d != dim or index.ntotal != n:
+            raise IndexFileError(
+                path, f"holds {index.ntotal} vectors of dimension {index.d}, its metadata says {n} of {dim}"
+            )
+        if not hasattr(index, "id_map"):  # every index we write is an IndexIDMap2 (searches return nm ids)
+            raise IndexFileError(path, f"a {type(index).__name__}, not an index keyed by nm")
         loaded = cls(
-            index=faiss.read_index(str(path)),
-            kind=metadata["kind"],
-            n=int(metadata["n"]),
-            dim=int(metadata["dim"]),
-            build_seconds=float(metadata["build_seconds"]),
-            params=metadata["params"],
+            index=index, kind=kind, n=n, dim=dim, build_seconds=build_seconds, params=params, path=path
         )
-        loaded.apply_search_params()
+        try:
+            loaded.apply_search_params()
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise IndexFileError(path, f"does not match its metadata's kind {kind!r} ({exc})") from None
         return loaded
 
 

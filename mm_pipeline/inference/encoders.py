@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import onnxruntime as ort
@@ -37,30 +38,96 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
-def fuse(parts: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
+def fuse(
+    parts: Mapping[str, np.ndarray],
+    weights: Mapping[str, float],
+    unusable: Mapping[str, np.ndarray] | None = None,
+) -> np.ndarray:
     """float32 ``[N, sum of channel dims]`` unit vectors: the channels named in ``weights`` (in ``CHANNELS``
     order), each L2-normalized and scaled by ``sqrt(weight / total weight)``, concatenated.
 
     The cosine of two fused vectors is then the weighted mean of their channels' cosines. A channel with
     weight 0 keeps its block (zeros), so the layout depends only on which channels the model has. Raises
     ``KeyError`` when a weighted channel is missing from ``parts``.
+
+    ``unusable`` maps a channel to a bool ``[N]`` of rows whose vector in it says nothing (a text mostly of
+    tokens the tokenizer does not know): those rows are fused from their other channels alone (zeros in that
+    channel's block), so two of them are never close on that channel.
     """
+    names = [c for c in CHANNELS if c in weights]
+    normed = {c: l2_normalize(np.asarray(parts[c], dtype=np.float32)) for c in names}
     total = sum(weights.values())
+    fused = l2_normalize(np.concatenate([normed[c] * np.sqrt(weights[c] / total) for c in names], axis=1))
+    for channel, rows in (unusable or {}).items():
+        rows = np.asarray(rows, dtype=bool)
+        if channel in normed and rows.any():
+            fused[rows] = _fuse_without(normed, weights, channel, rows, fused[rows])
+    return fused.astype(np.float32)
+
+
+def _fuse_without(
+    normed: Mapping[str, np.ndarray],
+    weights: Mapping[str, float],
+    dropped: str,
+    rows: np.ndarray,
+    fallback: np.ndarray,
+) -> np.ndarray:
+    """Fused vectors of ``rows`` from every channel but ``dropped``, each row with the weights of the other
+    channels it has a vector in, or equal weights where those weigh nothing (a weight-0 image channel is then
+    the product's only evidence); ``fallback`` where no other channel has a vector."""
+    names = list(normed)
+    present = {c: np.linalg.norm(normed[c][rows], axis=1) > 0 for c in names if c != dropped}
+    if not present:
+        return fallback
+    chosen = np.stack([np.where(present[c], float(weights[c]), 0.0) for c in present], axis=1)
+    equal = np.stack([present[c].astype(np.float64) for c in present], axis=1)
+    chosen = np.where(chosen.sum(axis=1, keepdims=True) > 0, chosen, equal)
+    chosen = chosen / np.maximum(chosen.sum(axis=1, keepdims=True), 1e-12)
+    columns = list(present)
     blocks = [
-        l2_normalize(np.asarray(parts[c], dtype=np.float32)) * np.sqrt(weights[c] / total)
-        for c in CHANNELS
-        if c in weights
+        np.zeros_like(normed[c][rows])
+        if c == dropped
+        else normed[c][rows] * np.sqrt(chosen[:, columns.index(c)])[:, None]
+        for c in names
     ]
-    return l2_normalize(np.concatenate(blocks, axis=1)).astype(np.float32)
+    vectors = np.concatenate(blocks, axis=1)
+    found = np.linalg.norm(vectors, axis=1) > 0
+    return np.where(found[:, None], l2_normalize(vectors), fallback)
 
 
-def _session(path: Path, threads: int) -> ort.InferenceSession:
+CUDA_PROVIDER = "CUDAExecutionProvider"
+
+
+def execution_providers(device: str = "cpu", available: Sequence[str] | None = None) -> list[str]:
+    """ONNX Runtime providers for ``MM_DEVICE``: ``auto`` puts CUDA first when this onnxruntime build has it
+    (``onnxruntime-gpu``, the ``gpu`` extra), ``cuda`` requires it, ``cpu`` never uses it. The CPU provider
+    is always last, for nodes the GPU provider lacks.
+
+    ``available`` defaults to ``onnxruntime.get_available_providers()``. Raises ``ValueError`` for an
+    unknown device and ``RuntimeError`` for ``cuda`` without the CUDA provider.
+    """
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"MM_DEVICE={device!r} is not one of auto, cpu, cuda")
+    has_cuda = CUDA_PROVIDER in (ort.get_available_providers() if available is None else available)
+    if device == "cuda" and not has_cuda:
+        raise RuntimeError(
+            "MM_DEVICE=cuda but onnxruntime has no CUDAExecutionProvider; install onnxruntime-gpu "
+            "(pip install 'mm_pipeline[gpu]') or use MM_DEVICE=auto"
+        )
+    return (
+        [CUDA_PROVIDER, "CPUExecutionProvider"] if device != "cpu" and has_cuda else ["CPUExecutionProvider"]
+    )
+
+
+def _session(
+    path: Path, threads: int, providers: Sequence[str] = ("CPUExecutionProvider",)
+) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), options, providers=list(providers))
 
 
 PARITY_FILE = "parity.json"
@@ -95,16 +162,21 @@ def choose_variant(onnx_dir: Path | str, wanted: str = "int8") -> str:
 
 class OnnxEncoders:
     """The channels of one exported model folder: image and text towers in the chosen variant (``fp32`` or
-    ``int8``), the lexical projection when the export has one, and the fusion weights of its manifest."""
+    ``int8``), the lexical projection when the export has one, and the fusion weights of its manifest.
 
-    def __init__(self, onnx_dir: Path | str, variant: str = "int8", threads: int | None = None):
+    ``device`` (``MM_DEVICE``) picks ONNX Runtime's providers (:func:`execution_providers`)."""
+
+    def __init__(
+        self, onnx_dir: Path | str, variant: str = "int8", threads: int | None = None, device: str = "cpu"
+    ):
         self.onnx_dir = pin(onnx_dir)  # one export version for every file read below
         suffix = {"fp32": "", "int8": ".int8"}[variant]
         self.variant = variant
         self.manifest = json.loads((self.onnx_dir / "manifest.json").read_text())
         threads = threads or os.cpu_count() or 1
-        self.image_session = _session(self.onnx_dir / f"image{suffix}.onnx", threads)
-        self.text_session = _session(self.onnx_dir / f"text{suffix}.onnx", threads)
+        self.providers = execution_providers(device)
+        self.image_session = _session(self.onnx_dir / f"image{suffix}.onnx", threads, self.providers)
+        self.text_session = _session(self.onnx_dir / f"text{suffix}.onnx", threads, self.providers)
         self.tokenizer = TextTokenizer(self.onnx_dir / "bpe.model", self.manifest["context_length"])
         lexical_path = self.onnx_dir / LEXICAL_FILE
         self.lexical = LexicalProjection.load(lexical_path) if lexical_path.exists() else None
@@ -155,7 +227,11 @@ class OnnxEncoders:
         }
         if self.lexical is not None:
             vectors["lexical"] = self.lexical.transform(texts)
-        vectors["fused"] = fuse(vectors, self.fusion_weights)
+        # a text mostly of tokens the BPE does not know gives every such product about the same text vector:
+        # its fused vector leaves the text channel out, so those products are never paired on text alone
+        vectors["fused"] = fuse(
+            vectors, self.fusion_weights, unusable={"text": self.tokenizer.mostly_unknown(texts)}
+        )
         return vectors
 
 
@@ -165,23 +241,26 @@ class EmbeddingStats:
     dims: dict[str, int]
     seconds: float
     bytes_on_disk: int
+    mostly_unknown_texts: int = 0  # products whose text is mostly tokens the BPE does not know
 
     @property
     def products_per_second(self) -> float:
         return self.count / self.seconds if self.seconds > 0 else float("inf")
 
 
-def _prefetched(
-    loader: Callable[[int], np.ndarray], chunks: Sequence[int]
-) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(start, images)`` per chunk while the next chunk is loaded in a background thread."""
+Item = TypeVar("Item")
+
+
+def prefetched(loader: Callable[[int], Item], keys: Sequence[int]) -> Iterator[tuple[int, Item]]:
+    """Yield ``(key, loader(key))`` per key while the next key's item is loaded in a background thread (image
+    chunks here, training batches in :func:`mm_pipeline.model.train.fine_tune`)."""
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(loader, chunks[0]) if chunks else None
-        for position, start in enumerate(chunks):
-            images = pending.result()
-            if position + 1 < len(chunks):
-                pending = pool.submit(loader, chunks[position + 1])
-            yield start, images
+        pending = pool.submit(loader, keys[0]) if keys else None
+        for position, key in enumerate(keys):
+            item = pending.result()
+            if position + 1 < len(keys):
+                pending = pool.submit(loader, keys[position + 1])
+            yield key, item
 
 
 def write_embeddings(
@@ -197,9 +276,13 @@ def write_embeddings(
 
     ``load_images(start, stop)`` returns uint8 ``[stop - start, H, W, 3]`` images for those rows, so the
     caller decides whether they come from a memory-mapped tensor store or from JPEGs decoded on the fly.
+    The returned count is the rows written; anything short of ``len(nm)`` raises instead of being reported.
     """
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     started = time.perf_counter()
     total = len(nm)
+    written = 0
     dims = encoders.dims
     schema = pa.schema(
         [
@@ -210,7 +293,7 @@ def write_embeddings(
     )
     chunks = list(range(0, total, chunk_size))
     with atomic_path(target) as tmp, pq.ParquetWriter(tmp, schema) as writer:
-        for start, images in _prefetched(lambda s: load_images(s, min(s + chunk_size, total)), chunks):
+        for start, images in prefetched(lambda s: load_images(s, min(s + chunk_size, total)), chunks):
             stop = start + len(images)
             columns = encoders.encode(texts[start:stop], images)
             arrays = [pa.array(nm[start:stop], pa.int64()), pa.array([encoders.model_version] * len(images))]
@@ -220,15 +303,19 @@ def write_embeddings(
                     pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
                 )
             writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
+            written += len(images)
             if progress:
                 progress(stop, total)
         if not chunks:
             writer.write_table(schema.empty_table())
+        if written != total:  # inside atomic_path: the partial file is discarded, the target untouched
+            raise RuntimeError(f"wrote {written} of {total} embeddings rows")
     return EmbeddingStats(
-        total,
+        written,
         dims,
         time.perf_counter() - started,
         Path(target).stat().st_size,
+        int(encoders.tokenizer.mostly_unknown(texts).sum()),
     )
 
 

@@ -29,6 +29,7 @@ from torch.export import Dim
 
 from mm_pipeline.inference.encoders import BASE_FUSION_WEIGHTS, PARITY_FILE
 from mm_pipeline.model.clip import TRAINING_FILE, ImageTower, TextTower
+from mm_pipeline.model.device import cpu_fp32
 from mm_pipeline.model.lexical import LEXICAL_FILE, LexicalProjection
 from mm_pipeline.prep.tokens import BOS_ID, EOS_ID, trim_padding
 from mm_pipeline.storage import atomic_dir, write_json
@@ -70,9 +71,10 @@ def export_towers(
 ) -> Path:
     """Export both towers (and int8 variants) of ``clip`` loaded from ``model_dir`` into ``target``.
 
-    ``text_module`` replaces the text tower (tests use it to plant a broken export).
+    Tracing always runs on the CPU in fp32: a model on a GPU or in another dtype is exported from a CPU fp32
+    copy. ``text_module`` replaces the text tower (tests use it to plant a broken export).
     """
-    clip = clip.eval()
+    clip = cpu_fp32(clip).eval()
     resolution = clip.visual.input_resolution
     images = torch.zeros((2, resolution, resolution, 3), dtype=torch.uint8)
     ids = torch.zeros((2, 8), dtype=torch.int64)
@@ -184,8 +186,9 @@ def check_parity(
 
     Torch reads the full 77-token ids; ONNX reads them trimmed after the last EOS, as inference does. When the
     model has a ``lexical`` projection, the exported copy must give the same vectors for ``texts`` (the same
-    file serves both variants; a missing copy fails both).
+    file serves both variants; a missing copy fails both). The torch reference runs on a CPU fp32 copy.
     """
+    clip = cpu_fp32(clip)
     reference = {
         "image": ImageTower(clip.eval())(torch.from_numpy(images)).numpy(),
         "text": clip.encode_text(torch.from_numpy(ids)).numpy(),

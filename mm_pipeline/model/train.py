@@ -5,7 +5,10 @@ The loss is the symmetric cross-entropy over in-batch image/text logits (as in t
 and of each text (SLIP, Mu et al. 2021). After every epoch the model is scored on a held-out slice of the
 training split (loss, image→text recall@1/@5); the best epoch is kept, not the last. Checkpoints are written every
 ``checkpoint_every`` steps and at each epoch end; a rerun with the same data and recipe resumes from them.
-Training streams from files: token ids and images are memory-mapped stores, read one minibatch at a time.
+Training streams from files: token ids and images are memory-mapped stores, read one minibatch at a time, the
+next minibatch read and augmented in a background thread while the device works on this one. It runs on the
+device and in the precision of a :class:`~mm_pipeline.model.device.Compute` (``MM_DEVICE``); the contrastive
+losses are always computed in fp32.
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ import torch
 import torch.nn.functional as F
 from ruclip.model import CLIP
 
+from mm_pipeline.inference.encoders import prefetched
 from mm_pipeline.model.clip import ImageTower, TextTower
-from mm_pipeline.model.split import NO_GROUP, eval_mask, group_codes, holdout_mask
+from mm_pipeline.model.device import CPU, Compute, staged, to_device
+from mm_pipeline.model.split import NO_GROUP, eval_mask, group_codes, group_ids, holdout_mask
 from mm_pipeline.prep.images import open_tensor_store
 from mm_pipeline.prep.tokens import (
     EOS_ID,
@@ -133,11 +138,13 @@ SPLIT_COLUMNS = ("nm", "dup_group")
 
 
 def load_split_columns(batches: Sequence[BatchFiles]) -> pd.DataFrame:
-    """What the train/eval split needs of every product (nm, dup_group when present, batch), without texts."""
+    """What the train/eval split needs of every product (nm, dup_group as contract ids, batch), without texts."""
     frames = []
     for batch in batches:
         columns = [c for c in SPLIT_COLUMNS if c in pq.read_schema(batch.cleaned_text).names]
-        frames.append(pd.read_parquet(batch.cleaned_text, columns=columns).assign(batch=batch.name))
+        frame = pd.read_parquet(batch.cleaned_text, columns=columns).assign(batch=batch.name)
+        frame["dup_group"] = group_ids(frame)  # the contract's type, whatever each file holds
+        frames.append(frame)
     table = pd.concat(frames, ignore_index=True)
     table["batch"] = table["batch"].astype("category")
     return table
@@ -284,22 +291,29 @@ def contrastive_loss(
 
 
 @torch.no_grad()
-def encode_pairs(clip: CLIP, data: PairedData, batch_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
-    image_tower, text_tower = ImageTower(clip).eval(), TextTower(clip).eval()
+def encode_pairs(
+    clip: CLIP, data: PairedData, batch_size: int = 128, compute: Compute = CPU
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """float32 ``[len(data), embed_dim]`` image and text features on ``compute.device`` (``clip`` must be
+    there), computed in its precision."""
+    image_tower, text_tower = ImageTower(clip).eval().to(compute.device), TextTower(clip).eval()
     images, texts = [], []
     for start in range(0, len(data), batch_size):
         index = np.arange(start, min(start + batch_size, len(data)))
-        images.append(image_tower(torch.from_numpy(data.images(index))))
-        texts.append(text_tower(torch.from_numpy(trim_padding(data.ids(index)))))
+        pixels = to_device(torch.from_numpy(data.images(index)), compute.device)
+        ids = to_device(torch.from_numpy(trim_padding(data.ids(index))), compute.device)
+        with compute.autocast():
+            images.append(image_tower(pixels).float())
+            texts.append(text_tower(ids).float())
     return torch.cat(images), torch.cat(texts)
 
 
 @torch.no_grad()
-def validate(clip: CLIP, data: PairedData, batch_size: int) -> dict[str, float]:
+def validate(clip: CLIP, data: PairedData, batch_size: int, compute: Compute = CPU) -> dict[str, float]:
     """Held-out loss (in-batch, like training) and image→text recall@1/@5 over the whole slice."""
     was_training = clip.training
     clip.eval()
-    image_features, text_features = encode_pairs(clip, data, batch_size)
+    image_features, text_features = encode_pairs(clip, data, batch_size, compute)
     losses = [
         float(
             contrastive_loss(
@@ -360,6 +374,28 @@ def make_optimizer(clip: CLIP, config: TrainConfig) -> torch.optim.Optimizer:
     return OPTIMIZERS[config.optimizer](clip.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
 
+def step_inputs(
+    data: PairedData, index: np.ndarray, config: TrainConfig, step_seed: int, device: torch.device
+) -> dict[str, torch.Tensor]:
+    """One training step's CPU tensors (pinned for a GPU ``device``): augmented uint8 ``images``
+    ``[B, S, S, 3]``, trimmed int64 ``ids`` ``[B, L]``, bool ``same`` ``[B, B]`` (:func:`same_product`) and,
+    with in-modality losses, a second image view ``image_view`` and a text view ``text_view``.
+
+    Views are drawn from generators seeded with ``step_seed``, so a resumed epoch draws the same ones.
+    """
+    views, rng = torch.Generator().manual_seed(step_seed), np.random.default_rng(step_seed)
+    raw_images, ids = torch.from_numpy(data.images(index)), data.ids(index)
+    inputs = {
+        "images": augment_images(raw_images, config.augment, views),
+        "ids": torch.from_numpy(trim_padding(ids)),
+        "same": same_product(data.group[index]),
+    }
+    if config.view_loss_weight:
+        inputs["image_view"] = augment_images(raw_images, config.augment, views)
+        inputs["text_view"] = torch.from_numpy(trim_padding(drop_tokens(ids, config.token_drop, rng)))
+    return {name: staged(tensor, device) for name, tensor in inputs.items()}
+
+
 def fine_tune(
     clip: CLIP,
     train: PairedData,
@@ -368,11 +404,16 @@ def fine_tune(
     checkpoint_dir: Path,
     job_id: str,
     on_progress: Callable[[dict], None] = lambda event: None,
+    compute: Compute = CPU,
 ) -> TrainResult:
-    """Train ``clip`` in place; on return it holds the weights of the best epoch."""
+    """Train ``clip`` in place on ``compute.device`` with its autocast; on return ``clip`` holds the weights
+    of the best epoch, on the CPU."""
     started = time.perf_counter()
     torch.manual_seed(config.seed)
-    image_tower, text_tower = ImageTower(clip), TextTower(clip)
+    device = compute.device
+    clip.to(device)
+    image_tower, text_tower = ImageTower(clip).to(device), TextTower(clip)
+    view_logit_scale = VIEW_LOGIT_SCALE.to(device)
     optimizer = make_optimizer(clip, config)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     last_path, best_path = checkpoint_dir / "last.pt", checkpoint_dir / "best.pt"
@@ -407,31 +448,33 @@ def fine_tune(
     for epoch in range(start_epoch, config.epochs):
         order = np.random.default_rng(config.seed + epoch).permutation(len(train))
         epoch_started, seen = time.perf_counter(), 0
-        for step in range(start_step if epoch == start_epoch else 0, steps_per_epoch):
+
+        def load(step: int, epoch: int = epoch, order: np.ndarray = order) -> dict[str, torch.Tensor]:
             index = order[step * config.batch_size : (step + 1) * config.batch_size]
             # seeded per step, so a resumed epoch draws the same views as an uninterrupted one
             step_seed = config.seed * 1_000_003 + epoch * 10_007 + step
-            views, rng = torch.Generator().manual_seed(step_seed), np.random.default_rng(step_seed)
-            raw_images = torch.from_numpy(train.images(index))
-            images = augment_images(raw_images, config.augment, views)
+            return step_inputs(train, index, config, step_seed, device)
+
+        steps = range(start_step if epoch == start_epoch else 0, steps_per_epoch)
+        for step, inputs in prefetched(load, steps):
+            batch = {name: to_device(tensor, device) for name, tensor in inputs.items()}
             lr = (
                 config.lr * config.lr_decay**epoch * min(1.0, (global_step + 1) / max(config.warmup_steps, 1))
             )
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            image_features = image_tower(images)
-            ids = train.ids(index)
-            text_features = text_tower(torch.from_numpy(trim_padding(ids)))
-            same = same_product(train.group[index])
+            with compute.autocast():
+                image_features = image_tower(batch["images"]).float()
+                text_features = text_tower(batch["ids"]).float()
+                if config.view_loss_weight:
+                    image_view = image_tower(batch["image_view"]).float()
+                    text_view = text_tower(batch["text_view"]).float()
+            same = batch["same"]
             loss = contrastive_loss(image_features, text_features, clip.logit_scale, same)
             if config.view_loss_weight:
-                image_view = image_tower(augment_images(raw_images, config.augment, views))
-                text_view = text_tower(
-                    torch.from_numpy(trim_padding(drop_tokens(ids, config.token_drop, rng)))
-                )
                 loss = loss + config.view_loss_weight * (
-                    contrastive_loss(image_features, image_view, VIEW_LOGIT_SCALE, same)
-                    + contrastive_loss(text_features, text_view, VIEW_LOGIT_SCALE, same)
+                    contrastive_loss(image_features, image_view, view_logit_scale, same)
+                    + contrastive_loss(text_features, text_view, view_logit_scale, same)
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -440,7 +483,7 @@ def fine_tune(
             with torch.no_grad():
                 clip.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
             global_step += 1
-            seen += len(index)
+            seen += len(batch["ids"])
             rate = seen / max(time.perf_counter() - epoch_started, 1e-9)
             on_progress(
                 {
@@ -456,7 +499,7 @@ def fine_tune(
             )
             if (step + 1) % config.checkpoint_every == 0:
                 save_checkpoint(epoch, step + 1)
-        scores = {"epoch": epoch, **validate(clip, holdout, config.batch_size)}
+        scores = {"epoch": epoch, **validate(clip, holdout, config.batch_size, compute)}
         result.history.append(scores)
         if _is_better(scores, result.best if result.best_epoch >= 0 else None):
             result.best_epoch = epoch
@@ -464,7 +507,7 @@ def fine_tune(
                 torch.save(copy.deepcopy(clip.state_dict()), tmp)
         on_progress({"event": "epoch", **scores, "best_epoch": result.best_epoch})
         save_checkpoint(epoch + 1, 0)
-    clip.load_state_dict(torch.load(best_path, map_location="cpu"))
+    clip.to("cpu").load_state_dict(torch.load(best_path, map_location="cpu"))
     clip.eval()
     result.seconds = time.perf_counter() - started
     return result

@@ -22,6 +22,10 @@ from mm_pipeline.storage import write_npy_rows
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 CONTEXT_LENGTH = 77
+# a text whose characters are more than this share unknown to the BPE (a script it never saw: Georgian,
+# Armenian, Chinese in a Russian catalogue) is "mostly unknown": its text vector says next to nothing
+MOSTLY_UNKNOWN_SHARE = 0.5
+_WORD_START = "\u2581"  # youtokentome's word-boundary mark in subword pieces
 
 
 def train_bpe(texts: Iterable[str], model_path: Path | str, vocab_size: int, seed_text: str = "") -> Path:
@@ -82,6 +86,33 @@ class TextTokenizer:
     @property
     def vocab_size(self) -> int:
         return self.bpe.vocab_size()
+
+    def unknown_shares(self, texts: Sequence[str]) -> np.ndarray:
+        """float32 ``[N]``: share of each text's characters (spaces aside) that the BPE reads as the unknown
+        token, over the tokens the model reads (the first ``context_length - 2``); 0 for an empty text.
+
+        youtokentome maps each run of characters it has no symbol for to one ``UNK_ID``, so a title in a script
+        the BPE never saw becomes ``▁ UNK ▁ UNK …`` and every such title gets nearly the same text vector.
+        """
+        lowered = [t.lower() for t in texts]
+        ids = self.bpe.encode(lowered, output_type=yttm.OutputType.ID, dropout_prob=0.0)
+        pieces = self.bpe.encode(lowered, output_type=yttm.OutputType.SUBWORD, dropout_prob=0.0)
+        shares = np.zeros(len(lowered), dtype=np.float32)
+        limit = self.context_length - 2
+        for row, (row_ids, row_pieces) in enumerate(zip(ids, pieces, strict=True)):
+            known = unknown = 0
+            for token, piece in zip(row_ids[:limit], row_pieces[:limit], strict=True):
+                length = len(piece.replace(_WORD_START, ""))
+                if token == UNK_ID:
+                    unknown += length
+                else:
+                    known += length
+            shares[row] = unknown / (known + unknown) if known + unknown else 0.0
+        return shares
+
+    def mostly_unknown(self, texts: Sequence[str]) -> np.ndarray:
+        """bool ``[N]``: texts whose :meth:`unknown_shares` exceed ``MOSTLY_UNKNOWN_SHARE``."""
+        return self.unknown_shares(texts) > MOSTLY_UNKNOWN_SHARE
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """``int64 [N, context_length]``: BOS, ids, EOS, zeros."""

@@ -4,11 +4,15 @@ A batch passes when every vector column it has (``image``, ``text``, ``fused`` a
 ``lexical``) holds finite vectors of one width per column, of the documented sizes, with the promised norm;
 when it has exactly one row per accepted product of the batch; and when every row was made by the current
 ONNX export (``model_version`` is ``<export version>-<variant>``).
+
+Every reader of several batches' embeddings (index, metrics, publishing, ``mm-pipeline similar``) calls
+:func:`require_model_version` first, and the served tables hold one row per ``nm`` (:func:`one_row_per_nm_problem`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -156,3 +160,81 @@ def check_batch_vectors(
                 f"made by model {', '.join(stale)}, the current export is {model_version}: re-embed the batch"
             )
     return report
+
+
+class MixedModelVersionsError(ValueError):
+    """Embeddings of some batches were not made by the required model version; ``stale`` maps each such batch
+    to the versions its rows carry, ``expected`` is the version required. The message names them all."""
+
+    def __init__(self, stale: Mapping[str, Sequence[str]], expected: str):
+        self.stale = {batch: list(versions) for batch, versions in stale.items()}
+        self.expected = expected
+        named = "; ".join(f"{b} ({', '.join(v) or 'no rows'})" for b, v in sorted(self.stale.items()))
+        super().__init__(
+            f"{len(self.stale)} batch(es) not embedded by model {expected}: {named}; re-embed them "
+            "(materialize embeddings for those partitions) before their vectors are served with the others"
+        )
+
+
+def embeddings_model_versions(paths: Mapping[str, Path | str]) -> dict[str, list[str]]:
+    """Batch name → the sorted distinct ``model_version`` values of its embeddings file (only that column is
+    read; a file without the column has none)."""
+    versions = {}
+    for batch, path in paths.items():
+        if "model_version" not in pq.read_schema(path).names:
+            versions[batch] = []
+            continue
+        column = pq.read_table(path, columns=["model_version"]).column("model_version")
+        versions[batch] = sorted(str(v) for v in column.unique().to_pylist() if v is not None)
+    return versions
+
+
+def require_model_version(paths: Mapping[str, Path | str], expected: str | None = None) -> str:
+    """The one model version (``<export version>-<fp32|int8>``) every row of every batch's embeddings file in
+    ``paths`` (batch name → file) carries, so vectors of two models are never served together.
+
+    ``expected`` is the version required (the current export's, in the variant in use); ``None`` requires
+    only that the batches agree, with what most batches carry as the reference (``""`` when no file has the
+    column). Raises :class:`MixedModelVersionsError` naming every other batch, and ``ValueError`` when
+    ``paths`` is empty.
+    """
+    if not paths:
+        raise ValueError("no batch has embeddings")
+    versions = {batch: tuple(found) for batch, found in embeddings_model_versions(paths).items()}
+    if expected is None:
+        counts = Counter(versions.values())
+        reference = max(sorted(counts), key=counts.__getitem__)
+        if len(reference) > 1:  # most files mix models themselves: name every such file
+            raise MixedModelVersionsError(
+                {b: v for b, v in versions.items() if len(v) > 1}, "one model version"
+            )
+        expected, wanted = (reference[0] if reference else ""), reference
+    else:
+        wanted = (expected,)
+    stale = {batch: found for batch, found in versions.items() if found != wanted}
+    if stale:
+        raise MixedModelVersionsError(stale, expected)
+    return expected
+
+
+def repeated_nm(nm: Sequence[int] | np.ndarray, batch: Sequence[str] | np.ndarray) -> dict[int, list[str]]:
+    """Products with more than one row: nm → the batches of its rows (sorted, one entry per row); empty when
+    every nm occurs once. ``nm`` and ``batch`` are parallel columns of one table."""
+    nm = np.asarray(nm, dtype=np.int64)
+    values, counts = np.unique(nm, return_counts=True)
+    repeated = values[counts > 1]
+    if not len(repeated):
+        return {}
+    batch = np.asarray(batch, dtype=object)
+    return {int(v): sorted(str(b) for b in batch[nm == v]) for v in repeated}
+
+
+def one_row_per_nm_problem(nm: Sequence[int] | np.ndarray, batch: Sequence[str] | np.ndarray) -> str | None:
+    """``None`` when every product has one row, else a one-line message naming the repeated products (up to
+    five) and the batches they come from."""
+    repeated = repeated_nm(nm, batch)
+    if not repeated:
+        return None
+    shown = "; ".join(f"nm {v} in {', '.join(b)}" for v, b in list(repeated.items())[:5])
+    more = f" and {len(repeated) - 5} more" if len(repeated) > 5 else ""
+    return f"{len(repeated)} product(s) with more than one row: {shown}{more}"

@@ -14,7 +14,12 @@ import pytest
 from PIL import Image
 
 from mm_pipeline.catalog import contract
-from mm_pipeline.catalog.contract import RESERVED_COLUMNS, BatchFileError, earlier_nm_owners, validate_batch
+from mm_pipeline.catalog.contract import (
+    RESERVED_COLUMNS,
+    BatchFileError,
+    earlier_nm_owners,
+    validate_batch,
+)
 from mm_pipeline.cli import main as cli_main
 from mm_pipeline_tests.conftest import good_rows, write_jpeg
 from mm_pipeline_tests.prep.test_images import write_forged_png
@@ -37,7 +42,7 @@ def test_clean_batch_is_fully_accepted_with_types(catalogue):
     result = validate_batch(path, images)
     assert len(result.accepted) == 5 and result.rejected.empty
     assert result.accepted["nm"].dtype == np.int64
-    assert result.accepted["isadult"].dtype == bool
+    assert result.accepted["isadult"].dtype == "boolean"  # nullable: an empty cell is unknown
     assert all(p.endswith(".jpg") for p in result.accepted["image_file"])
 
 
@@ -396,7 +401,8 @@ def test_extra_columns_are_kept(catalogue):
     rows = good_rows(2).assign(dup_group=[7, 7], gender=["women", "women"])
     path, images = catalogue(rows)
     accepted = validate_batch(path, images).accepted
-    assert list(accepted["dup_group"]) == [7, 7] and list(accepted["gender"]) == ["women", "women"]
+    assert list(accepted["dup_group"]) == ["7", "7"] and list(accepted["gender"]) == ["women", "women"]
+    assert accepted["dup_group"].dtype == "string"  # the contract's type for group ids
 
 
 def test_counts_add_up_on_a_mixed_frame(catalogue):

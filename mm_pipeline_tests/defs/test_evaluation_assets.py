@@ -42,8 +42,13 @@ def test_all_metrics_then_a_failed_gate_keeps_the_published_version(embedded):
         "published_embeddings",
     }
     assert expected <= materialized
-    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    assert len(checks) == 7 and all(checks.values())
+    checks = {
+        (c.asset_key.to_user_string(), c.check_name): c.passed for c in result.get_asset_check_evaluations()
+    }
+    assert (
+        all(checks.values()) and len(checks) == 9
+    )  # 7 gates, one_row_per_nm of the index and published table
+    assert {("similarity_index", "one_row_per_nm"), ("published_embeddings", "one_row_per_nm")} <= set(checks)
 
     layout = pipeline.settings.layout
     category = json.loads(layout.metric_summary("category").read_text())

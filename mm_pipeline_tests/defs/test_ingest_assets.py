@@ -104,3 +104,41 @@ def test_real_product_sets_in_two_partitions(tmp_path, name):
     if name == "lamoda_hats":
         assert cleaned["dup_group"].nunique() == 59  # extra columns travel on
         assert cleaned["text"].str.contains("[а-яА-Я]", regex=True).mean() > 0.9
+
+
+def test_sensor_registers_only_batch_names_dagster_can_use(tmp_path, small_sample, capfd):
+    """A file whose name cannot be a partition key is refused by name, before registration; the other
+    batches are registered and ingested as usual."""
+    import shutil
+
+    import dagster as dg
+
+    from mm_pipeline.catalog.contract import batch_name
+
+    incoming = shutil.copytree(small_sample / "batches", tmp_path / "incoming")
+    shutil.copy(incoming / "batch_001.parquet", incoming / "wb_export...v2.parquet")
+    pipeline = make_pipeline(tmp_path, incoming, small_sample / "images")
+    sensor = pipeline.defs.resolve_sensor_def("new_batch_files")
+    (tmp_path / "home").mkdir()
+    with (
+        dg.DagsterInstance.local_temp(str(tmp_path / "home")) as instance,
+        dg.build_sensor_context(
+            instance_ref=instance.get_ref(),
+            resources={"settings": pipeline.settings},
+            repository_def=pipeline.defs.get_repository_def(),
+        ) as context,
+    ):
+        tick = sensor.evaluate_tick(context)
+    assert [r.partition_key for r in tick.run_requests] == ["batch_000", "batch_001"]
+    [add] = tick.dynamic_partitions_requests
+    assert list(add.partition_keys) == ["batch_000", "batch_001"]
+    [warning] = [line for line in capfd.readouterr().err.splitlines() if "not registered" in line]
+    assert str(incoming / "wb_export...v2.parquet") in warning and "'...'" in warning
+    # the rule the sensor applies is Dagster's own, plus what --partition-range START...END needs
+    from dagster._core.definitions.partitions.utils.base import INVALID_PARTITION_SUBSTRINGS
+
+    for bad in INVALID_PARTITION_SUBSTRINGS:
+        with pytest.raises(ValueError, match="cannot be a partition key"):
+            batch_name(f"a{bad}b.parquet")
+    for name in pipeline.settings.batch_names():
+        assert f"{name}...{name}".split("...") == [name, name]

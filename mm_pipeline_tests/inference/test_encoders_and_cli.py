@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from mm_pipeline.inference.encoders import OnnxEncoders, read_vectors
+from mm_pipeline.inference.encoders import OnnxEncoders, fuse, read_vectors
 from mm_pipeline.model.clip import load_folder, save_folder
 from mm_pipeline.model.export import check_parity, export_towers, write_parity
 from mm_pipeline.model.lexical import LEXICAL_FILE, LexicalProjection
@@ -147,3 +147,62 @@ def test_embed_cli_refuses_an_export_without_a_parity_report(tmp_path, catalogue
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "no parity report" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "e.parquet").exists()
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 5])
+def test_embed_cli_writes_and_reports_every_product_whatever_the_chunk_size(
+    tmp_path, catalogue, onnx_dir, capsys, chunk_size
+):
+    from mm_pipeline.cli import main as cli_main
+
+    path, images = catalogue(good_rows(5), images_for=range(1000, 1005))
+    out = tmp_path / "emb.parquet"
+    args = ["--products", str(path), "--images", str(images), "--model", str(onnx_dir), "--out", str(out)]
+    assert cli_main(["embed", *args, "--chunk-size", str(chunk_size)]) == 0
+    assert list(read_vectors(out, "fused")[0]) == list(range(1000, 1005))
+    assert "5 products embedded" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("chunk_size", [0, -1, 2.5, True])
+def test_write_embeddings_refuses_a_chunk_size_that_writes_nothing(tmp_path, onnx_dir, chunk_size):
+    from mm_pipeline.inference.encoders import write_embeddings
+
+    encoders = OnnxEncoders(onnx_dir, "fp32")
+    size = encoders.image_size
+    images = np.zeros((3, size, size, 3), dtype=np.uint8)
+    out = tmp_path / "e.parquet"
+    with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
+        write_embeddings(
+            encoders, np.arange(3), ["шапка"] * 3, lambda a, b: images[a:b], out, chunk_size=chunk_size
+        )
+    assert not out.exists()
+    stats = write_embeddings(
+        encoders, np.arange(3), ["шапка"] * 3, lambda a, b: images[a:b], out, chunk_size=2
+    )
+    assert stats.count == 3 and len(read_vectors(out, "fused")[0]) == 3
+
+
+def test_unknown_script_titles_are_not_paired_on_text_alone(tmp_path, onnx_dir):
+    """Georgian, Armenian and Chinese titles in a catalogue whose BPE learned Russian: every such title gets
+    about the same text vector, but their fused vectors (what the index, `similar` and duplicates read) are
+    as close as their photos, and the embeddings file counts them."""
+    from mm_pipeline.inference.encoders import write_embeddings
+
+    encoders = OnnxEncoders(onnx_dir, "fp32")
+    texts = ["შავი მატყლის ქუდი", "Սև բրդյա գլխարկ", "黑色 羊毛 帽子", "Шапка вязаная черная"]
+    size = encoders.image_size
+    images = np.random.default_rng(3).integers(0, 256, (4, size, size, 3), dtype=np.uint8)
+    assert encoders.tokenizer.mostly_unknown(texts).tolist() == [True, True, True, False]
+    vectors = encoders.encode(texts, images)
+    text_cos = vectors["text"][:3] @ vectors["text"][:3].T
+    assert text_cos.min() > 0.99  # the fault: the text tower cannot tell them apart
+    fused_cos = vectors["fused"][:3] @ vectors["fused"][:3].T
+    image_cos = vectors["image"][:3] @ vectors["image"][:3].T
+    assert np.abs(vectors["lexical"][:3]).max() == 0  # no known character n-gram either
+    assert np.allclose(fused_cos, image_cos, atol=1e-5)  # only the photos speak
+    assert np.allclose(np.linalg.norm(vectors["fused"], axis=1), 1, atol=1e-5)
+    unchanged = fuse({k: vectors[k] for k in ("image", "text", "lexical")}, FUSION)
+    assert np.allclose(vectors["fused"][3], unchanged[3], atol=1e-6)  # a Russian title keeps its vector
+
+    stats = write_embeddings(encoders, np.arange(4), texts, lambda a, b: images[a:b], tmp_path / "e.parquet")
+    assert stats.mostly_unknown_texts == 3

@@ -234,7 +234,8 @@ def test_token_store_memory_is_bounded_by_the_chunk_not_the_catalogue(tmp_path, 
 def test_split_keeps_dup_groups_together_and_eval_out(tiny_ruclip_dir, prepared_batches):
     _, _, _, split = _training_setup(tiny_ruclip_dir, prepared_batches)
     products = _products(prepared_batches)
-    grouped = products[products["dup_group"] >= 0].assign(eval=split["eval"][products["dup_group"] >= 0])
+    has_group = products["dup_group"].notna().to_numpy()  # contract ids: strings, <NA> for no group
+    grouped = products[has_group].assign(eval=split["eval"][has_group])
     assert (grouped.groupby("dup_group")["eval"].nunique() == 1).all()
     assert not (split["eval"] & (split["train"] | split["holdout"])).any()
     assert 0.2 < split["eval"].mean() < 0.4

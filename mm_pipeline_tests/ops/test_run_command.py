@@ -65,5 +65,9 @@ def test_run_refuses_missing_inputs_in_one_line(tmp_path, capsys, arguments, mes
 def test_run_refuses_zero_epochs(tmp_path, capsys):
     (tmp_path / "batch.parquet").write_bytes(b"")
     args = ["run", "--incoming", str(tmp_path), "--images", str(tmp_path), "--epochs", "0"]
-    assert main(args) == 2
-    assert "--epochs must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:  # an argparse usage error, in one line
+        main(args)
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        "mm-pipeline run: error: argument --epochs: must be at least 1, got 0; see mm-pipeline run --help"
+    )

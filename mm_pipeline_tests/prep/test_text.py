@@ -25,6 +25,13 @@ FRAGMENTS = [
     "<",
     ">",
     "amp;",
+    "<![",  # parser corners: marked sections, bogus comments, raw-text elements
+    "</>",
+    "<!--",
+    "-->",
+    "<script>",
+    "<o:p>",
+    "<1/2>",
 ]
 # NFKC turns some into markup or lengthens them; Hangul jamo compose once a character between is dropped.
 NORMALIZING = ["＆", "﹤", "＞", "&#xFF06;", "&#xFDFA;", "ﬃ", "\u1100", "\u1161", "#x3C;"]
@@ -61,6 +68,32 @@ def test_crafted_marketplace_noise():
 def test_nested_escapes_unwind_to_a_fixpoint(raw, cleaned):
     assert clean_text(raw) == cleaned
     assert clean_text(cleaned) == cleaned
+
+
+@pytest.mark.parametrize(
+    ("raw", "cleaned"),
+    [
+        (
+            "Подходит для детей ростом <120 см и весом >15 кг. <b>Состав:</b> хлопок 100%",
+            "Подходит для детей ростом <120 см и весом >15 кг. Состав: хлопок 100%",
+        ),
+        ("Шланг садовый <1/2 дюйма> 20 м", "Шланг садовый <1/2 дюйма> 20 м"),
+        (
+            "Размер <XL>, кабель <USB-C>, a<3, x<=y",
+            "Размер <XL>, кабель <USB-C>, a<3, x<=y",
+        ),  # not HTML elements
+        ("x &lt; 5 &amp;&amp; y &gt; 2", "x < 5 && y > 2"),
+        ("</1/2>", "</1/2>"),  # a bogus comment to the parser, text to a reader
+        ("<o:p></o:p>Текст<!-- комментарий --><br/>", "Текст"),  # Word's namespaced tags, comments
+        ("<script>var x = '<b>';</script>Платье<style>p {}</style>", "Платье"),
+        ("<![if !supportLists]>пункт<![endif]><!DOCTYPE html><?xml version='1.0'?>", "пункт"),
+        ('<a href="x>y">ссылка</a>', "ссылка"),
+        ("<![<b>x", "<![ x"),  # "<![" without a section name: the stdlib parser asserts, it is text
+        ("</>", "</>"),
+    ],
+)
+def test_only_real_markup_is_removed(raw, cleaned):
+    assert clean_text(raw) == cleaned
 
 
 def test_compose_keeps_parts_and_never_reads_labels():

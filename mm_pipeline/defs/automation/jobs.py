@@ -1,10 +1,13 @@
-"""Jobs per stage, the sensor that turns new batch files into partitions, and the nightly refresh."""
+"""Jobs per stage, the sensor that turns new batch files into partitions (and retires vanished ones), and the
+nightly refresh."""
 
+import functools
 import json
-from pathlib import Path
 
 import dagster as dg
 
+from mm_pipeline.catalog.contract import batch_signature, nm_values
+from mm_pipeline.catalog.lifecycle import batch_changes
 from mm_pipeline.defs.partitions import catalogue_batches
 from mm_pipeline.defs.resources import PipelineSettings
 
@@ -27,35 +30,61 @@ embeddings_job = dg.define_asset_job(
 )
 
 
-@dg.sensor(job=ingest_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
-def new_batch_files(context: dg.SensorEvaluationContext, settings: PipelineSettings) -> dg.SensorResult:
-    """Register every new parquet file in the incoming folder as a partition and ingest it; re-ingest a
-    registered batch whose file was replaced (size or modification time changed since the last tick)."""
-    known = set(context.instance.get_dynamic_partitions(catalogue_batches.name))
-    seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-    current = {name: file_signature(settings.batch_file(name)) for name in settings.batch_names()}
-    new = [name for name in current if name not in known]
-    # a partition registered before this cursor existed counts as up to date, not as changed
-    changed = [name for name in current if name in known and seen.get(name, current[name]) != current[name]]
-    return dg.SensorResult(
-        run_requests=[
-            dg.RunRequest(partition_key=name, run_key=f"{name}@{current[name]}") for name in new + changed
-        ],
-        dynamic_partitions_requests=[catalogue_batches.build_add_request(new)] if new else [],
-        cursor=json.dumps(current, sort_keys=True),
-    )
-
-
-def file_signature(path: Path) -> str:
-    stat = path.stat()
-    return f"{stat.st_size}-{stat.st_mtime_ns}"
-
-
 evaluation_job = dg.define_asset_job(
     "evaluation_job",
     selection=dg.AssetSelection.groups("evaluation", "publish"),
     description="Proxy metrics with their gates, the similarity index and duplicates, then publishing.",
 )
+
+
+@dg.sensor(
+    jobs=[ingest_job, evaluation_job],
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def new_batch_files(context: dg.SensorEvaluationContext, settings: PipelineSettings) -> dg.SensorResult:
+    """Register every new parquet file in the incoming folder as a partition and ingest it; re-ingest a
+    registered batch whose file was replaced (size or modification time changed since the last tick); retire
+    a registered batch whose file vanished or was renamed (``mm_pipeline.catalog.lifecycle``): its partition
+    is removed, the retirement logged, and the served catalogue (metrics, index, published table) refreshed."""
+    known = set(context.instance.get_dynamic_partitions(catalogue_batches.name))
+    seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    names, refused = settings.incoming_batches()
+    for problem in refused:  # a name Dagster or --partition-range cannot use: never registered
+        context.log.warning(f"not registered: {problem}")
+    current = {name: batch_signature(settings.batch_file(name)) for name in names}
+    products = functools.cache(lambda batch: batch_products(settings, batch))
+    changes = batch_changes(known, current, seen, products)
+    for line in changes.retirement_lines(products):
+        context.log.warning(line)
+    run_requests = [
+        dg.RunRequest(job_name=ingest_job.name, partition_key=name, run_key=f"{name}@{current[name]}")
+        for name in changes.new + changes.changed
+    ]
+    if changes.vanished and any(
+        context.instance.get_latest_materialization_event(dg.AssetKey(a))
+        for a in ("similarity_index", "published_embeddings")
+    ):
+        retired = ",".join(f"{b}@{seen.get(b, '')}" for b in changes.vanished)
+        run_requests.append(dg.RunRequest(job_name=evaluation_job.name, run_key=f"retired:{retired}"))
+    return dg.SensorResult(
+        run_requests=run_requests,
+        dynamic_partitions_requests=[
+            *([catalogue_batches.build_add_request(changes.new)] if changes.new else []),
+            *([catalogue_batches.build_delete_request(changes.vanished)] if changes.vanished else []),
+        ],
+        cursor=json.dumps(current, sort_keys=True),
+    )
+
+
+def batch_products(settings: PipelineSettings, batch: str) -> set[int]:
+    """nm values of a batch: its accepted products once ingested, else its file's; empty when unreadable."""
+    accepted = settings.layout.raw_accepted(batch)
+    return {
+        nm
+        for nm in nm_values(accepted if accepted.exists() else settings.batch_file(batch))
+        if nm is not None
+    }
 
 
 @dg.schedule(

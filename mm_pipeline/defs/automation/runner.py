@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from mm_pipeline.defs.automation.orphans import process_tags, release_orphaned_runs
 from mm_pipeline.defs.partitions import catalogue_batches
 
 STAGES = (("ingest_job", True), ("model_job", False), ("embeddings_job", True), ("evaluation_job", False))
@@ -28,11 +29,17 @@ class GraphRun:
         return not self.failures
 
 
-def register_batches(instance: dg.DagsterInstance, batches: list[str]) -> None:
+def register_batches(instance: dg.DagsterInstance, batches: list[str]) -> list[str]:
+    """Make the registered partitions exactly ``batches`` (the files present): add the new ones and retire the
+    others, as the ``new_batch_files`` sensor does; returns one line per retired batch."""
     known = set(instance.get_dynamic_partitions(catalogue_batches.name))
     new = [b for b in batches if b not in known]
     if new:
         instance.add_dynamic_partitions(catalogue_batches.name, new)
+    retired = sorted(known - set(batches))
+    for batch in retired:
+        instance.delete_dynamic_partition(catalogue_batches.name, batch)
+    return [f"{batch}: file gone; partition retired, its products are no longer served" for batch in retired]
 
 
 def materialize_graph(
@@ -47,7 +54,10 @@ def materialize_graph(
     A blocking gate that fails is not a failed stage: it is the pipeline refusing to publish, recorded in
     ``checks`` with its verdict.
     """
-    register_batches(instance, batches)
+    for line in release_orphaned_runs(instance):  # a killed earlier run must not hold heavy_compute forever
+        log(line)
+    for line in register_batches(instance, batches):
+        log(line)
     outcome = GraphRun(batches)
     total = sum(len(batches) if partitioned else 1 for _, partitioned in stages)
     step = 0
@@ -58,7 +68,7 @@ def materialize_graph(
             log(f"[{step}/{total}] running {label} ...")
             started = time.perf_counter()
             result = defs.resolve_job_def(job_name).execute_in_process(
-                instance=instance, partition_key=key, raise_on_error=False
+                instance=instance, partition_key=key, raise_on_error=False, tags=process_tags()
             )
             log(f"[{step}/{total}] {label} finished in {time.perf_counter() - started:.0f} s")
             outcome.run_ids.append(result.run_id)

@@ -10,10 +10,12 @@ from mm_pipeline.defs.catalogue_index import catalogue_lookup
 from mm_pipeline.defs.embeddings.assets import checked_encoders
 from mm_pipeline.defs.metrics.assets import (
     EVALUATION_GROUP,
+    ONE_ROW_PER_NM,
     MetricGates,
     base_model_embeddings,
     gate_result,
     load_eval_set,
+    one_row_per_nm_result,
 )
 from mm_pipeline.defs.resources import PipelineSettings, materialized_batches
 from mm_pipeline.defs.tables import markdown_table
@@ -45,7 +47,8 @@ class IndexSettings(dg.ConfigurableResource):
     automation_condition=dg.AutomationCondition.eager(),
     deps=["embeddings"],
     kinds={"faiss"},
-    description="faiss inner-product index over the fused vectors of all accepted products, ids = nm.",
+    description="faiss inner-product index over the fused vectors of all served products (every registered "
+    "batch, all embedded by the current model: it refuses naming stale batches), ids = nm, one row per nm.",
 )
 def similarity_index(
     context: dg.AssetExecutionContext, settings: PipelineSettings, index_settings: IndexSettings
@@ -77,6 +80,16 @@ def similarity_index(
             "params": dg.MetadataValue.json(index.params),
         }
     )
+
+
+@dg.asset_check(
+    asset=similarity_index,
+    name=ONE_ROW_PER_NM,
+    blocking=True,
+    description="The index holds exactly one vector per nm (a repeated product names its batches).",
+)
+def index_one_row_per_nm(settings: PipelineSettings) -> dg.AssetCheckResult:
+    return one_row_per_nm_result(pd.read_parquet(pin(settings.layout.index_dir) / "lookup.parquet"))
 
 
 @dg.asset(

@@ -14,17 +14,18 @@ from mm_pipeline.defs.tables import markdown_table
 from mm_pipeline.inference.encoders import OnnxEncoders, ParityError, choose_variant, write_embeddings
 from mm_pipeline.prep.images import open_tensor_store
 from mm_pipeline.publish.vectors import BatchVectorReport, check_batch_vectors
-from mm_pipeline.storage import pin
+from mm_pipeline.storage import atomic_paths, pin
 
 
 def checked_encoders(onnx_dir: Path, settings: PipelineSettings) -> OnnxEncoders:
-    """ONNX sessions of the current export in the configured variant, only if that variant passed parity."""
+    """ONNX sessions of the current export in the configured variant, only if that variant passed parity, on
+    the GPU when ``MM_DEVICE`` allows it and onnxruntime-gpu is installed."""
     onnx_dir = pin(onnx_dir)  # parity report and model files of one export version
     try:
         variant = choose_variant(onnx_dir, settings.onnx_variant)
     except ParityError as exc:
         raise dg.Failure(str(exc)) from None
-    return OnnxEncoders(onnx_dir, variant, threads=settings.workers)
+    return OnnxEncoders(onnx_dir, variant, threads=settings.workers, device=settings.device)
 
 
 @dg.asset(
@@ -38,43 +39,50 @@ def checked_encoders(onnx_dir: Path, settings: PipelineSettings) -> OnnxEncoders
     description="Per product: unit-length image, text and lexical vectors and the fused vector (their "
     "concatenation weighted by the fusion weights chosen at fine-tuning, unit length), "
     "keyed by nm, with the model version. A backfill embeds its whole range of batches in one run, loading "
-    "the ONNX sessions once.",
+    "the ONNX sessions once; its batches' files change together, only once every batch succeeded.",
 )
 def embeddings(context: dg.AssetExecutionContext, settings: PipelineSettings) -> dg.MaterializeResult:
     layout = settings.layout
     encoders = checked_encoders(layout.onnx_dir, settings)
     rows = []
-    for batch in context.partition_keys:
-        products = pd.read_parquet(layout.cleaned_text(batch), columns=["nm", "text"])
-        store = open_tensor_store(layout.image_tensors(batch))
-        if store.shape[1] != encoders.image_size:
-            raise dg.Failure(
-                f"{batch}: image tensors are {store.shape[1]}px, the model wants {encoders.image_size}px"
+    batches = context.partition_keys
+    # every batch is written to a temporary file; the files replace the old ones only when all succeeded, just
+    # before the run records a materialization for each batch, so a failed batch leaves every file as it was
+    with atomic_paths([layout.embeddings(b) for b in batches]) as staged:
+        for batch, target in zip(batches, staged, strict=True):
+            products = pd.read_parquet(layout.cleaned_text(batch), columns=["nm", "text"])
+            store = open_tensor_store(layout.image_tensors(batch))
+            if store.shape[1] != encoders.image_size:
+                raise dg.Failure(
+                    f"{batch}: image tensors are {store.shape[1]}px, the model wants {encoders.image_size}px"
+                )
+
+            def log_progress(done: int, total: int, batch: str = batch) -> None:
+                context.log.info(f"{batch}: embedded {done}/{total}")
+
+            stats = write_embeddings(
+                encoders,
+                products["nm"].to_numpy(),
+                products["text"].tolist(),
+                lambda s, e, store=store: store[s:e],
+                target,
+                progress=log_progress,
             )
-
-        def log_progress(done: int, total: int, batch: str = batch) -> None:
-            context.log.info(f"{batch}: embedded {done}/{total}")
-
-        stats = write_embeddings(
-            encoders,
-            products["nm"].to_numpy(),
-            products["text"].tolist(),
-            lambda s, e, store=store: store[s:e],
-            layout.embeddings(batch),
-            progress=log_progress,
-        )
-        rows.append(
-            {
-                "batch": batch,
-                "path": str(layout.embeddings(batch)),
-                "products": stats.count,
-                "seconds": round(stats.seconds, 2),
-                "disk_bytes": stats.bytes_on_disk,
-            }
-        )
+            rows.append(
+                {
+                    "batch": batch,
+                    "path": str(layout.embeddings(batch)),
+                    "products": stats.count,
+                    "seconds": round(stats.seconds, 2),
+                    "disk_bytes": stats.bytes_on_disk,
+                    "mostly_unknown_texts": stats.mostly_unknown_texts,
+                }
+            )
     return dg.MaterializeResult(
         metadata={
             "count": sum(r["products"] for r in rows),
+            # texts mostly of tokens the BPE does not know: fused without the text channel (README)
+            "mostly_unknown_texts": sum(r["mostly_unknown_texts"] for r in rows),
             "dims": dg.MetadataValue.json(stats.dims),
             "onnx_variant": encoders.variant,
             "model_version": encoders.model_version,

@@ -10,7 +10,7 @@ from mm_pipeline.defs.partitions import catalogue_batches
 from mm_pipeline.defs.resources import PipelineSettings
 from mm_pipeline.model.clip import context_length
 from mm_pipeline.prep.images import write_tensor_store
-from mm_pipeline.prep.text import TEXT_PARTS, clean_products, length_stats
+from mm_pipeline.prep.text import TEXT_PARTS, clean_products, foreign_script_counts, length_stats
 from mm_pipeline.storage import atomic_dir, write_parquet
 
 INGEST_GROUP = "ingest"
@@ -59,7 +59,8 @@ def raw_products(context: dg.AssetExecutionContext, settings: PipelineSettings) 
             "rows_accepted": len(result.accepted),
             "rows_rejected": len(result.rejected),
             "rows_with_data_issues": int((result.accepted["data_issues"] != "").sum()),
-            "missing_columns_filled": ", ".join(result.missing_columns) or "none",
+            "missing_columns_unknown": ", ".join(result.missing_columns) or "none",
+            "file_notes": "; ".join(result.file_notes) or "none",
             "reject_reasons": dg.MetadataValue.md(
                 "\n".join(["| reason | rows |", "|---|---|", *(f"| {k} | {v} |" for k, v in reasons.items())])
                 if reasons
@@ -93,6 +94,7 @@ def cleaned_text(context: dg.AssetExecutionContext, settings: PipelineSettings) 
     path = write_parquet(cleaned, layout.cleaned_text(batch))
     context = context_length(settings.ruclip_dir)
     stats = length_stats(cleaned["text"], context_tokens=context)
+    scripts = foreign_script_counts(cleaned["text"])
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(path)),
@@ -101,6 +103,9 @@ def cleaned_text(context: dg.AssetExecutionContext, settings: PipelineSettings) 
             "model_context_tokens": context,
             **{f"text_{k}": v for k, v in stats.items()},
             "sample": dg.MetadataValue.md(cleaned[["nm", "text"]].head(5).to_markdown(index=False)),
+            # noted in data_issues; embeddings counts the texts the model's tokenizer really finds unknown
+            "texts_mostly_other_script": sum(scripts.values()),
+            "other_scripts": dg.MetadataValue.json(scripts),
         }
     )
 

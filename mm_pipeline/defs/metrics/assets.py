@@ -8,7 +8,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from mm_pipeline.defs.automation.gating import gated, gates_of, materialization_summary, read_gates
-from mm_pipeline.defs.partitions import catalogue_batches
+from mm_pipeline.defs.catalogue_index import served_batches
 from mm_pipeline.defs.resources import PipelineSettings, materialized_batches
 from mm_pipeline.defs.tables import markdown_table
 from mm_pipeline.evaluation.labels import TASKS
@@ -19,6 +19,7 @@ from mm_pipeline.model.clip import load_folder
 from mm_pipeline.model.train import encode_pairs, load_pairs, training_split
 from mm_pipeline.publish.gates import refusal
 from mm_pipeline.publish.record import list_versions, publish_version
+from mm_pipeline.publish.vectors import one_row_per_nm_problem
 from mm_pipeline.storage import atomic_dir, pin, save_npy, write_parquet
 
 EVALUATION_GROUP = "evaluation"
@@ -74,9 +75,12 @@ def base_model_embeddings(
 
 def load_eval_set(settings: PipelineSettings, instance: dg.DagsterInstance) -> EvalSet:
     """Eval-split products with their fine-tuned vectors (every vector column the embeddings of all batches
-    have, as stored), base-model vectors and 24x24 thumbnails read from the image tensor stores."""
+    have, as stored), base-model vectors and 24x24 thumbnails read from the image tensor stores.
+
+    Raises ``dg.Failure`` naming the batches not embedded by the current model (:func:`served_batches`)."""
     layout = settings.layout
-    batches = [b for b in materialized_batches(settings, instance) if layout.embeddings(b.name).exists()]
+    served = served_batches(settings, instance)
+    batches = [b for b in materialized_batches(settings, instance) if b.name in served]
     products = pd.concat([pd.read_parquet(b.cleaned_text) for b in batches], ignore_index=True)
     schemas = [set(pq.read_schema(layout.embeddings(b.name)).names) for b in batches]
     tuned = {}
@@ -86,6 +90,12 @@ def load_eval_set(settings: PipelineSettings, instance: dg.DagsterInstance) -> E
         tuned[column] = np.concatenate([p[1] for p in parts])
     base_dir = pin(layout.base_embeddings_dir)
     base_nm = pd.read_parquet(base_dir / "nm.parquet")["nm"].to_numpy()
+    unserved = np.setdiff1d(base_nm, nm)
+    if len(unserved):  # e.g. products of a batch retired since base_model_embeddings ran
+        raise dg.Failure(
+            f"base_model_embeddings holds {len(unserved)} products no served batch has (e.g. nm {unserved[0]}); "
+            "rematerialize base_model_embeddings (evaluation_job does)"
+        )
     position = pd.Series(np.arange(len(nm)), index=nm)
     eval_products = products.set_index("nm").loc[base_nm].reset_index()
     rows = position.loc[base_nm].to_numpy()
@@ -177,21 +187,19 @@ METRIC_FIELDS = ("status", "fused_f1", "base_fused_f1", "fused_f1_minus_base")  
     kinds={"parquet"},
     description="What consumers read: fused vectors + nm + model version of every embedded batch in one file, "
     "with a manifest per version. Publishes only when every gate (each metric's, each batch's embeddings "
-    "check) passed on its asset's latest materialization, however it is launched; otherwise it fails naming "
-    "the gates and the previous version stays in place.",
+    "check) passed on its asset's latest materialization, however it is launched, every batch is embedded by "
+    "the current model and every nm has one row; otherwise it fails naming the gates, stale batches or "
+    "repeated products and the previous version stays in place.",
 )
 def published_embeddings(
     context: dg.AssetExecutionContext, settings: PipelineSettings
 ) -> dg.MaterializeResult:
     layout = settings.layout
     instance = context.instance
-    batches = [
-        b
-        for b in sorted(instance.get_dynamic_partitions(catalogue_batches.name))
-        if layout.embeddings(b).exists()
-    ]
-    if not batches:
-        raise dg.Failure("not publishing: no catalogue batch has embeddings yet")
+    try:
+        batches = list(served_batches(settings, instance))
+    except dg.Failure as exc:
+        raise dg.Failure(f"not publishing: {exc.description}", metadata=exc.metadata) from None
     gates = gates_of(context.assets_def, context.asset_key)
     readings = read_gates(instance, gates, batches)
     refused = refusal(readings)
@@ -207,6 +215,9 @@ def published_embeddings(
             "not publishing: an input was re-materialized while publishing; the next run retries"
         )
     published = pd.concat(frames, ignore_index=True)
+    problem = one_row_per_nm_problem(published["nm"], published["batch"])
+    if problem:
+        raise dg.Failure(f"not publishing: {problem}; retire or fix the batch files")
     onnx_manifest = json.loads((pin(settings.layout.onnx_dir) / "manifest.json").read_text())
     manifest = {
         "run_id": context.run_id,
@@ -251,6 +262,35 @@ def published_embeddings(
                 )
             ),
         }
+    )
+
+
+ONE_ROW_PER_NM = "one_row_per_nm"
+
+
+def one_row_per_nm_result(table: pd.DataFrame) -> dg.AssetCheckResult:
+    """The ``one_row_per_nm`` verdict on a served table with ``nm`` and ``batch`` columns."""
+    problem = one_row_per_nm_problem(table["nm"], table["batch"])
+    return dg.AssetCheckResult(
+        passed=problem is None,
+        metadata={
+            "rows": len(table),
+            "products": int(table["nm"].nunique()),
+            "verdict": problem or "one row per nm",
+        },
+        description=problem,
+    )
+
+
+@dg.asset_check(
+    asset=published_embeddings,
+    name=ONE_ROW_PER_NM,
+    blocking=True,
+    description="The published table holds exactly one row per nm (a repeated product names its batches).",
+)
+def published_one_row_per_nm(settings: PipelineSettings) -> dg.AssetCheckResult:
+    return one_row_per_nm_result(
+        pd.read_parquet(settings.layout.published_embeddings, columns=["nm", "batch"])
     )
 
 

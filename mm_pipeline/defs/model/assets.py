@@ -2,7 +2,6 @@
 
 import dataclasses
 import json
-import os
 import time
 
 import dagster as dg
@@ -20,6 +19,7 @@ from mm_pipeline.model.clip import (
     load_folder,
     save_folder,
 )
+from mm_pipeline.model.device import bf16_pays_on_cpu, resolve
 from mm_pipeline.model.export import check_parity, export_towers, weights_version, write_parity
 from mm_pipeline.model.train import (
     RECIPES,
@@ -130,12 +130,14 @@ def fine_tuned_model(
     if len(train) < recipe.batch_size or len(holdout) < 4:
         raise dg.Failure(f"too few products to train: {len(train)} train, {len(holdout)} held out")
     torch.set_num_threads(settings.workers)
+    compute = resolve(settings.device, bf16_on_cpu=bf16_pays_on_cpu(base.clip))
+    context.log.info(f"training on {compute.device} in {compute.precision} (MM_DEVICE={settings.device})")
     job_id = fingerprint(recipe, base.config, train, layout.model_dir("base") / "pytorch_model.bin")
     wandb = wandb_resource["sdk"]
     run = wandb.init(
         project="mm_pipeline",
         job_type="fine_tune",
-        dir=os.environ.get("WANDB_DIR"),
+        dir=wandb_resource["dir"],  # WANDB_DIR, default <MM_DATA_DIR>/wandb
         config={
             "recipe": recipe.__dict__,
             "model": base.config,
@@ -176,7 +178,9 @@ def fine_tuned_model(
             context.log.info(f"resumed from checkpoint at epoch {event['epoch']} step {event['step']}")
 
     try:
-        result = fine_tune(base.clip, train, holdout, recipe, layout.checkpoints_dir, job_id, on_progress)
+        result = fine_tune(
+            base.clip, train, holdout, recipe, layout.checkpoints_dir, job_id, on_progress, compute
+        )
     finally:
         run.finish()
     channels = fit_channels(base.clip, base.tokenizer, batches, pairs, split)
@@ -212,6 +216,7 @@ def fine_tuned_model(
             "path": dg.MetadataValue.path(str(target)),
             "model_version": weights_version(target),
             "recipe": "pretrained" if pretrained else "compact",
+            "compute": f"{compute.device} {compute.precision}",
             "train_products": len(train),
             "holdout_products": len(holdout),
             "eval_products_never_trained_on": int(split["eval"].sum()),

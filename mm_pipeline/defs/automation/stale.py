@@ -1,0 +1,69 @@
+"""Re-embedding of batches whose vectors are not of the current model (a failed or partial re-embedding)."""
+
+import time
+
+import dagster as dg
+
+from mm_pipeline.defs.catalogue_index import current_model_version
+from mm_pipeline.defs.partitions import catalogue_batches
+from mm_pipeline.defs.resources import PipelineSettings
+from mm_pipeline.publish.vectors import MixedModelVersionsError, require_model_version
+
+# eager automation re-embeds every batch when a new export lands; this sensor takes over what is still stale
+# this long after it (a failed or cancelled run, a batch left out of a backfill)
+STALE_GRACE_S = 600.0
+IN_PROGRESS = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def stale_batches(settings: PipelineSettings, instance: dg.DagsterInstance) -> dict[str, list[str]]:
+    """Registered batches with an embeddings file not made by the current model: batch → versions found."""
+    layout = settings.layout
+    paths = {
+        batch: layout.embeddings(batch)
+        for batch in instance.get_dynamic_partitions(catalogue_batches.name)
+        if layout.embeddings(batch).exists()
+    }
+    if not paths:
+        return {}
+    try:
+        require_model_version(paths, current_model_version(settings))
+    except MixedModelVersionsError as exc:
+        return exc.stale
+    return {}
+
+
+@dg.sensor(
+    job_name="embeddings_job", minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING
+)
+def stale_embeddings(context: dg.SensorEvaluationContext, settings: PipelineSettings):
+    """Request one re-embedding per stale batch and model version (the run key), once the current export is
+    ``STALE_GRACE_S`` old and no embeddings run is in progress; a batch that fails again stays stale, and every
+    consumer refuses naming it."""
+    instance = context.instance
+    model = instance.get_latest_materialization_event(dg.AssetKey("onnx_model"))
+    if model is None or time.time() - model.timestamp < STALE_GRACE_S:
+        return dg.SkipReason("no export yet, or eager automation is still re-embedding for the new one")
+    busy = [
+        run
+        for run in instance.get_runs(dg.RunsFilter(statuses=IN_PROGRESS))
+        if run.asset_selection and dg.AssetKey("embeddings") in run.asset_selection
+    ]
+    if busy:
+        return dg.SkipReason(f"embeddings run {busy[0].run_id} in progress")
+    try:
+        stale = stale_batches(settings, instance)
+    except dg.Failure as exc:  # no usable export
+        return dg.SkipReason(exc.description)
+    if not stale:
+        return dg.SkipReason("every batch is embedded by the current model")
+    version = current_model_version(settings)
+    for batch, found in sorted(stale.items()):
+        context.log.info(
+            f"{batch}: embedded by {', '.join(found) or 'no model'}, current {version}; re-embedding"
+        )
+    return [dg.RunRequest(partition_key=batch, run_key=f"{batch}@{version}") for batch in sorted(stale)]
