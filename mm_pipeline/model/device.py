@@ -2,8 +2,8 @@
 
 ``auto`` runs on CUDA when torch sees a GPU, else on the CPU; ``cpu`` and ``cuda`` force one (``cuda`` fails
 when there is none). Training autocasts to bf16 on CUDA GPUs that support it and, under ``auto``, on CPUs that
-compute bf16 in hardware (AMX or AVX512-BF16) for workloads where that pays off; ``cpu`` keeps fp32, so it
-reproduces earlier results exactly. Export and parity always run on a CPU fp32 copy.
+compute bf16 in hardware (AMX or AVX512-BF16), in both cases only for workloads where that pays off
+(:func:`bf16_pays`); ``cpu`` keeps fp32, so it reproduces earlier results exactly. Export and parity always run on a CPU fp32 copy.
 """
 
 from __future__ import annotations
@@ -22,6 +22,10 @@ DEVICES = ("auto", "cpu", "cuda")
 # ViT-B/32-384 (150 M parameters) 1.5-1.8x faster but the compact model (2.6 M) at 0.5-0.7x: small models' many
 # small operations lose more to conversions than their matrix products gain
 CPU_BF16_MIN_PARAMETERS = 50_000_000
+# on an H200 (benchmarks/device_check.sh) bf16 autocast trains ViT-B/32-384 at batch 32 at 0.6x fp32 (the GPU
+# waits on kernel launches and the casts add more) and at batch 128 at 2.55x (1,054 vs 413 products/s); the
+# compact model at batch 64 runs at 0.28x
+GPU_BF16_MIN_BATCH = 128
 NATIVE_BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})  # /proc/cpuinfo flags of hardware bf16
 
 
@@ -74,12 +78,11 @@ def resolve(
     cuda_available: bool | None = None,
     cuda_bf16: bool | None = None,
     native_bf16: bool | None = None,
-    bf16_on_cpu: bool = True,
 ) -> Compute:
     """The :class:`Compute` for an ``MM_DEVICE`` value (see the module docstring).
 
-    ``bf16_on_cpu=False`` keeps fp32 on a native-bf16 CPU, for models whose many small operations run slower
-    in bf16 there (:func:`bf16_pays_on_cpu`). The other keyword arguments replace what would be detected (tests fake them). Raises
+    What the hardware allows: :func:`training_compute` also weighs the workload. The keyword arguments replace
+    what would be detected (tests fake them). Raises
     ``ValueError`` for an unknown name and ``RuntimeError`` for ``cuda`` without a CUDA GPU.
     """
     if name not in DEVICES:
@@ -90,14 +93,26 @@ def resolve(
     if name == "cuda" or (name == "auto" and cuda_available):
         bf16 = torch.cuda.is_bf16_supported() if cuda_bf16 is None else cuda_bf16
         return Compute(torch.device("cuda"), torch.bfloat16 if bf16 else None)
-    if name == "auto" and bf16_on_cpu and (cpu_has_native_bf16() if native_bf16 is None else native_bf16):
+    if name == "auto" and (cpu_has_native_bf16() if native_bf16 is None else native_bf16):
         return Compute(torch.device("cpu"), torch.bfloat16)
     return CPU
 
 
-def bf16_pays_on_cpu(module: nn.Module) -> bool:
-    """Whether ``module`` is large enough for bf16 autocast to speed up its training on a native-bf16 CPU."""
-    return sum(p.numel() for p in module.parameters()) >= CPU_BF16_MIN_PARAMETERS
+def bf16_pays(module: nn.Module, batch_size: int, cuda: bool) -> bool:
+    """Whether bf16 autocast speeds up training ``module`` at ``batch_size``: a model of at least
+    ``CPU_BF16_MIN_PARAMETERS`` parameters, on a GPU also batches of at least ``GPU_BF16_MIN_BATCH``."""
+    large = sum(p.numel() for p in module.parameters()) >= CPU_BF16_MIN_PARAMETERS
+    return large and (not cuda or batch_size >= GPU_BF16_MIN_BATCH)
+
+
+def training_compute(name: str, module: nn.Module, batch_size: int) -> Compute:
+    """:func:`resolve` for training ``module`` at ``batch_size``, in fp32 where bf16 would not pay off."""
+    compute = resolve(name)
+    if compute.autocast_dtype is not None and not bf16_pays(
+        module, batch_size, compute.device.type == "cuda"
+    ):
+        return Compute(compute.device)
+    return compute
 
 
 Module = TypeVar("Module", bound=nn.Module)

@@ -15,11 +15,12 @@ from mm_pipeline.model.clip import build_clip
 from mm_pipeline.model.device import (
     CPU,
     Compute,
-    bf16_pays_on_cpu,
+    bf16_pays,
     cpu_flags,
     cpu_fp32,
     cpu_has_native_bf16,
     resolve,
+    training_compute,
 )
 from mm_pipeline.model.split import NO_GROUP
 from mm_pipeline.model.train import RECIPES, PairedData, fine_tune, step_inputs
@@ -69,8 +70,6 @@ def test_resolve_device_and_autocast_choice():
         torch.device("cpu"), torch.bfloat16
     )
     assert resolve("auto", cuda_available=False, native_bf16=False) == CPU
-    assert resolve("auto", cuda_available=False, native_bf16=True, bf16_on_cpu=False) == CPU
-    assert resolve("auto", cuda_available=True, cuda_bf16=True, bf16_on_cpu=False).precision == "bfloat16"
     # an explicit cpu keeps fp32 everywhere, so it reproduces earlier runs exactly
     assert resolve("cpu", cuda_available=True, native_bf16=True) == CPU
     assert CPU.precision == "fp32"
@@ -80,9 +79,16 @@ def test_resolve_device_and_autocast_choice():
         resolve("gpu")
 
 
-def test_bf16_on_cpu_only_for_large_models():
-    assert not bf16_pays_on_cpu(build_clip(MICRO_CONFIG))
-    assert bf16_pays_on_cpu(torch.nn.Linear(8000, 8000))  # 64 M parameters
+def test_bf16_only_where_it_pays(monkeypatch):
+    small, large = build_clip(MICRO_CONFIG), torch.nn.Linear(8000, 8000)  # large: 64 M parameters
+    assert not bf16_pays(small, 256, cuda=False) and not bf16_pays(small, 256, cuda=True)
+    assert bf16_pays(large, 32, cuda=False)
+    assert not bf16_pays(large, 32, cuda=True) and bf16_pays(large, 128, cuda=True)
+    cuda = torch.device("cuda")
+    monkeypatch.setattr("mm_pipeline.model.device.resolve", lambda name: Compute(cuda, torch.bfloat16))
+    assert training_compute("auto", large, 32) == Compute(cuda, None)
+    assert training_compute("auto", large, 128) == Compute(cuda, torch.bfloat16)
+    assert training_compute("auto", small, 128) == Compute(cuda, None)
 
 
 def test_cpu_fp32_copies_only_when_needed():

@@ -19,7 +19,7 @@ from mm_pipeline.model.clip import (
     load_folder,
     save_folder,
 )
-from mm_pipeline.model.device import bf16_pays_on_cpu, resolve
+from mm_pipeline.model.device import training_compute
 from mm_pipeline.model.export import check_parity, export_towers, weights_version, write_parity
 from mm_pipeline.model.train import (
     RECIPES,
@@ -130,7 +130,7 @@ def fine_tuned_model(
     if len(train) < recipe.batch_size or len(holdout) < 4:
         raise dg.Failure(f"too few products to train: {len(train)} train, {len(holdout)} held out")
     torch.set_num_threads(settings.workers)
-    compute = resolve(settings.device, bf16_on_cpu=bf16_pays_on_cpu(base.clip))
+    compute = training_compute(settings.device, base.clip, recipe.batch_size)
     context.log.info(f"training on {compute.device} in {compute.precision} (MM_DEVICE={settings.device})")
     job_id = fingerprint(recipe, base.config, train, layout.model_dir("base") / "pytorch_model.bin")
     wandb = wandb_resource["sdk"]
