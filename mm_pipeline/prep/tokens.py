@@ -28,20 +28,45 @@ MOSTLY_UNKNOWN_SHARE = 0.5
 _WORD_START = "\u2581"  # youtokentome's word-boundary mark in subword pieces
 
 
-def train_bpe(texts: Iterable[str], model_path: Path | str, vocab_size: int, seed_text: str = "") -> Path:
-    """Train a youtokentome BPE on ``texts`` (lower-cased, as the processor encodes) with ruCLIP's special ids."""
+# lower-case characters a Russian marketplace's cards are likely to hold, each given a token by every BPE this
+# project trains even when the training texts lack it: Cyrillic of Russia and its neighbours, Latin with the
+# diacritics of brand names, digits, ASCII and Russian typographic punctuation, units and currency signs
+LIKELY_CHARACTERS = (
+    "абвгдеёжзийклмнопрстуфхцчшщъыьэюя"
+    "іїєґўәғқңөұүһ"
+    "abcdefghijklmnopqrstuvwxyz"
+    "àáâäãåæçèéêëìíîïñòóôöõøœßùúûüýÿ"
+    "0123456789"
+    "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+    "«»„“”‘’–—…•·"
+    "₽€£¥₸‰№°×±÷²³½¼¾µ™®©"
+)
+
+
+def train_bpe(
+    texts: Iterable[str],
+    model_path: Path | str,
+    vocab_size: int,
+    seed_text: str = " ".join(LIKELY_CHARACTERS),
+) -> Path:
+    """Train a youtokentome BPE on ``texts`` (lower-cased, as the processor encodes) with ruCLIP's special ids.
+
+    Every character of the texts and of ``seed_text`` (by default :data:`LIKELY_CHARACTERS`, space-separated,
+    so it adds characters, not merges) gets a token (``coverage=1``): only a script absent from both is
+    unknown. ``vocab_size`` must exceed the number of distinct characters; youtokentome raises otherwise.
+    """
     model_path = Path(model_path)
     model_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", suffix=".txt", encoding="utf-8", delete=False) as corpus:
         for text in texts:
             corpus.write(text.lower().replace("\n", " ") + "\n")
-        corpus.write(seed_text)
+        corpus.write(seed_text + "\n")
     try:
         yttm.BPE.train(
             data=corpus.name,
             model=str(model_path),
             vocab_size=vocab_size,
-            coverage=0.9999,
+            coverage=1.0,
             n_threads=1,  # deterministic merges
             pad_id=PAD_ID,
             unk_id=UNK_ID,

@@ -27,7 +27,7 @@ OTHER_GEORGIAN = "წითელი ზაფხულის კაბა"  # r
 def tokenizer(tmp_path_factory) -> TextTokenizer:
     """A BPE learned on a Russian catalogue, as base_model learns the compact one."""
     folder = tmp_path_factory.mktemp("bpe")
-    return TextTokenizer(train_bpe(RUSSIAN * 20, folder / "bpe.model", vocab_size=300), context_length=40)
+    return TextTokenizer(train_bpe(RUSSIAN * 20, folder / "bpe.model", vocab_size=400), context_length=40)
 
 
 def test_unknown_shares_of_russian_and_other_scripts(tokenizer):
