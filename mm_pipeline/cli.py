@@ -94,16 +94,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if _sample_size_error(args):
             return 2
         generate_sample(out, n=args.n, batches=args.batches, seed=args.seed, progress=_progress_bar("images"))
-    os.environ.setdefault("MM_INCOMING_DIR", str(out / "batches"))
-    os.environ.setdefault("MM_IMAGES_DIR", str(out / "images"))
 
     import dagster as dg
 
     from mm_pipeline.defs.resources import PipelineSettings
 
+    # the sample's folders unless MM_INCOMING_DIR / MM_IMAGES_DIR say otherwise; the settings travel to
+    # build_defs, the environment is left as it was
+    sample = {"MM_INCOMING_DIR": str(out / "batches"), "MM_IMAGES_DIR": str(out / "images")}
+    settings = PipelineSettings.from_env({**sample, **{k: v for k, v in os.environ.items() if v}})
     with dg.DagsterInstance.get() as instance:
         return _materialize_and_report(
-            PipelineSettings.from_env(),
+            settings,
             instance,
             started,
             f"runs recorded in DAGSTER_HOME={os.environ.get('DAGSTER_HOME')} (`make ui` shows them)",
@@ -131,8 +133,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     }
     if args.epochs is not None:  # at least 1 (argparse)
         env["MM_TRAIN_EPOCHS"] = str(args.epochs)
-    os.environ.setdefault("WANDB_DIR", str(args.data_dir / "wandb"))
-    Path(os.environ["WANDB_DIR"]).mkdir(parents=True, exist_ok=True)
 
     import dagster as dg
 
@@ -179,7 +179,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
     from mm_pipeline.catalog.contract import BatchFileError, one_line, validate_batch
-    from mm_pipeline.inference.encoders import OnnxEncoders, ParityError, choose_variant, write_embeddings
+    from mm_pipeline.inference.encoders import OnnxEncoders, ParityError, resolve_variant, write_embeddings
     from mm_pipeline.prep.images import load_letterboxed
     from mm_pipeline.prep.text import clean_products
     from mm_pipeline.storage import pin, write_parquet
@@ -196,10 +196,12 @@ def cmd_embed(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr)
     model_dir = pin(args.model)
     try:
-        encoders = OnnxEncoders(model_dir, choose_variant(model_dir, args.variant))
+        choice = resolve_variant(model_dir, args.variant)
+        encoders = OnnxEncoders(model_dir, choice.variant)
     except ParityError as exc:
         print(f"error: {one_line(exc, limit=400)}", file=sys.stderr)
         return 2
+    print(f"ONNX variant {choice.variant}: {choice.reason}", file=sys.stderr)
     products = clean_products(result.accepted)
     files = products["image_file"].tolist()
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
@@ -381,7 +383,10 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--model", type=Path, default=Path("data/store/onnx"), help="the onnx_model folder")
     embed.add_argument("--out", type=Path, required=True)
     embed.add_argument(
-        "--variant", choices=("int8", "fp32"), default="int8", help="preferred; fp32 when int8 failed parity"
+        "--variant",
+        choices=("auto", "int8", "fp32"),
+        default="auto",
+        help="auto: the fastest variant that passed parity on this CPU; int8 falls back to fp32 when it failed",
     )
     embed.add_argument("--chunk-size", type=POSITIVE, default=256, help="products per ONNX call")
     embed.set_defaults(func=cmd_embed)

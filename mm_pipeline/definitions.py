@@ -1,4 +1,4 @@
-"""The code location: everything under ``mm_pipeline/defs`` plus shared resources."""
+"""The code location: everything under ``mm_pipeline/defs`` plus shared resources, built by a function."""
 
 from pathlib import Path
 
@@ -30,4 +30,9 @@ def build_defs(settings: PipelineSettings | None = None, gates: MetricGates | No
     return with_gated_automation(defs)
 
 
-defs = build_defs()
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The code location that ``workspace.yaml``, ``dagster api grpc -m mm_pipeline.definitions`` and ``dg``
+    load: settings from the ``MM_*`` variables of the process that loads it, read when Dagster loads the
+    location (not when this module is imported). The CLI and tests call :func:`build_defs` with their own."""
+    return build_defs()

@@ -9,17 +9,19 @@ import pandas as pd
 
 from mm_pipeline.defs.partitions import catalogue_batches
 from mm_pipeline.defs.resources import PipelineSettings
-from mm_pipeline.inference.encoders import ParityError, choose_variant, read_vectors
+from mm_pipeline.inference.encoders import ParityError, execution_providers, read_vectors, resolve_variant
 from mm_pipeline.publish.vectors import MixedModelVersionsError, one_row_per_nm_problem, require_model_version
 from mm_pipeline.storage import pin
 
 
 def current_model_version(settings: PipelineSettings) -> str:
-    """``<export version>-<variant>`` that ``embeddings`` writes now (the variant that passed parity)."""
+    """``<export version>-<variant>`` that ``embeddings`` writes now on this machine (the variant
+    ``MM_ONNX_VARIANT`` resolves to among those that passed parity)."""
     onnx_dir = pin(settings.layout.onnx_dir)
     try:
-        variant = choose_variant(onnx_dir, settings.onnx_variant)
-    except (ParityError, FileNotFoundError) as exc:
+        providers = execution_providers(settings.device)
+        variant = resolve_variant(onnx_dir, settings.onnx_variant, settings.workers, providers).variant
+    except (ParityError, FileNotFoundError, ValueError) as exc:
         raise dg.Failure(f"no usable ONNX export: {exc}") from None
     return f"{json.loads((onnx_dir / 'manifest.json').read_text())['model_version']}-{variant}"
 

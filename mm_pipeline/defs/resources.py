@@ -10,26 +10,13 @@ from dagster_wandb.resources import WANDB_CLOUD_HOST
 
 from mm_pipeline.catalog.contract import BatchFileError, batch_name
 from mm_pipeline.defs.partitions import catalogue_batches
+from mm_pipeline.environment import DEFAULT_WORKERS, SETTINGS_VARIABLES
 from mm_pipeline.layout import Layout
 from mm_pipeline.model.train import BatchFiles
 from mm_pipeline.tracking import PLACEHOLDER_KEY, TrackingConfigError, wandb_setup
 
-# field → the environment variable that sets it when definitions load (README, "Configuration")
-ENV_VARIABLES = {
-    "data_dir": "MM_DATA_DIR",
-    "incoming_dir": "MM_INCOMING_DIR",
-    "images_dir": "MM_IMAGES_DIR",
-    "image_size": "MM_IMAGE_SIZE",
-    "max_image_pixels": "MM_MAX_IMAGE_PIXELS",
-    "ruclip_dir": "MM_RUCLIP_DIR",
-    "ruclip_name": "MM_RUCLIP_NAME",
-    "workers": "MM_WORKERS",
-    "eval_fraction": "MM_EVAL_FRACTION",
-    "train_epochs": "MM_TRAIN_EPOCHS",
-    "train_batch_size": "MM_TRAIN_BATCH_SIZE",
-    "onnx_variant": "MM_ONNX_VARIANT",
-    "device": "MM_DEVICE",
-}
+# field → the environment variable that sets it (the table: mm_pipeline.environment; README, "Configuration")
+ENV_VARIABLES = SETTINGS_VARIABLES
 WANDB_PLACEHOLDER_KEY = PLACEHOLDER_KEY  # offline/disabled W&B still wants a key-shaped string
 
 
@@ -43,27 +30,26 @@ class PipelineSettings(dg.ConfigurableResource):
     max_image_pixels: int = 40_000_000
     ruclip_dir: str = ""
     ruclip_name: str = ""
-    workers: int = 2
+    workers: int = DEFAULT_WORKERS  # the CPU count
     eval_fraction: float = 0.3
     train_epochs: int = 0  # 0: the recipe's own number of epochs
     compact_vocab_size: int = 6000
-    onnx_variant: str = "int8"
+    onnx_variant: str = "auto"  # auto (the fastest variant that passed parity on this CPU), int8 or fp32
     train_batch_size: int = 0  # 0: the recipe's own batch size
     device: str = "auto"  # torch and ONNX Runtime: auto, cpu or cuda (mm_pipeline.model.device)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "PipelineSettings":
-        """Settings from ``MM_*`` variables (see ``ENV_VARIABLES``); unset ones keep the defaults."""
+        """Settings from ``MM_*`` variables (see ``ENV_VARIABLES``); unset or empty ones keep the defaults."""
         values = {}
         for field, variable in ENV_VARIABLES.items():
-            if variable not in env:
+            if not env.get(variable):
                 continue
             kind = cls.model_fields[field].annotation
             try:
                 values[field] = kind(env[variable])
             except ValueError:
                 raise ValueError(f"{variable}={env[variable]!r} is not a valid {kind.__name__}") from None
-        values.setdefault("workers", os.cpu_count() or 2)
         return cls(**values)
 
     @property

@@ -35,7 +35,8 @@ from mm_pipeline.evaluation.probes import (
     cross_validate,
     reference_probes,
     regress_log_price,
-    tfidf_matrix,
+    tfidf_counts,
+    tfidf_of_counts,
 )
 from mm_pipeline.evaluation.references import pixel_vectors
 from mm_pipeline.inference.encoders import BASE_FUSION_WEIGHTS, fuse, l2_normalize
@@ -70,6 +71,9 @@ class EvalSet:
     pixels: np.ndarray
     tfidf: sparse.csr_matrix
     pixel_vectors: np.ndarray
+    # the term counts behind ``tfidf`` (:func:`~mm_pipeline.evaluation.probes.tfidf_counts`), reused by every
+    # task's TF-IDF probe instead of tokenising the texts again; empty: the probes count them
+    tfidf_counts: tuple[sparse.csr_matrix, ...] = ()
 
     @classmethod
     def build(
@@ -102,13 +106,9 @@ class EvalSet:
             if rows != n:
                 raise ValueError(f"{name} has {rows} rows for {n} products")
         products = products.reset_index(drop=True)
+        counts = tuple(tfidf_counts(products["text"].tolist()))
         return cls(
-            products,
-            tuned,
-            base_parts,
-            pixels,
-            tfidf_matrix(products["text"].tolist()),
-            pixel_vectors(pixels),
+            products, tuned, base_parts, pixels, tfidf_of_counts(counts), pixel_vectors(pixels), counts
         )
 
 
@@ -163,7 +163,10 @@ def evaluate_task(
             for model, vectors in (("fine_tuned", data.tuned), ("base", data.base))
         }
         texts = data.products["text"].to_numpy()[rows]
-        runs["references"] = reference_probes(texts, data.pixels[rows], y, task.kind, **options)
+        counts = [m[rows] for m in data.tfidf_counts] or None
+        runs["references"] = reference_probes(
+            texts, data.pixels[rows], y, task.kind, **options, counts=counts
+        )
     except InsufficientData as exc:
         return TaskResult(task_name, INSUFFICIENT, exc.reason, extras={"labelled": int(known.sum())})
     model_of = {features: model for model, features in REFERENCE_FEATURES.items()}

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mm_pipeline.inference.encoders import fuse, read_vectors
+from mm_pipeline.inference.encoders import fastest, fuse, read_vectors
 from mm_pipeline.model.clip import load_folder
 from mm_pipeline_tests.defs.conftest import tiny_model_pipeline
 
@@ -37,7 +37,10 @@ def test_model_job_then_embeddings_per_partition(tmp_path, small_sample, tiny_ru
     layout = pipeline.settings.layout
     passed = json.loads((layout.onnx_dir / "parity.json").read_text())["passed_variants"]
     assert passed[0] == "fp32"
-    expected_variant = "int8" if "int8" in passed else "fp32"  # a variant that failed parity is never used
+    # MM_ONNX_VARIANT=auto: the faster passing variant as onnx_parity timed it on this CPU
+    timing = json.loads((layout.onnx_dir / "parity.json").read_text())["timing"]["seconds"]
+    assert set(timing) == set(passed)
+    expected_variant = fastest(timing, passed)
 
     # a backfill over the range of batches in one run (BackfillPolicy.single_run on embeddings)
     backfill = pipeline.defs.resolve_job_def("embeddings_job").execute_in_process(
@@ -52,6 +55,8 @@ def test_model_job_then_embeddings_per_partition(tmp_path, small_sample, tiny_ru
     lexical_dim = load_folder(layout.model_dir("fine_tuned")).lexical.dim
     weights = json.loads((layout.model_dir("fine_tuned") / "training.json").read_text())["fusion"]["weights"]
     assert tuned["lexical_dim"].value == lexical_dim and sum(weights.values()) == pytest.approx(1.0)
+    choice = meta["onnx_variant_choice"].value
+    assert choice["variant"] == expected_variant and "timed by onnx_parity" in choice["reason"]
     assert meta["onnx_variant"].value == expected_variant and meta["dims"].value == {
         "image": 64,
         "text": 64,

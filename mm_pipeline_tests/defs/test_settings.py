@@ -23,7 +23,7 @@ def test_environment_variables_set_their_fields_and_unset_ones_keep_defaults():
     assert settings.layout.store == Path("/srv/mm/store")
     assert (settings.image_size, settings.eval_fraction, settings.workers) == (384, 0.25, 8)
     assert settings.ruclip_dir == "/models/ruclip-vit-base-patch32-384"
-    assert settings.onnx_variant == PipelineSettings().onnx_variant == "int8"
+    assert settings.onnx_variant == PipelineSettings().onnx_variant == "auto"
     assert settings.incoming_dir == PipelineSettings().incoming_dir
 
 

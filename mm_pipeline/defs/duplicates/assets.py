@@ -147,7 +147,7 @@ def relisted_vectors(settings: PipelineSettings, instance: dg.DagsterInstance, d
     rows = pd.Series(np.arange(len(pairs)), index=pairs.nm).loc[chosen].to_numpy()
     original_texts, original_images = data.products["text"].tolist()[: len(chosen)], pairs.images(rows)
     texts, images = make_relistings(original_texts, original_images)
-    encoders = checked_encoders(layout.onnx_dir, settings)  # the variant the embeddings were made with
+    encoders, _ = checked_encoders(layout.onnx_dir, settings)  # the variant the embeddings were made with
     relisted = encoders.encode(texts, images)
     relisted["base_fused"] = fuse(
         encode_products(base.clip, base.tokenizer, texts, images), BASE_FUSION_WEIGHTS

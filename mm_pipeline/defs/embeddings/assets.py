@@ -11,21 +11,31 @@ from mm_pipeline.defs.model.assets import MODEL_POOL, onnx_model
 from mm_pipeline.defs.partitions import catalogue_batches
 from mm_pipeline.defs.resources import PipelineSettings
 from mm_pipeline.defs.tables import markdown_table
-from mm_pipeline.inference.encoders import OnnxEncoders, ParityError, choose_variant, write_embeddings
+from mm_pipeline.inference.encoders import (
+    OnnxEncoders,
+    ParityError,
+    VariantChoice,
+    execution_providers,
+    resolve_variant,
+    write_embeddings,
+)
 from mm_pipeline.prep.images import open_tensor_store
 from mm_pipeline.publish.vectors import BatchVectorReport, check_batch_vectors
 from mm_pipeline.storage import atomic_paths, pin
 
 
-def checked_encoders(onnx_dir: Path, settings: PipelineSettings) -> OnnxEncoders:
-    """ONNX sessions of the current export in the configured variant, only if that variant passed parity, on
-    the GPU when ``MM_DEVICE`` allows it and onnxruntime-gpu is installed."""
+def checked_encoders(onnx_dir: Path, settings: PipelineSettings) -> tuple[OnnxEncoders, VariantChoice]:
+    """ONNX sessions of the current export in the variant ``MM_ONNX_VARIANT`` resolves to (only one that passed
+    parity; ``auto``: the fastest on this CPU), on the GPU when ``MM_DEVICE`` allows it and onnxruntime-gpu is
+    installed, and that choice. Raises ``dg.Failure`` when no variant passed or the setting is unknown."""
     onnx_dir = pin(onnx_dir)  # parity report and model files of one export version
+    providers = execution_providers(settings.device)
     try:
-        variant = choose_variant(onnx_dir, settings.onnx_variant)
-    except ParityError as exc:
+        choice = resolve_variant(onnx_dir, settings.onnx_variant, settings.workers, providers)
+    except (ParityError, ValueError) as exc:
         raise dg.Failure(str(exc)) from None
-    return OnnxEncoders(onnx_dir, variant, threads=settings.workers, device=settings.device)
+    encoders = OnnxEncoders(onnx_dir, choice.variant, threads=settings.workers, device=settings.device)
+    return encoders, choice
 
 
 @dg.asset(
@@ -43,7 +53,10 @@ def checked_encoders(onnx_dir: Path, settings: PipelineSettings) -> OnnxEncoders
 )
 def embeddings(context: dg.AssetExecutionContext, settings: PipelineSettings) -> dg.MaterializeResult:
     layout = settings.layout
-    encoders = checked_encoders(layout.onnx_dir, settings)
+    encoders, choice = checked_encoders(layout.onnx_dir, settings)
+    context.log.info(f"ONNX variant {choice.variant} (MM_ONNX_VARIANT={choice.wanted}): {choice.reason}")
+    if choice.timings:
+        context.log.info(f"variant timings: {choice.as_metadata()['products_per_s']} products/s")
     rows = []
     batches = context.partition_keys
     # every batch is written to a temporary file; the files replace the old ones only when all succeeded, just
@@ -85,6 +98,7 @@ def embeddings(context: dg.AssetExecutionContext, settings: PipelineSettings) ->
             "mostly_unknown_texts": sum(r["mostly_unknown_texts"] for r in rows),
             "dims": dg.MetadataValue.json(stats.dims),
             "onnx_variant": encoders.variant,
+            "onnx_variant_choice": dg.MetadataValue.json(choice.as_metadata()),
             "model_version": encoders.model_version,
             "batches": dg.MetadataValue.md(markdown_table(rows)),
             "products_per_second": round(
