@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -96,6 +97,7 @@ def _fuse_without(
 
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
+VARIANT_SUFFIXES = {"fp32": "", "int8": ".int8"}  # file name: image<suffix>.onnx, text<suffix>.onnx
 
 
 def execution_providers(device: str = "cpu", available: Sequence[str] | None = None) -> list[str]:
@@ -131,18 +133,154 @@ def _session(
 
 
 PARITY_FILE = "parity.json"
+AUTO = "auto"
+# preference among variants that time the same (ties): the smaller model first
+VARIANT_ORDER = ("int8", "fp32")
+# the instruction-set extensions ONNX Runtime's CPU kernels (MLAS) dispatch on: a ranking timed on a CPU
+# with other ones is timed again
+CPU_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+)
+TIMING_BATCH = 8  # products per timed call: a fixed image batch and a fixed text batch
+TIMING_REPEATS = 3
 
 
 class ParityError(RuntimeError):
     """No ONNX variant of an export may be used; the message says why."""
 
 
-def choose_variant(onnx_dir: Path | str, wanted: str = "int8") -> str:
-    """The variant of the export in ``onnx_dir`` to run: ``wanted`` if it passed parity, else fp32 if that did.
+def cpu_signature(cpuinfo: str | None = None) -> dict:
+    """``{"model": str, "flags": [str, ...]}``: this CPU's model name and which of ``CPU_FLAGS`` it has
+    (from ``/proc/cpuinfo``, or ``cpuinfo`` when given; ``platform.processor()`` and no flags elsewhere)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    fields = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", "").split())
+    return {
+        "model": fields.get("model name") or platform.processor() or "unknown",
+        "flags": [f for f in CPU_FLAGS if f in flags],
+    }
+
+
+def _timing_inputs(onnx_dir: Path, manifest: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed uint8 ``[TIMING_BATCH, R, R, 3]`` images (seeded noise) and their token ids (product-like titles
+    of growing length, trimmed as inference trims them)."""
+    size = int(manifest["image_resolution"])
+    images = np.random.default_rng(0).integers(0, 256, (TIMING_BATCH, size, size, 3), dtype=np.uint8)
+    title = "Платье женское летнее хлопок синее размер 44 46 с коротким рукавом и карманами"
+    texts = [title[: 20 + 8 * i] for i in range(TIMING_BATCH)]
+    ids = TextTokenizer(onnx_dir / "bpe.model", manifest["context_length"]).encode(texts)
+    return images, trim_padding(ids)
+
+
+def time_variants(
+    onnx_dir: Path | str, variants: Sequence[str], threads: int | None = None, repeats: int = TIMING_REPEATS
+) -> dict[str, float]:
+    """Seconds per product (image tower + text tower, CPU provider, ``threads`` intra-op threads) of each of
+    ``variants`` of the export in ``onnx_dir``, on a fixed batch of ``TIMING_BATCH`` products.
+
+    The variants are timed in turns, ``repeats`` rounds after one warm-up call each, and each keeps its
+    fastest round: on a shared machine a load spike lands on one round of one variant and is discarded.
+    Takes a few seconds on a ViT-B/32-384 export with 2 cores. Raises ONNX Runtime's ``NoSuchFile`` for a
+    variant whose files are missing.
+    """
+    onnx_dir = Path(onnx_dir)
+    manifest = json.loads((onnx_dir / "manifest.json").read_text())
+    images, ids = _timing_inputs(onnx_dir, manifest)
+    threads = threads or os.cpu_count() or 1
+    sessions = {
+        v: (
+            _session(onnx_dir / f"image{VARIANT_SUFFIXES[v]}.onnx", threads),
+            _session(onnx_dir / f"text{VARIANT_SUFFIXES[v]}.onnx", threads),
+        )
+        for v in variants
+    }
+
+    def run(variant: str) -> float:
+        image, text = sessions[variant]
+        started = time.perf_counter()
+        image.run(None, {"images": images})
+        text.run(None, {"input_ids": ids})
+        return time.perf_counter() - started
+
+    for variant in variants:
+        run(variant)
+    best = dict.fromkeys(variants, float("inf"))
+    for _ in range(repeats):
+        for variant in variants:
+            best[variant] = min(best[variant], run(variant))
+    return {v: best[v] / TIMING_BATCH for v in variants}
+
+
+def fastest(timings: Mapping[str, float], allowed: Sequence[str]) -> str:
+    """The variant of ``allowed`` with the least seconds per product in ``timings``; ties go to the earlier
+    one in ``VARIANT_ORDER``. Raises ``ValueError`` when none of ``allowed`` was timed."""
+    timed = [v for v in VARIANT_ORDER if v in allowed and v in timings]
+    if not timed:
+        raise ValueError(f"none of {list(allowed)} was timed ({sorted(timings)})")
+    return min(timed, key=lambda v: timings[v])
+
+
+@dataclass(frozen=True)
+class VariantChoice:
+    """Which variant runs and why: ``wanted`` (``MM_ONNX_VARIANT``), ``variant`` (what runs), ``reason`` (one
+    line), ``timings`` (seconds per product per timed variant; empty unless ``auto`` ranked them) and
+    ``cpu`` (:func:`cpu_signature` of the CPU the timings come from)."""
+
+    variant: str
+    wanted: str
+    reason: str
+    timings: dict[str, float] = field(default_factory=dict)
+    cpu: dict = field(default_factory=dict)
+
+    def as_metadata(self) -> dict:
+        return {
+            "variant": self.variant,
+            "wanted": self.wanted,
+            "reason": self.reason,
+            "products_per_s": {v: round(1 / s, 1) for v, s in self.timings.items() if s > 0},
+            "cpu": self.cpu,
+        }
+
+
+_measured: dict[tuple, dict[str, float]] = {}  # per export version, CPU and threads: one timing per process
+
+
+def resolve_variant(
+    onnx_dir: Path | str,
+    wanted: str = AUTO,
+    threads: int | None = None,
+    providers: Sequence[str] = ("CPUExecutionProvider",),
+    cpu: dict | None = None,
+) -> VariantChoice:
+    """The variant of the export in ``onnx_dir`` to run, among those that passed parity (``parity.json``).
+
+    ``wanted`` ``int8`` or ``fp32``: that one if it passed, else fp32. ``auto``: the fastest passing variant
+    on this CPU (``cpu``, default :func:`cpu_signature`): the ranking ``onnx_parity`` timed when it ran on a CPU
+    with the same ``CPU_FLAGS``, else one timed now with ``threads`` (:func:`time_variants`, once per process
+    and export). With CUDA first in ``providers``, ``auto`` runs fp32 (int8 dynamic graphs fall back to the
+    CPU there).
 
     Raises :class:`ParityError` when the check has not run on this export or failed: an unchecked variant is
-    never used.
+    never used; ``ValueError`` for an unknown ``wanted``.
     """
+    if wanted not in (AUTO, *VARIANT_ORDER):
+        raise ValueError(f"MM_ONNX_VARIANT={wanted!r} is not one of auto, int8, fp32")
     onnx_dir = pin(onnx_dir)  # one export version, even while a new one is being written
     if not (onnx_dir / PARITY_FILE).exists():
         raise ParityError(
@@ -157,7 +295,30 @@ def choose_variant(onnx_dir: Path | str, wanted: str = "int8") -> str:
             f"{onnx_dir} failed onnx_parity (passed variants: {', '.join(parity['passed_variants']) or 'none'}); "
             "fix and re-export the model"
         )
-    return wanted if wanted in parity["passed_variants"] else "fp32"
+    passed = parity["passed_variants"]
+    if wanted != AUTO:
+        if wanted in passed:
+            return VariantChoice(wanted, wanted, "configured")
+        return VariantChoice("fp32", wanted, f"{wanted} failed parity")
+    if providers and providers[0] == CUDA_PROVIDER:
+        return VariantChoice("fp32", wanted, "CUDA provider: fp32 (int8 dynamic graphs fall back to the CPU)")
+    cpu = cpu_signature() if cpu is None else cpu
+    recorded = parity.get("timing") or {}
+    if recorded.get("cpu", {}).get("flags") == cpu["flags"] and set(passed) <= set(recorded["seconds"]):
+        timings = {v: recorded["seconds"][v] for v in passed}
+        reason = f"fastest passing variant as timed by onnx_parity on {recorded['cpu']['model']}"
+    else:
+        key = (str(onnx_dir), manifest["model_version"], tuple(cpu["flags"]), threads, tuple(passed))
+        if key not in _measured:
+            _measured[key] = time_variants(onnx_dir, passed, threads)
+        timings = _measured[key]
+        reason = "fastest passing variant timed now: this CPU's flags differ from those onnx_parity timed on"
+    return VariantChoice(fastest(timings, passed), wanted, reason, timings, cpu)
+
+
+def choose_variant(onnx_dir: Path | str, wanted: str = AUTO, threads: int | None = None) -> str:
+    """The name of the variant :func:`resolve_variant` picks (CPU provider)."""
+    return resolve_variant(onnx_dir, wanted, threads).variant
 
 
 class OnnxEncoders:
@@ -170,7 +331,7 @@ class OnnxEncoders:
         self, onnx_dir: Path | str, variant: str = "int8", threads: int | None = None, device: str = "cpu"
     ):
         self.onnx_dir = pin(onnx_dir)  # one export version for every file read below
-        suffix = {"fp32": "", "int8": ".int8"}[variant]
+        suffix = VARIANT_SUFFIXES[variant]
         self.variant = variant
         self.manifest = json.loads((self.onnx_dir / "manifest.json").read_text())
         threads = threads or os.cpu_count() or 1

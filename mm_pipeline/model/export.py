@@ -4,8 +4,8 @@ The exported folder is self-contained for inference without torch: ``image.onnx`
 ``text.onnx`` (token ids in, dynamic batch and sequence length), their ``*.int8.onnx`` variants,
 ``bpe.model``, ``config.json``, the lexical projection (``lexical.joblib``) when the model has one, and
 ``manifest.json`` (model version, sizes, fusion weights). The parity check writes
-``parity.json`` beside them; :func:`mm_pipeline.inference.encoders.choose_variant` is the one way to pick
-a variant that passed it.
+``parity.json`` beside them, with the passing variants' speed on the CPU it ran on;
+:func:`mm_pipeline.inference.encoders.resolve_variant` is the one way to pick a variant that passed it.
 """
 
 from __future__ import annotations
@@ -27,14 +27,20 @@ from ruclip.model import CLIP
 from torch import nn
 from torch.export import Dim
 
-from mm_pipeline.inference.encoders import BASE_FUSION_WEIGHTS, PARITY_FILE
+from mm_pipeline.inference.encoders import (
+    BASE_FUSION_WEIGHTS,
+    PARITY_FILE,
+    VARIANT_SUFFIXES,
+    cpu_signature,
+    time_variants,
+)
 from mm_pipeline.model.clip import TRAINING_FILE, ImageTower, TextTower
 from mm_pipeline.model.device import cpu_fp32
 from mm_pipeline.model.lexical import LEXICAL_FILE, LexicalProjection
 from mm_pipeline.prep.tokens import BOS_ID, EOS_ID, trim_padding
 from mm_pipeline.storage import atomic_dir, write_json
 
-VARIANTS = {"fp32": "", "int8": ".int8"}
+VARIANTS = VARIANT_SUFFIXES
 PARITY_FLOORS = {"fp32": 0.9999, "int8": 0.995}
 
 
@@ -211,12 +217,23 @@ def check_parity(
     return ParityReport(rows)
 
 
-def write_parity(report: ParityReport, onnx_dir: Path | str) -> Path:
+def write_parity(
+    report: ParityReport,
+    onnx_dir: Path | str,
+    timings: dict[str, float] | None = None,
+    threads: int | None = None,
+) -> Path:
+    """Write ``parity.json``: the verdict, the passing variants, every row, and ``timing``: seconds per product
+    of each passing variant (``timings``, else :func:`time_variants` with ``threads`` now) on this CPU
+    (:func:`cpu_signature`), which ``MM_ONNX_VARIANT=auto`` reuses on CPUs with the same flags."""
     manifest = json.loads((Path(onnx_dir) / "manifest.json").read_text())
+    if timings is None:
+        timings = time_variants(onnx_dir, report.passed_variants, threads) if report.passed else {}
     payload = {
         "passed": report.passed,
         "passed_variants": report.passed_variants,
         "model_version": manifest["model_version"],
         "rows": report.rows,
+        "timing": {"cpu": cpu_signature(), "seconds": timings},
     }
     return write_json(payload, Path(onnx_dir) / PARITY_FILE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -10,7 +11,16 @@ import pandas as pd
 import pytest
 import torch
 
-from mm_pipeline.inference.encoders import OnnxEncoders, fuse, read_vectors
+from mm_pipeline.inference.encoders import (
+    PARITY_FILE,
+    OnnxEncoders,
+    cpu_signature,
+    fastest,
+    fuse,
+    read_vectors,
+    resolve_variant,
+    time_variants,
+)
 from mm_pipeline.model.clip import load_folder, save_folder
 from mm_pipeline.model.export import check_parity, export_towers, write_parity
 from mm_pipeline.model.lexical import LEXICAL_FILE, LexicalProjection
@@ -206,3 +216,16 @@ def test_unknown_script_titles_are_not_paired_on_text_alone(tmp_path, onnx_dir):
 
     stats = write_embeddings(encoders, np.arange(4), texts, lambda a, b: images[a:b], tmp_path / "e.parquet")
     assert stats.mostly_unknown_texts == 3
+
+
+def test_parity_report_records_the_passing_variants_speed_on_this_cpu(onnx_dir):
+    """``auto`` on the CPU onnx_parity ran on reuses its timing, without timing again."""
+    parity = json.loads((onnx_dir / PARITY_FILE).read_text())
+    seconds = parity["timing"]["seconds"]
+    assert parity["timing"]["cpu"] == cpu_signature() and set(seconds) == set(parity["passed_variants"])
+    assert all(0 < s < 1 for s in seconds.values())
+    choice = resolve_variant(onnx_dir, "auto")
+    assert choice.timings == seconds and choice.variant == fastest(seconds, list(seconds))
+    assert "timed by onnx_parity" in choice.reason
+    measured = time_variants(onnx_dir, ["fp32", "int8"], threads=1, repeats=1)
+    assert set(measured) == {"fp32", "int8"} and all(0 < s < 1 for s in measured.values())

@@ -1,0 +1,116 @@
+"""MM_ONNX_VARIANT=auto: the fastest variant that passed parity, timed on this CPU or reused from the export's
+own timing when the CPU flags match."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mm_pipeline.inference import encoders
+from mm_pipeline.inference.encoders import ParityError, cpu_signature, fastest, resolve_variant
+
+AVX2 = {"model": "AMD EPYC 7B12", "flags": ["avx2", "fma"]}
+AMX = {"model": "Intel Xeon Platinum 8480+", "flags": ["avx2", "fma", "avx512f", "amx_tile", "amx_int8"]}
+
+
+def write_export(folder, passed, seconds, cpu=AVX2, version="v1"):
+    """A folder with the two files the choice reads: manifest.json and parity.json (recorded ``seconds`` per
+    product, timed on ``cpu``)."""
+    (folder / "manifest.json").write_text(json.dumps({"model_version": version}))
+    parity = {
+        "passed": "fp32" in passed,
+        "passed_variants": passed,
+        "model_version": version,
+        "timing": {"cpu": cpu, "seconds": seconds},
+    }
+    (folder / "parity.json").write_text(json.dumps(parity))
+    return folder
+
+
+@pytest.fixture
+def timed(monkeypatch):
+    """Replaces the real timing with injected figures; records every call's variants."""
+    calls, figures = [], {}
+
+    def fake(onnx_dir, variants, threads=None, repeats=3):
+        calls.append(list(variants))
+        return {v: figures[v] for v in variants}
+
+    monkeypatch.setattr(encoders, "time_variants", fake)
+    monkeypatch.setattr(encoders, "_measured", {})
+    return calls, figures
+
+
+def test_auto_uses_the_recorded_ranking_on_a_cpu_with_the_same_flags(tmp_path, timed):
+    calls, _ = timed
+    write_export(tmp_path, ["fp32", "int8"], {"fp32": 0.30, "int8": 0.12})
+    choice = resolve_variant(tmp_path, "auto", cpu=AVX2)
+    assert choice.variant == "int8" and choice.timings == {"fp32": 0.30, "int8": 0.12}
+    assert "timed by onnx_parity on AMD EPYC 7B12" in choice.reason and calls == []
+    assert choice.as_metadata()["products_per_s"] == {"fp32": 3.3, "int8": 8.3}
+    write_export(tmp_path, ["fp32", "int8"], {"fp32": 0.10, "int8": 0.12})
+    assert resolve_variant(tmp_path, "auto", cpu=AVX2).variant == "fp32"
+
+
+def test_auto_picks_only_a_variant_that_passed_parity(tmp_path, timed):
+    calls, figures = timed
+    # int8 failed parity: its recorded speed does not matter, nor is it timed again on another CPU
+    write_export(tmp_path, ["fp32"], {"fp32": 0.30, "int8": 0.01})
+    assert resolve_variant(tmp_path, "auto", cpu=AVX2).variant == "fp32"
+    figures.update(fp32=0.5, int8=0.01)
+    choice = resolve_variant(tmp_path, "auto", cpu=AMX)
+    assert choice.variant == "fp32" and calls == [["fp32"]] and choice.timings == {"fp32": 0.5}
+    write_export(
+        tmp_path, ["int8"], {"int8": 0.01}
+    )  # fp32 failed: the export is refused whatever int8 scored
+    with pytest.raises(ParityError, match="failed onnx_parity"):
+        resolve_variant(tmp_path, "auto", cpu=AVX2)
+
+
+def test_auto_times_the_variants_again_when_the_cpu_flags_differ(tmp_path, timed):
+    calls, figures = timed
+    # timed on an AVX2-only CPU, where int8 won; on this AMX CPU fp32 measures faster (injected)
+    write_export(tmp_path, ["fp32", "int8"], {"fp32": 0.30, "int8": 0.12}, cpu=AVX2)
+    figures.update(fp32=0.05, int8=0.08)
+    choice = resolve_variant(tmp_path, "auto", threads=2, cpu=AMX)
+    assert choice.variant == "fp32" and choice.timings == {"fp32": 0.05, "int8": 0.08}
+    assert choice.cpu == AMX and "timed now" in choice.reason and calls == [["fp32", "int8"]]
+    # once per process, export and CPU: a second resolution reuses the measurement
+    assert resolve_variant(tmp_path, "auto", threads=2, cpu=AMX).variant == "fp32" and len(calls) == 1
+    # a report written before timings were recorded is timed too
+    parity = json.loads((tmp_path / "parity.json").read_text())
+    del parity["timing"]
+    (tmp_path / "parity.json").write_text(json.dumps(parity))
+    assert resolve_variant(tmp_path, "auto", threads=2, cpu=AVX2).variant == "fp32" and len(calls) == 2
+
+
+def test_the_choice_is_deterministic_given_the_timings():
+    timings = {"fp32": 0.2, "int8": 0.1}
+    assert {fastest(timings, ["fp32", "int8"]) for _ in range(20)} == {"int8"}
+    assert fastest(timings, ["int8", "fp32"]) == fastest(timings, ["fp32", "int8"]) == "int8"
+    assert fastest({"fp32": 0.1, "int8": 0.1}, ["fp32", "int8"]) == "int8"  # a tie: the smaller model
+    assert fastest(timings, ["fp32"]) == "fp32"
+    with pytest.raises(ValueError, match="was timed"):
+        fastest({"int8": 0.1}, ["fp32"])
+
+
+def test_a_configured_variant_and_the_cuda_provider_skip_timing(tmp_path, timed):
+    calls, _ = timed
+    write_export(tmp_path, ["fp32", "int8"], {"fp32": 0.30, "int8": 0.12})
+    assert resolve_variant(tmp_path, "fp32", cpu=AMX).variant == "fp32"
+    cuda = resolve_variant(tmp_path, "auto", providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert cuda.variant == "fp32" and "CUDA" in cuda.reason and calls == []
+    with pytest.raises(ValueError, match="not one of auto, int8, fp32"):
+        resolve_variant(tmp_path, "bf16")
+
+
+def test_cpu_signature_reads_the_model_and_the_flags_kernels_dispatch_on():
+    cpuinfo = (
+        "processor\t: 0\nmodel name\t: AMD EPYC 9B14\nflags\t\t: fpu sse avx2 fma avx512f avx512_vnni "
+        "avx512_bf16 sha_ni\n\nprocessor\t: 1\nmodel name\t: AMD EPYC 9B14\nflags\t\t: fpu\n"
+    )
+    assert cpu_signature(cpuinfo) == {
+        "model": "AMD EPYC 9B14",
+        "flags": ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16"],
+    }
