@@ -122,8 +122,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not folder.is_dir():
             print(f"error: {flag} {folder} is not a directory", file=sys.stderr)
             return 2
-    if not any(p for p in args.incoming.glob("*.parquet") if not p.name.startswith(".")):
+    from mm_pipeline.catalog.contract import BatchFileError, batch_name
+
+    files = sorted(p for p in args.incoming.glob("*.parquet") if not p.name.startswith("."))
+    if not files:
         print(f"error: no batch files (*.parquet) in {args.incoming}", file=sys.stderr)
+        return 2
+    refused = []
+    for path in files:
+        try:
+            batch_name(path)
+        except BatchFileError as exc:
+            refused.append(str(exc))
+    if len(refused) == len(files):  # the runner would skip them all and run an empty graph
+        print(f"error: no usable batch file in {args.incoming}: {'; '.join(refused)}", file=sys.stderr)
         return 2
     env = {
         **os.environ,

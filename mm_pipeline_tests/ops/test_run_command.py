@@ -62,6 +62,20 @@ def test_run_refuses_missing_inputs_in_one_line(tmp_path, capsys, arguments, mes
     assert not (tmp_path / "data").exists()
 
 
+def test_run_refuses_a_folder_whose_every_batch_name_is_refused(tmp_path, capsys):
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    (incoming / "wb_export...v2.parquet").write_bytes(b"")
+    code = main(
+        ["run", "--incoming", str(incoming), "--images", str(tmp_path), "--data-dir", str(tmp_path / "d")]
+    )
+    assert code == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"error: no usable batch file in {incoming}: ")
+    assert "wb_export...v2.parquet" in error and "partition-range separator" in error
+    assert "\n" not in error and not (tmp_path / "d").exists()
+
+
 def test_run_refuses_zero_epochs(tmp_path, capsys):
     (tmp_path / "batch.parquet").write_bytes(b"")
     args = ["run", "--incoming", str(tmp_path), "--images", str(tmp_path), "--epochs", "0"]
