@@ -158,18 +158,25 @@ class ParityError(RuntimeError):
     """No ONNX variant of an export may be used; the message says why."""
 
 
-def cpu_signature(cpuinfo: str | None = None) -> dict:
-    """``{"model": str, "flags": [str, ...]}``: this CPU's model name and which of ``CPU_FLAGS`` it has
-    (from ``/proc/cpuinfo``, or ``cpuinfo`` when given; ``platform.processor()`` and no flags elsewhere)."""
-    if cpuinfo is None:
+def cpuinfo_fields(cpuinfo: str | Path = Path("/proc/cpuinfo")) -> dict[str, str]:
+    """The first CPU's ``key: value`` lines of ``/proc/cpuinfo`` (a path, or its text); empty where the file is
+    unreadable. The one reader of the CPU's model name and flags (variant timing, bf16 detection)."""
+    if isinstance(cpuinfo, Path):
         try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
+            cpuinfo = cpuinfo.read_text()
         except OSError:
             cpuinfo = ""
     fields = {}
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
         fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def cpu_signature(cpuinfo: str | None = None) -> dict:
+    """``{"model": str, "flags": [str, ...]}``: this CPU's model name and which of ``CPU_FLAGS`` it has
+    (from ``/proc/cpuinfo``, or ``cpuinfo`` when given; ``platform.processor()`` and no flags elsewhere)."""
+    fields = cpuinfo_fields() if cpuinfo is None else cpuinfo_fields(cpuinfo)
     flags = set(fields.get("flags", "").split())
     return {
         "model": fields.get("model name") or platform.processor() or "unknown",

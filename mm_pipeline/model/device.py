@@ -17,6 +17,8 @@ from typing import TypeVar
 import torch
 from torch import nn
 
+from mm_pipeline.inference.encoders import cpuinfo_fields
+
 DEVICES = ("auto", "cpu", "cuda")
 # bf16 autocast on a native-bf16 CPU (AVX512-BF16, measured by benchmarks/bench_training.py) trains
 # ViT-B/32-384 (150 M parameters) 1.5-1.8x faster but the compact model (2.6 M) at 0.5-0.7x: small models' many
@@ -31,13 +33,7 @@ NATIVE_BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})  # /proc/cpuinfo flag
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
     """The CPU's feature flags (first ``flags`` line of ``cpuinfo``); empty where the file is unreadable."""
-    try:
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("flags"):
-                return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
+    return frozenset(cpuinfo_fields(cpuinfo).get("flags", "").split())
 
 
 def cpu_has_native_bf16(flags: frozenset[str] | None = None, capability: str | None = None) -> bool:
