@@ -3,7 +3,12 @@
 Protocol (one code path for every task):
 
 * Rows are split with ``StratifiedKFold(n_splits, shuffle=True, random_state=seed)``. Every fitted transform
-  (standardisation, PCA for ``pca_fused``, TF-IDF vocabulary) is fitted on the training fold only.
+  (scaling, PCA for ``pca_fused``, TF-IDF vocabulary) is fitted on the training fold only.
+* Dense features are centred and divided by one factor (:func:`center_and_scale`), not scaled per dimension: a
+  probe reads the vector's geometry as a cosine search does (the fused vector's channel weights, the LSA
+  channel's singular values), as the linear probes of MTEB (Muennighoff et al. 2023; logistic regression on
+  the raw embeddings) and CLIP (Radford et al. 2021) do. Per-dimension scaling gives a weak channel's or a
+  trailing component's noise the weight of the strongest direction.
 * Out-of-fold predictions are pooled over all folds and scored once, so every labelled row is predicted
   exactly once by a model that never saw it. ``f1_se`` is the standard deviation of that score over
   bootstrap resamples of the rows (:func:`bootstrap_f1`): the sampling noise of the eval split.
@@ -19,7 +24,7 @@ Probes are torch (CPU, float32) re-implementations of the sklearn defaults, fast
 
 * ``logreg``: sklearn ``LogisticRegression(C=1.0)`` objective (mean log-loss + ||W||^2 / (2 C n), intercept
   unpenalised; one weight vector for binary with ``class_weight="balanced"``, multinomial softmax otherwise)
-  on standardised features,
+  on scaled features,
   minimised by full-batch L-BFGS in a preconditioned basis (W = L^-T V with L L^T ~ the loss Hessian). The
   basis only changes the path of the optimiser, not the optimum; 50 iterations reach it to ~0.001 F1.
 * ``mlp``: sklearn ``MLPClassifier`` defaults (100 ReLU units, Adam lr 1e-3, batches of 200, alpha 1e-4,
@@ -215,12 +220,17 @@ def torch_threads(n_elements: int, n_threads: int | None = None) -> Iterator[Non
         torch.set_num_threads(previous)
 
 
-def standardize(train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """StandardScaler fitted on the training fold (population std, constant columns left unscaled)."""
+def center_and_scale(train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centre on the training fold's mean and divide by one factor, the root of its mean per-dimension
+    variance, so the average dimension has unit variance (as after sklearn's StandardScaler) while the
+    vector's geometry is kept: the relative scale of its dimensions, e.g. the fusion weights of the fused
+    vector or the singular values of the LSA channel, is what a cosine search sees, and scaling every
+    dimension to unit variance would inflate the noise of the low-variance ones. A constant matrix is only
+    centred."""
     mean = train.mean(0)
-    std = train.std(0, correction=0)
-    std = torch.where(std > 1e-12, std, torch.ones_like(std))
-    return (train - mean) / std, (test - mean) / std
+    scale = (train - mean).square().mean().sqrt()
+    scale = scale if scale > 1e-12 else torch.ones_like(scale)
+    return (train - mean) / scale, (test - mean) / scale
 
 
 def fit_pca(
@@ -520,7 +530,7 @@ def cross_validate(
                     generator = _generator(seed, fold, name)
                     mean, components = fit_pca(x_train, pca_components, pca_max_rows, generator)
                     x_train, x_test = (x_train - mean) @ components, (x_test - mean) @ components
-                x_train, x_test = standardize(x_train, x_test)
+                x_train, x_test = center_and_scale(x_train, x_test)
                 preparation = (time.perf_counter() - started) / len(probes)
                 for probe in probes:
                     started = time.perf_counter()
@@ -555,7 +565,8 @@ def regress_log_price(
     seed: int = 0,
     alpha: float = 1.0,
 ) -> dict[str, dict[str, float]]:
-    """Out-of-fold ridge regression (sklearn ``Ridge(alpha)`` on standardised features) of log-price.
+    """Out-of-fold ridge regression (sklearn ``Ridge(alpha)`` on features scaled by :func:`center_and_scale`) of
+    log-price.
 
     Rows with a non-finite target are dropped. Returns ``{feature set: {mse, mae, r2, baseline_mse, n}}``
     where ``baseline_mse`` predicts the training-fold mean (the score any useful embedding must beat).
@@ -574,7 +585,7 @@ def regress_log_price(
         matrix = torch.from_numpy(np.asarray(x, dtype=np.float64)[keep])
         predicted = np.empty_like(target)
         for train_rows, test_rows in folds:
-            x_train, x_test = standardize(matrix[train_rows], matrix[test_rows])
+            x_train, x_test = center_and_scale(matrix[train_rows], matrix[test_rows])
             y_train = torch.from_numpy(target[train_rows])
             y_mean = y_train.mean()
             gram = x_train.T @ x_train + alpha * torch.eye(x_train.shape[1], dtype=torch.float64)
@@ -679,12 +690,13 @@ def reference_probes(
       L2-normalised (rows not standardised); logistic probe.
     * ``pixels_pca64``: ``pixels`` (float ``[n, d]``, e.g. 24x24x3 thumbnails from
       :func:`mm_pipeline.evaluation.references.pixel_features`) projected on the training fold's
-      ``pixel_components`` principal axes (:func:`fit_pca` on at most ``pca_max_rows`` rows), standardised;
+      ``pixel_components`` principal axes (:func:`fit_pca` on at most ``pca_max_rows`` rows), scaled by
+      :func:`center_and_scale`;
       logistic and MLP probes.
-    * ``tfidf_text+pixels_pca64``: both side by side, the standardised components scaled by
+    * ``tfidf_text+pixels_pca64``: both side by side, the scaled components multiplied by
       1/sqrt(components) so that both blocks have rows of unit length on average; logistic probe.
 
-    ``texts`` and ``pixels`` are aligned with ``labels``. Vocabulary, idf, principal axes and standardisation
+    ``texts`` and ``pixels`` are aligned with ``labels``. Vocabulary, idf, principal axes and scaling
     come from each training fold only. Sparse probes stop L-BFGS after ``sparse_logreg.max_iter``
     iterations: on 30k texts with 40 classes F1 moves by < 0.002 between 20 and 100 iterations, while each
     costs a pass over ~10M nonzeros. ``seconds``: each row's fits plus its share of the fold's feature
@@ -726,10 +738,10 @@ def reference_probes(
             x_train, x_test = pixel_matrix[train_rows], pixel_matrix[test_rows]
             generator = _generator(seed, fold, PIXEL_FEATURES)
             mean, components = fit_pca(x_train, pixel_components, pca_max_rows, generator)
-            image = standardize((x_train - mean) @ components, (x_test - mean) @ components)
+            image = center_and_scale((x_train - mean) @ components, (x_test - mean) @ components)
             image_seconds = time.perf_counter() - started
             started = time.perf_counter()
-            # both blocks of unit length on average, like the TF-IDF rows: standardised components at full
+            # both blocks of unit length on average, like the TF-IDF rows: scaled components at full
             # scale would outweigh the text ~sqrt(components) times, and their noise would be fitted first
             both = tuple(
                 sparse.hstack([t, sparse.csr_matrix(i.numpy() / np.sqrt(i.shape[1]))]).tocsr()

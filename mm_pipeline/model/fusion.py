@@ -8,9 +8,8 @@ later measures on the eval split:
 
 * neighbour precision@k: the share of each product's ``k`` nearest products that share its label, averaged
   over the label tasks;
-* probe F1 of the channels that take part (3-fold logistic probe, averaged over the label tasks). A probe
-  standardizes every dimension, so it sees which channels are present, not their weights: a weak channel
-  adds noise dimensions and lowers it;
+* probe F1 of the channels that take part, weighted equally (3-fold logistic probe, averaged over the label
+  tasks): a weak channel adds dimensions that the probe has to learn to ignore, and lowers it;
 * duplicates pair F1: rows of one product (``dup_group``, or synthetic re-listings) found at a tuned threshold.
 """
 

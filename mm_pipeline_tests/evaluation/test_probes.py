@@ -57,10 +57,12 @@ def sklearn_oof_f1(x: np.ndarray, labels: np.ndarray, kind: str, model) -> float
     prepared = prepare_labels(labels, kind, 5)
     predicted = np.empty(len(prepared.codes), np.int64)
     for train_rows, test_rows in stratified_folds(prepared.codes, prepared.n_splits, seed=0):
-        scaler = StandardScaler().fit(x[train_rows])
+        # centred, then one scale for every dimension: the mean per-dimension variance becomes 1
+        centre = StandardScaler(with_std=False).fit(x[train_rows])
+        scale = np.sqrt(centre.transform(x[train_rows]).var(0).mean())
         with threadpool_limits(1):  # BLAS threads only slow these small fits down
-            fitted = model.fit(scaler.transform(x[train_rows]), prepared.codes[train_rows])
-        predicted[test_rows] = fitted.predict(scaler.transform(x[test_rows]))
+            fitted = model.fit(centre.transform(x[train_rows]) / scale, prepared.codes[train_rows])
+        predicted[test_rows] = fitted.predict(centre.transform(x[test_rows]) / scale)
     return score_predictions(prepared.codes, predicted, prepared)["f1"]
 
 
@@ -81,6 +83,26 @@ def test_f1_matches_sklearn_on_the_same_folds(loader, kind):
     reference_mlp = sklearn_oof_f1(x, labels, kind, MLPClassifier(random_state=0))
     assert abs(ours["logreg"] - reference_logreg) < 0.02
     assert abs(ours["mlp"] - reference_mlp) < 0.02
+
+
+def test_probe_keeps_the_weights_of_a_vectors_parts():
+    """A fused vector whose noisy part carries a small weight scores like its informative part: the probe
+    scales the vector as a whole, so it does not blow the down-weighted noise up to the signal's size."""
+    x, y = clusters(300, 16, 4, spread=0.6, seed=4)
+    noise = np.random.default_rng(4).normal(size=(300, 256)).astype(np.float32)
+    alone = evaluate_probes({"fused": x}, y, "multiclass", probes=("logreg",), pca_components=None)
+    weighted = np.hstack([x, 0.05 * noise])
+    equal = np.hstack(
+        [x / x.std(0), noise]
+    )  # every dimension at the same scale, as per-dimension scaling gives
+    f1 = {
+        name: evaluate_probes({"fused": v}, y, "multiclass", probes=("logreg",), pca_components=None)[
+            "f1"
+        ].iloc[0]
+        for name, v in (("weighted", weighted), ("equal", equal))
+    }
+    assert f1["weighted"] >= alone["f1"].iloc[0] - 0.02
+    assert f1["equal"] < f1["weighted"] - 0.1
 
 
 def test_binary_scores_the_requested_or_minority_class():
