@@ -36,7 +36,6 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from mm_pipeline.catalog.contract import validate_batch
-from mm_pipeline.catalog.sample import generate_sample
 from mm_pipeline.evaluation.probes import (
     REFERENCE_FEATURES,
     LogRegSettings,
@@ -53,6 +52,7 @@ from mm_pipeline.evaluation.references import pixel_features
 from mm_pipeline.evaluation.tasks import EvalSet, evaluate_task
 from mm_pipeline.prep.images import open_tensor_store, write_tensor_store
 from mm_pipeline.prep.text import clean_products
+from mm_pipeline.sample import generate_sample
 
 # name -> (kind, class weights); sub_category nests four sub-categories under each category
 TASKS = {

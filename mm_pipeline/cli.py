@@ -25,7 +25,7 @@ def _progress_bar(description: str):
 
 def _sample_size_error(args: argparse.Namespace) -> bool:
     """``sample``/``demo``: print a one-line usage error and say so when ``--n`` cannot fill ``--batches``."""
-    from mm_pipeline.catalog.sample import MIN_PRODUCTS_PER_BATCH
+    from mm_pipeline.sample import MIN_PRODUCTS_PER_BATCH
 
     if args.n >= MIN_PRODUCTS_PER_BATCH * args.batches:
         return False
@@ -38,7 +38,7 @@ def _sample_size_error(args: argparse.Namespace) -> bool:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from mm_pipeline.catalog.sample import generate_sample
+    from mm_pipeline.sample import generate_sample
 
     if _sample_size_error(args):
         return 2
@@ -54,8 +54,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """One batch through the ingest assets' validation and cleaning; ``--out DIR`` writes what they keep."""
-    from mm_pipeline.catalog.contract import BatchFileError, batch_name, one_line, validate_batch
-    from mm_pipeline.prep.text import clean_products
+    from mm_pipeline.catalog.contract import BatchFileError, batch_name, validate_batch
+    from mm_pipeline.prep.text import clean_products, one_line
     from mm_pipeline.storage import write_parquet
 
     try:
@@ -86,7 +86,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from mm_pipeline.catalog.sample import generate_sample
+    from mm_pipeline.sample import generate_sample
 
     started = time.perf_counter()
     out = Path(args.out)
@@ -171,7 +171,7 @@ def _materialize_and_report(settings, instance, started: float, where: str) -> i
     ``time.perf_counter()`` the elapsed time counts from and ``where`` says where the runs are recorded.
     """
     from mm_pipeline.definitions import build_defs
-    from mm_pipeline.defs.automation.runner import materialize_graph
+    from mm_pipeline.defs.in_process.runner import materialize_graph
     from mm_pipeline.demo_summary import print_summary
 
     names, refused = settings.incoming_batches()
@@ -190,10 +190,10 @@ def cmd_embed(args: argparse.Namespace) -> int:
     """Embed new products with the ONNX artifact alone (no torch), same validation and cleaning as the assets."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from mm_pipeline.catalog.contract import BatchFileError, one_line, validate_batch
+    from mm_pipeline.catalog.contract import BatchFileError, validate_batch
     from mm_pipeline.inference.encoders import OnnxEncoders, ParityError, resolve_variant, write_embeddings
     from mm_pipeline.prep.images import load_letterboxed
-    from mm_pipeline.prep.text import clean_products
+    from mm_pipeline.prep.text import clean_products, one_line
     from mm_pipeline.storage import pin, write_parquet
 
     try:
@@ -266,27 +266,23 @@ def _index_problem(layout, lookup) -> str | None:
 
 
 def cmd_similar(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from mm_pipeline.evaluation.similarity import IndexFileError, SimilarityIndex
+    from mm_pipeline.evaluation.catalogue_index import read_index
+    from mm_pipeline.evaluation.similarity import IndexFileError
     from mm_pipeline.inference.encoders import read_vectors
     from mm_pipeline.layout import Layout
-    from mm_pipeline.storage import pin
 
     layout = Layout(Path(args.data_dir))
-    if not (layout.index_dir / "fused.faiss").exists():
+    if not layout.index_file.exists():
         print(
             f"error: no similarity index under {layout.index_dir}; materialize similarity_index first",
             file=sys.stderr,
         )
         return 2
-    folder = pin(layout.index_dir)
     try:  # a damaged index file: one line naming it, the problem and how to rebuild it
-        index = SimilarityIndex.load(folder / "fused.faiss")
+        index, lookup = read_index(layout)
     except IndexFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    lookup = pd.read_parquet(folder / "lookup.parquet")
     problem = _index_problem(layout, lookup)
     if problem:
         print(f"error: {problem}; rematerialize similarity_index", file=sys.stderr)
@@ -336,15 +332,22 @@ POSITIVE = _int_at_least(1)
 NON_NEGATIVE = _int_at_least(0)
 
 
+def _sample_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``sample`` and ``demo``: where the sample catalogue goes, its size and its seed."""
+    parser.add_argument("--out", default="data/sample")
+    parser.add_argument("--n", type=POSITIVE, default=3000, help="products (at least 20 per batch)")
+    parser.add_argument("--batches", type=POSITIVE, default=3)
+    parser.add_argument("--seed", type=NON_NEGATIVE, default=0)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mm-pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sample = sub.add_parser("sample", help="write the deterministic Russian sample catalogue")
-    sample.add_argument("--out", default="data/sample")
-    sample.add_argument("--n", type=POSITIVE, default=3000, help="products (at least 20 per batch)")
-    sample.add_argument("--batches", type=POSITIVE, default=3)
-    sample.add_argument("--seed", type=NON_NEGATIVE, default=0)
+    sample = _sample_options(
+        sub.add_parser("sample", help="write the deterministic Russian sample catalogue")
+    )
     sample.set_defaults(func=cmd_sample)
 
     validate = sub.add_parser("validate", help="validate one batch file against the input contract")
@@ -359,11 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(func=cmd_validate)
 
     demo = sub.add_parser("demo", help="generate the sample (if absent) and materialize the whole graph")
-    demo.add_argument("--out", default="data/sample")
-    demo.add_argument("--n", type=POSITIVE, default=3000, help="products (at least 20 per batch)")
-    demo.add_argument("--batches", type=POSITIVE, default=3)
-    demo.add_argument("--seed", type=NON_NEGATIVE, default=0)
-    demo.set_defaults(func=cmd_demo)
+    _sample_options(demo).set_defaults(func=cmd_demo)
 
     run = sub.add_parser(
         "run", help="materialize the whole graph on your own catalogue (batch files + images)"

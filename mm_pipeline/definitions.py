@@ -5,8 +5,8 @@ from pathlib import Path
 import dagster as dg
 
 from mm_pipeline.defs.automation.gating import with_gated_automation
-from mm_pipeline.defs.duplicates.assets import IndexSettings
-from mm_pipeline.defs.metrics.assets import MetricGates
+from mm_pipeline.defs.evaluation.assets import MetricGates
+from mm_pipeline.defs.evaluation.duplicates import IndexSettings
 from mm_pipeline.defs.resources import PipelineSettings, build_wandb_resource
 
 

@@ -19,14 +19,14 @@ def print_summary(layout: Layout, batches: list[str], checks: list[dict]) -> Non
     print("\ncheck                     result  verdict")
     for check in checks:
         print(f"{check['check']:<25} {'pass' if check['passed'] else 'FAIL':<7} {check['verdict']}")
-    for task_file in sorted(layout.metrics_dir.glob("*/summary.json")):
+    for task_file in layout.metric_summaries():
         summary = json.loads(task_file.read_text())
         if "fused_f1" in summary:
             line = f"  {summary['task']:<14} fused F1 {summary['fused_f1']:.3f}  base {summary['base_fused_f1']:.3f}"
             if "fused_minus_best_reference" in summary:
                 line += f"  minus best no-learning reference {summary['fused_minus_best_reference']:+.3f}"
             print(line)
-    published = layout.published_dir / "embeddings.parquet"
+    published = layout.published_embeddings
     if any(not c["passed"] for c in checks):
         print("published_embeddings: NOT updated — a gate failed, consumers keep the previous version")
     elif published.exists():

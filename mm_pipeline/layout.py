@@ -1,115 +1,104 @@
-"""Where every artifact lives on disk, derived from one data directory (no Dagster here).
+"""Where every artifact lives on disk, down to the file, derived from one data directory (no Dagster here).
 
 Assets pass these paths to each other through lineage; the same layout lets the CLI and tests find them.
 Files that only make sense together (accepted + rejected rows, a metric's summary + table, an index + its
-lookup) share one folder written with :func:`mm_pipeline.storage.atomic_dir`, so they change as a set.
+lookup, the base model's vectors + their nm) share one folder written with
+:func:`mm_pipeline.storage.atomic_dir`, so they change as a set: a writer puts ``layout.<file>.name`` into
+the folder it is given, a reader of several files pins the folder once (:func:`mm_pipeline.storage.pin`)
+and opens ``pinned / layout.<file>.name``.
+
+Every path is one line of the table in :class:`Layout`: ``_Path(parent, *parts)`` is a fixed path under
+another member, ``_PathOf(parent, template)`` a path per key (batch, model stage, task, vector kind, version)
+with the key in place of ``{}``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+
+class _Path:
+    """A fixed path of the layout: ``parts`` under the member named ``parent``."""
+
+    def __init__(self, parent: str, *parts: str) -> None:
+        self.parent, self.parts = parent, parts
+
+    def __get__(self, layout: Layout | None, owner: type | None = None) -> Path:
+        if layout is None:  # looked up on the class
+            return self  # type: ignore[return-value]
+        return Path(getattr(layout, self.parent)).joinpath(*self.parts)
+
+
+class _PathOf:
+    """A path per key: ``template`` (``{}`` stands for the key) under the member named ``parent``."""
+
+    def __init__(self, parent: str, template: str) -> None:
+        self.parent, self.template = parent, template
+
+    def __get__(self, layout: Layout | None, owner: type | None = None) -> Callable[[str], Path]:
+        if layout is None:
+            return self  # type: ignore[return-value]
+        base = Path(getattr(layout, self.parent))
+        return lambda key: base / self.template.format(key)
 
 
 @dataclass(frozen=True)
 class Layout:
     data_dir: Path
 
-    @property
-    def store(self) -> Path:
-        return self.data_dir / "store"
+    store = _Path("data_dir", "store")
 
-    def raw_dir(self, batch: str) -> Path:
-        return self.store / "raw_products" / batch
+    # ingest, per catalogue batch
+    raw_dir = _PathOf("store", "raw_products/{}")  # accepted + rejected, one set
+    raw_accepted = _PathOf("store", "raw_products/{}/accepted.parquet")
+    raw_rejected = _PathOf("store", "raw_products/{}/rejected.parquet")
+    cleaned_text = _PathOf("store", "cleaned_text/{}.parquet")
+    image_tensors = _PathOf("store", "image_tensors/{}.npy")  # uint8 [N, size, size, 3]
 
-    def raw_accepted(self, batch: str) -> Path:
-        return self.raw_dir(batch) / "accepted.parquet"
+    # model: ``model_dir(stage)``, stage ``base`` or ``fine_tuned``, is a ruCLIP-style folder readable by
+    # ``CLIP.from_pretrained`` (config.json, bpe.model, pytorch_model.bin; training.json, lexical.joblib)
+    model_dir = _PathOf("store", "models/{}")
+    model_weights = _PathOf("store", "models/{}/pytorch_model.bin")
+    model_bpe = _PathOf("store", "models/{}/bpe.model")
+    model_training = _PathOf("store", "models/{}/training.json")  # origin, recipe, history, fusion choice
+    compact_bpe = _Path("store", "models", "bpe", "bpe.model")  # learned for a compact model from scratch
+    downloads_dir = _Path("store", "downloads")  # ruCLIP folders fetched by MM_RUCLIP_NAME
+    checkpoints_dir = _Path("store", "models", "checkpoints")
+    token_dir = _Path("checkpoints_dir", "tokens")  # int32 token memmaps per batch and tokenizer
+    onnx_dir = _Path("store", "onnx")  # image/text towers, fp32 and int8, one set
+    onnx_manifest = _Path("onnx_dir", "manifest.json")  # model version, files, fusion weights
+    onnx_parity = _Path("onnx_dir", "parity.json")  # onnx_parity's report and timing
 
-    def raw_rejected(self, batch: str) -> Path:
-        return self.raw_dir(batch) / "rejected.parquet"
+    # embeddings, per catalogue batch: nm, image, text, lexical, fused, model_version
+    embeddings = _PathOf("store", "embeddings/{}.parquet")
 
-    def cleaned_text(self, batch: str) -> Path:
-        return self.store / "cleaned_text" / f"{batch}.parquet"
+    # evaluation
+    base_embeddings_dir = _Path("store", "base_model_embeddings")  # one set: the eval products' base vectors
+    base_vectors = _PathOf("base_embeddings_dir", "{}.npy")  # kind image or text: float32 [n, d]
+    base_nm = _Path("base_embeddings_dir", "nm.parquet")  # their nm, row for row
+    metrics_dir = _Path("store", "metrics")
+    metric_dir = _PathOf("metrics_dir", "{}")  # one set per task
+    metric_summary = _PathOf("metrics_dir", "{}/summary.json")
+    metric_table = _PathOf("metrics_dir", "{}/table.parquet")
+    # neighbour precision@k of a label task (model, features, k, precision, se, n)
+    metric_neighbours = _PathOf("metrics_dir", "{}/neighbours.parquet")
+    similarity_dir = _Path("store", "similarity")
+    index_dir = _Path("similarity_dir", "index")  # one set: the faiss index and its row -> nm lookup
+    index_file = _Path("index_dir", "fused.faiss")  # (+ fused.faiss.json, its metadata)
+    index_lookup = _Path("index_dir", "lookup.parquet")  # nm, title, batch, model_version per row
+    duplicate_pairs = _Path("similarity_dir", "duplicate_pairs.parquet")
 
-    def image_tensors(self, batch: str) -> Path:
-        return self.store / "image_tensors" / f"{batch}.npy"
+    # publish
+    published_dir = _Path("store", "published")
+    published_embeddings = _Path("published_dir", "embeddings.parquet")  # the version consumers read
+    published_manifest = _Path("published_dir", "manifest.json")  # model, gates, metrics, batches, time
+    published_versions_dir = _Path("published_dir", "versions")  # kept versions, for consumers that pin one
+    published_version = _PathOf("published_versions_dir", "{}.parquet")
+    published_version_manifest = _PathOf("published_versions_dir", "{}.json")
 
-    def embeddings(self, batch: str) -> Path:
-        return self.store / "embeddings" / f"{batch}.parquet"
-
-    def model_dir(self, stage: str) -> Path:
-        """``stage`` is ``base`` or ``fine_tuned``: ruCLIP-style folders readable by ``CLIP.from_pretrained``."""
-        return self.store / "models" / stage
-
-    @property
-    def checkpoints_dir(self) -> Path:
-        return self.store / "models" / "checkpoints"
-
-    @property
-    def token_dir(self) -> Path:
-        """Token ids of every batch as int32 memmaps, per tokenizer: shared by training and evaluation."""
-        return self.checkpoints_dir / "tokens"
-
-    @property
-    def onnx_dir(self) -> Path:
-        return self.store / "onnx"
-
-    @property
-    def metrics_dir(self) -> Path:
-        return self.store / "metrics"
-
-    def metric_dir(self, task: str) -> Path:
-        return self.metrics_dir / task
-
-    def metric_summary(self, task: str) -> Path:
-        return self.metric_dir(task) / "summary.json"
-
-    def metric_table(self, task: str) -> Path:
-        return self.metric_dir(task) / "table.parquet"
-
-    def metric_neighbours(self, task: str) -> Path:
-        """Neighbour precision@k of a label task's vectors and references (model, features, k, precision, se, n)."""
-        return self.metric_dir(task) / "neighbours.parquet"
-
-    @property
-    def base_embeddings_dir(self) -> Path:
-        """The base model's vectors of the eval products (image.npy, text.npy, nm.parquet)."""
-        return self.store / "base_model_embeddings"
-
-    @property
-    def similarity_dir(self) -> Path:
-        return self.store / "similarity"
-
-    @property
-    def index_dir(self) -> Path:
-        """The faiss index with its metadata and row → nm lookup."""
-        return self.similarity_dir / "index"
-
-    @property
-    def duplicate_pairs(self) -> Path:
-        return self.similarity_dir / "duplicate_pairs.parquet"
-
-    @property
-    def published_dir(self) -> Path:
-        return self.store / "published"
-
-    @property
-    def published_embeddings(self) -> Path:
-        """The current published version: what consumers read."""
-        return self.published_dir / "embeddings.parquet"
-
-    @property
-    def published_manifest(self) -> Path:
-        """The manifest of the current published version (model, gates, metrics, batches, time)."""
-        return self.published_dir / "manifest.json"
-
-    @property
-    def published_versions_dir(self) -> Path:
-        """Kept published versions, ``<version>.parquet`` + ``<version>.json`` each, for consumers that pin one."""
-        return self.published_dir / "versions"
-
-    def published_version(self, version: str) -> Path:
-        return self.published_versions_dir / f"{version}.parquet"
-
-    def published_version_manifest(self, version: str) -> Path:
-        return self.published_versions_dir / f"{version}.json"
+    def metric_summaries(self) -> list[Path]:
+        """The summary file of every metric written so far, in task-name order."""
+        pattern = self.metric_summary("*").relative_to(self.metrics_dir)
+        return sorted(self.metrics_dir.glob(str(pattern)))

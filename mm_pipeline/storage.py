@@ -184,10 +184,3 @@ def save_npy(array: np.ndarray, target: Path | str) -> Path:
     with atomic_path(target) as tmp, open(tmp, "wb") as fh:
         np.save(fh, array)
     return Path(target)
-
-
-def file_size(path: Path | str) -> int:
-    path = Path(path)
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return path.stat().st_size

@@ -74,7 +74,7 @@ def catalogue(tmp_path: Path):
 @pytest.fixture(scope="session")
 def small_sample(tmp_path_factory) -> Path:
     """~400 generated products in 2 batches, shared by tests (read-only)."""
-    from mm_pipeline.catalog.sample import generate_sample
+    from mm_pipeline.sample import generate_sample
 
     out = tmp_path_factory.mktemp("sample")
     generate_sample(out, n=400, batches=2, seed=0)

@@ -28,7 +28,7 @@ from price_parser import Price
 
 from mm_pipeline.catalog.groups import DUP_GROUP, dup_group_ids
 from mm_pipeline.prep.images import DEFAULT_MAX_PIXELS, ImageProblem, check_image
-from mm_pipeline.prep.text import clean_text, is_missing, shorten
+from mm_pipeline.prep.text import clean_text, is_missing, one_line, shorten
 
 REQUIRED_COLUMNS = ("nm", "title")
 TEXT_COLUMNS = ("title", "description", "category", "sub_category", "brend")
@@ -89,12 +89,6 @@ class ValidationResult:
             return {}
         kinds = self.rejected[REJECT_REASON].str.split(":").str[0]
         return {str(k): int(v) for k, v in kinds.value_counts().items()}
-
-
-def one_line(value, limit: int = _SHOWN_CHARS) -> str:
-    """``value`` as text on one line, cut to ``limit`` characters."""
-    text = " ".join(str(value).split())
-    return text if len(text) <= limit else f"{text[:limit]}…"
 
 
 def batch_name(path: Path | str) -> str:

@@ -8,7 +8,7 @@ import dagster as dg
 from dagster_wandb import wandb_resource
 from dagster_wandb.resources import WANDB_CLOUD_HOST
 
-from mm_pipeline.catalog.contract import BatchFileError, batch_name
+from mm_pipeline.catalog.contract import BATCH_SUFFIX, BatchFileError, batch_name
 from mm_pipeline.defs.partitions import catalogue_batches
 from mm_pipeline.environment import DEFAULT_WORKERS, SETTINGS_VARIABLES
 from mm_pipeline.layout import Layout
@@ -18,6 +18,7 @@ from mm_pipeline.tracking import PLACEHOLDER_KEY, TrackingConfigError, wandb_set
 # field → the environment variable that sets it (the table: mm_pipeline.environment; README, "Configuration")
 ENV_VARIABLES = SETTINGS_VARIABLES
 WANDB_PLACEHOLDER_KEY = PLACEHOLDER_KEY  # offline/disabled W&B still wants a key-shaped string
+MODEL_POOL = "heavy_compute"  # the concurrency pool of the torch and ONNX steps (model assets, embeddings)
 
 
 class PipelineSettings(dg.ConfigurableResource):
@@ -57,7 +58,7 @@ class PipelineSettings(dg.ConfigurableResource):
         return Layout(Path(self.data_dir))
 
     def batch_file(self, batch: str) -> Path:
-        return Path(self.incoming_dir) / f"{batch}.parquet"
+        return Path(self.incoming_dir) / f"{batch}{BATCH_SUFFIX}"
 
     def batch_names(self) -> list[str]:
         """Batch files currently in the incoming folder, in order; each is one partition."""
@@ -67,7 +68,7 @@ class PipelineSettings(dg.ConfigurableResource):
         """Batch names in the incoming folder (``*.parquet`` files or dataset folders, hidden ones left
         out), in order, and the files refused because their name cannot be a partition key (``batch_name``)."""
         names, refused = [], []
-        for path in Path(self.incoming_dir).glob("*.parquet"):
+        for path in Path(self.incoming_dir).glob(f"*{BATCH_SUFFIX}"):
             if path.name.startswith("."):
                 continue
             try:

@@ -28,8 +28,8 @@ import pandas as pd
 
 from mm_pipeline.evaluation.references import REFERENCE_KINDS
 from mm_pipeline.evaluation.similarity import build_index
+from mm_pipeline.model.split import NO_GROUP  # any negative group id means "not in a dup group"
 
-NO_GROUP = -1  # any negative group id means "not in a dup group"
 PAIRS_COLUMNS = ["kind", "nm_a", "nm_b", "score", "same_group"]
 
 
@@ -183,20 +183,29 @@ def split_groups(groups: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndar
     return tune_mask, ~tune_mask
 
 
+def unique_pairs(
+    query: np.ndarray, neighbours: np.ndarray, scores: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Neighbour lists as unordered pairs, each pair once: ``(a, b, score)`` with ``a < b``, sorted by (a, b).
+
+    ``query`` holds ``Q`` ids, ``neighbours`` and ``scores`` ``[Q, k]`` ids (negative: no neighbour) and their
+    similarities. A query found among its own neighbours is left out. Both directions of a pair carry the same
+    cosine; the highest is kept, to be robust to rounding (and to an approximate search).
+    """
+    query = np.repeat(np.asarray(query), neighbours.shape[1])
+    ids, scores = neighbours.ravel(), scores.ravel()
+    found = (ids >= 0) & (ids != query)
+    a, b, scores = np.minimum(query, ids)[found], np.maximum(query, ids)[found], scores[found]
+    order = np.lexsort((-scores, b, a))
+    a, b, scores = a[order], b[order], scores[order]
+    first = np.ones(len(a), dtype=bool)
+    first[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+    return a[first], b[first], scores[first]
+
+
 def _pairs_from_neighbours(scores: np.ndarray, rows: np.ndarray, groups: np.ndarray) -> Pairs:
     """Turn per-row neighbour lists into unordered pairs, each pair once."""
-    query_rows = np.repeat(np.arange(len(rows)), rows.shape[1])
-    rows, scores = rows.ravel(), scores.ravel()
-    found = rows >= 0
-    row_a = np.minimum(query_rows, rows)[found]
-    row_b = np.maximum(query_rows, rows)[found]
-    scores = scores[found]
-    # Both directions of a pair carry the same cosine; keep the highest to be robust to rounding.
-    order = np.lexsort((-scores, row_b, row_a))
-    row_a, row_b, scores = row_a[order], row_b[order], scores[order]
-    first = np.ones(len(row_a), dtype=bool)
-    first[1:] = (row_a[1:] != row_a[:-1]) | (row_b[1:] != row_b[:-1])
-    row_a, row_b, scores = row_a[first], row_b[first], scores[first]
+    row_a, row_b, scores = unique_pairs(np.arange(len(rows)), rows, scores)
     return Pairs(row_a, row_b, scores, _same_group(groups, row_a, row_b))
 
 

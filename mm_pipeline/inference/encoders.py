@@ -97,7 +97,22 @@ def _fuse_without(
 
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
-VARIANT_SUFFIXES = {"fp32": "", "int8": ".int8"}  # file name: image<suffix>.onnx, text<suffix>.onnx
+# The ONNX variants every export writes, in the order they are checked and reported, and the suffix of their
+# towers' files: image<suffix>.onnx, text<suffix>.onnx. The one list of variants: the others derive from it.
+VARIANT_SUFFIXES = {"fp32": "", "int8": ".int8"}
+ONNX_VARIANTS = tuple(VARIANT_SUFFIXES)
+# preference among variants that time the same (ties): the smaller model, the quantized one, first
+VARIANT_ORDER = tuple(reversed(ONNX_VARIANTS))
+
+
+def onnx_file(folder: Path | str, tower: str, variant: str) -> Path:
+    """The file of ``tower`` (``image`` or ``text``) in ``variant`` in the export folder ``folder``."""
+    return Path(folder) / f"{tower}{VARIANT_SUFFIXES[variant]}.onnx"
+
+
+def variant_model_version(export_version: str, variant: str) -> str:
+    """The ``model_version`` of the vectors an export's ``variant`` makes: ``<export version>-<variant>``."""
+    return f"{export_version}-{variant}"
 
 
 def execution_providers(device: str = "cpu", available: Sequence[str] | None = None) -> list[str]:
@@ -121,9 +136,11 @@ def execution_providers(device: str = "cpu", available: Sequence[str] | None = N
     )
 
 
-def _session(
-    path: Path, threads: int, providers: Sequence[str] = ("CPUExecutionProvider",)
+def onnx_session(
+    path: Path, threads: int = 0, providers: Sequence[str] = ("CPUExecutionProvider",)
 ) -> ort.InferenceSession:
+    """An ONNX Runtime session of the model file ``path``: ``threads`` intra-op threads (0: ONNX Runtime's
+    default, one per core), graph optimisations on, warnings off."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -134,8 +151,6 @@ def _session(
 
 PARITY_FILE = "parity.json"
 AUTO = "auto"
-# preference among variants that time the same (ties): the smaller model first
-VARIANT_ORDER = ("int8", "fp32")
 # the instruction-set extensions ONNX Runtime's CPU kernels (MLAS) dispatch on: a ranking timed on a CPU
 # with other ones is timed again
 CPU_FLAGS = (
@@ -212,8 +227,8 @@ def time_variants(
     threads = threads or os.cpu_count() or 1
     sessions = {
         v: (
-            _session(onnx_dir / f"image{VARIANT_SUFFIXES[v]}.onnx", threads),
-            _session(onnx_dir / f"text{VARIANT_SUFFIXES[v]}.onnx", threads),
+            onnx_session(onnx_file(onnx_dir, "image", v), threads),
+            onnx_session(onnx_file(onnx_dir, "text", v), threads),
         )
         for v in variants
     }
@@ -338,13 +353,12 @@ class OnnxEncoders:
         self, onnx_dir: Path | str, variant: str = "int8", threads: int | None = None, device: str = "cpu"
     ):
         self.onnx_dir = pin(onnx_dir)  # one export version for every file read below
-        suffix = VARIANT_SUFFIXES[variant]
         self.variant = variant
         self.manifest = json.loads((self.onnx_dir / "manifest.json").read_text())
         threads = threads or os.cpu_count() or 1
         self.providers = execution_providers(device)
-        self.image_session = _session(self.onnx_dir / f"image{suffix}.onnx", threads, self.providers)
-        self.text_session = _session(self.onnx_dir / f"text{suffix}.onnx", threads, self.providers)
+        self.image_session = onnx_session(onnx_file(self.onnx_dir, "image", variant), threads, self.providers)
+        self.text_session = onnx_session(onnx_file(self.onnx_dir, "text", variant), threads, self.providers)
         self.tokenizer = TextTokenizer(self.onnx_dir / "bpe.model", self.manifest["context_length"])
         lexical_path = self.onnx_dir / LEXICAL_FILE
         self.lexical = LexicalProjection.load(lexical_path) if lexical_path.exists() else None
@@ -365,7 +379,7 @@ class OnnxEncoders:
 
     @property
     def model_version(self) -> str:
-        return f"{self.manifest['model_version']}-{self.variant}"
+        return variant_model_version(self.manifest["model_version"], self.variant)
 
     def encode_images(self, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
         # measured on ViT-B/32-384 with 2 cores: batches of 16 run 15% faster than 32 in fp32, as fast in int8

@@ -182,9 +182,16 @@ def is_missing(value) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
 
-def shorten(text: str, limit: int = 80) -> str:
-    """``text`` cut to ``limit`` characters for a message, saying how long it was."""
-    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+def shorten(text: str, limit: int = 80, *, say_length: bool = True) -> str:
+    """``text`` cut to ``limit`` characters for a message, saying how long it was unless ``say_length`` is off."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text)} characters)" if say_length else f"{text[:limit]}…"
+
+
+def one_line(value, limit: int = 80) -> str:
+    """``value`` as text on one line (white space folded), cut to ``limit`` characters."""
+    return shorten(" ".join(str(value).split()), limit, say_length=False)
 
 
 def _clean_value(value) -> str:

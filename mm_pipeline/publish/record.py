@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,13 +54,21 @@ def _link_or_copy(source: Path, target: Path) -> None:
             shutil.copyfile(source, tmp)
 
 
+def _any(version_file: Callable[[str], Path]) -> str:
+    """The glob pattern of a kept version's file (``layout.published_version`` or its manifest)."""
+    return version_file("*").name
+
+
 def list_versions(layout: Layout) -> list[dict]:
     """Manifests of the kept versions, newest first."""
     folder = layout.published_versions_dir
     if not folder.exists():
         return []
-    manifests = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"), reverse=True)]
-    return [m for m in manifests if (folder / f"{m['version']}.parquet").exists()]
+    manifests = [
+        json.loads(p.read_text())
+        for p in sorted(folder.glob(_any(layout.published_version_manifest)), reverse=True)
+    ]
+    return [m for m in manifests if layout.published_version(m["version"]).exists()]
 
 
 def current_manifest(layout: Layout) -> dict | None:
@@ -116,7 +125,11 @@ def prune(layout: Layout, keep: int = KEEP_VERSIONS) -> list[str]:
     folder = layout.published_versions_dir
     if not folder.exists():
         return []
-    versions = sorted({p.stem for p in folder.glob("*.json")} | {p.stem for p in folder.glob("*.parquet")})
+    files = [
+        *folder.glob(_any(layout.published_version_manifest)),
+        *folder.glob(_any(layout.published_version)),
+    ]
+    versions = sorted({p.stem for p in files})
     removed = versions[: max(len(versions) - keep, 0)]
     for version in removed:
         layout.published_version_manifest(version).unlink(missing_ok=True)

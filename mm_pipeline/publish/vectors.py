@@ -20,10 +20,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mm_pipeline.inference.encoders import BASE_FUSION_WEIGHTS, VECTOR_COLUMNS
+from mm_pipeline.inference.encoders import (
+    BASE_FUSION_WEIGHTS,
+    ONNX_VARIANTS,
+    VECTOR_COLUMNS,
+    variant_model_version,
+)
 
 REQUIRED_COLUMNS = ("image", "text", "fused")  # lexical is checked when present
-ONNX_VARIANTS = ("fp32", "int8")
 NORM_TOLERANCE = 1e-3  # int8 towers, float32 normalization: observed errors are ~1e-6
 # every channel is L2-normalized and ``fuse`` (mm_pipeline.inference.encoders) makes the fused vector unit too
 UNIT_NORM = 1.0
@@ -153,7 +157,7 @@ def check_batch_vectors(
     if "model_version" in columns:
         versions = sorted({str(v) for v in table.column("model_version").unique().to_pylist()})
         report.model_versions = versions
-        current = {f"{model_version}-{variant}" for variant in ONNX_VARIANTS}
+        current = {variant_model_version(model_version, variant) for variant in ONNX_VARIANTS}
         stale = [v for v in versions if v not in current]
         if stale:
             report.problems.append(

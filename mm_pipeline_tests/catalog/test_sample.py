@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from mm_pipeline.catalog.sample import (
+from mm_pipeline.sample import (
     ADULT_CATEGORIES,
     SUB_CATEGORIES,
     SampleSummary,

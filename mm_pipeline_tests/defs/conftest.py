@@ -10,8 +10,8 @@ import dagster as dg
 import pytest
 
 from mm_pipeline.definitions import build_defs
-from mm_pipeline.defs.automation.runner import register_batches
-from mm_pipeline.defs.metrics.assets import MetricGates
+from mm_pipeline.defs.evaluation.assets import MetricGates
+from mm_pipeline.defs.in_process.runner import register_batches
 from mm_pipeline.defs.resources import PipelineSettings
 
 # floors a tiny untrained test model can meet: these tests check wiring, the gate test checks gating

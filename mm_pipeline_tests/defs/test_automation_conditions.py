@@ -13,7 +13,7 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 )
 
 from mm_pipeline.definitions import build_defs
-from mm_pipeline.defs.metrics.assets import metric_assets
+from mm_pipeline.defs.evaluation.assets import metric_assets
 from mm_pipeline.defs.partitions import catalogue_batches
 from mm_pipeline.defs.resources import PipelineSettings
 

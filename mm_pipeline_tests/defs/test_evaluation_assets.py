@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from mm_pipeline.definitions import build_defs
-from mm_pipeline.defs.metrics.assets import MetricGates
+from mm_pipeline.defs.evaluation.assets import MetricGates
 from mm_pipeline.evaluation.labels import TASKS
 from mm_pipeline.evaluation.tasks import NEIGHBOUR_COLUMNS
 from mm_pipeline_tests.defs.conftest import PERMISSIVE_GATES, Pipeline
@@ -73,7 +73,7 @@ def test_all_metrics_then_a_failed_gate_keeps_the_published_version(embedded):
     duplicates = json.loads(layout.metric_summary("duplicates").read_text())
     assert duplicates["ground_truth"] == "dup_group column"
 
-    published = layout.published_dir / "embeddings.parquet"
+    published = layout.published_embeddings
     before = published.read_bytes()
     strict = with_gates(
         embedded, MetricGates(min_fused_f1={"category": 1.01}, max_drop_vs_base=1.0, noise_z=0.0)

@@ -35,10 +35,10 @@ def test_model_job_then_embeddings_per_partition(tmp_path, small_sample, tiny_ru
     checks = model_run.get_asset_check_evaluations()
     assert [(c.check_name, c.passed) for c in checks] == [("onnx_parity", True)]
     layout = pipeline.settings.layout
-    passed = json.loads((layout.onnx_dir / "parity.json").read_text())["passed_variants"]
+    passed = json.loads(layout.onnx_parity.read_text())["passed_variants"]
     assert passed[0] == "fp32"
     # MM_ONNX_VARIANT=auto: the faster passing variant as onnx_parity timed it on this CPU
-    timing = json.loads((layout.onnx_dir / "parity.json").read_text())["timing"]["seconds"]
+    timing = json.loads(layout.onnx_parity.read_text())["timing"]["seconds"]
     assert set(timing) == set(passed)
     expected_variant = fastest(timing, passed)
 
@@ -53,7 +53,7 @@ def test_model_job_then_embeddings_per_partition(tmp_path, small_sample, tiny_ru
     assert sorted(e.partition for e in events) == batches  # both partitions, one run
     meta = events[0].materialization.metadata
     lexical_dim = load_folder(layout.model_dir("fine_tuned")).lexical.dim
-    weights = json.loads((layout.model_dir("fine_tuned") / "training.json").read_text())["fusion"]["weights"]
+    weights = json.loads(layout.model_training("fine_tuned").read_text())["fusion"]["weights"]
     assert tuned["lexical_dim"].value == lexical_dim and sum(weights.values()) == pytest.approx(1.0)
     choice = meta["onnx_variant_choice"].value
     assert choice["variant"] == expected_variant and "timed by onnx_parity" in choice["reason"]

@@ -52,12 +52,12 @@ def test_compact_base_model_learns_its_bpe_from_the_training_split_only(tmp_path
     assert meta["origin"].value.startswith("compact ruCLIP, trained from scratch")
     assert f"BPE on {train_texts} texts" in meta["origin"].value
     assert 0 < train_texts < len(cleaned)
-    training = json.loads((layout.model_dir("base") / "training.json").read_text())
+    training = json.loads(layout.model_training("base").read_text())
     assert training == {"origin": "compact, trained from scratch", "bpe_corpus_texts": train_texts}
     sizes = {k: v for k, v in meta["config"].value.items() if k in COMPACT_CONFIG and k != "vocab_size"}
     assert sizes == {k: v for k, v in COMPACT_CONFIG.items() if k != "vocab_size"} | {"image_resolution": 96}
 
-    vocab = set(TextTokenizer(layout.model_dir("base") / "bpe.model").bpe.vocab())
+    vocab = set(TextTokenizer(layout.model_bpe("base")).bpe.vocab())
     assert f"▁{TRAIN_WORD}" in vocab  # a word of the training texts became a token ...
     assert not any(EVAL_WORD[1:5] in piece for piece in vocab)  # ... a word only in eval texts left no trace
 

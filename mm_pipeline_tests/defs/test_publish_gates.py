@@ -17,7 +17,7 @@ import pytest
 from mm_pipeline.definitions import build_defs
 from mm_pipeline.defs.automation.gating import assets_downstream_of_gates, is_gated
 from mm_pipeline.defs.embeddings.assets import BATCH_CHECK
-from mm_pipeline.defs.metrics.assets import MetricGates
+from mm_pipeline.defs.evaluation.assets import MetricGates
 from mm_pipeline.defs.resources import PipelineSettings
 from mm_pipeline.publish.record import KEEP_VERSIONS, list_versions
 from mm_pipeline_tests.defs.conftest import PERMISSIVE_GATES, Pipeline

@@ -15,10 +15,9 @@ from mm_pipeline.catalog.lifecycle import batch_changes
 from mm_pipeline.cli import main as cli_main
 from mm_pipeline.definitions import build_defs
 from mm_pipeline.defs.automation import stale
-from mm_pipeline.defs.automation.runner import register_batches
-from mm_pipeline.defs.catalogue_index import current_model_version
-from mm_pipeline.defs.metrics.assets import ONE_ROW_PER_NM
+from mm_pipeline.defs.in_process.runner import register_batches
 from mm_pipeline.defs.resources import PipelineSettings
+from mm_pipeline.defs.serving import ONE_ROW_PER_NM, current_model_version
 from mm_pipeline.publish.vectors import MixedModelVersionsError, one_row_per_nm_problem, require_model_version
 from mm_pipeline_tests.defs.conftest import PERMISSIVE_GATES, Pipeline
 from mm_pipeline_tests.defs.test_publish_gates import execute, published_state, step_failure
@@ -180,7 +179,7 @@ def logged(capfd) -> str:
 def served(pipeline: Pipeline) -> tuple[pd.DataFrame, pd.DataFrame]:
     layout = pipeline.settings.layout
     published = pd.read_parquet(layout.published_embeddings, columns=["nm", "batch"])
-    return published, pd.read_parquet(layout.index_dir / "lookup.parquet")
+    return published, pd.read_parquet(layout.index_lookup)
 
 
 def refresh(pipeline: Pipeline) -> None:

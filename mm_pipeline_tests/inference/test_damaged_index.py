@@ -14,9 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from mm_pipeline.cli import main as cli_main
+from mm_pipeline.evaluation.catalogue_index import write_index
 from mm_pipeline.evaluation.similarity import IndexFileError, SimilarityIndex, build_index
 from mm_pipeline.layout import Layout
-from mm_pipeline.storage import atomic_dir, pin, write_parquet
+from mm_pipeline.storage import pin
 
 NM = np.arange(100, 120)
 REBUILD = "rebuild it by materializing the similarity_index asset"
@@ -38,13 +39,8 @@ def write_store(root: Path, index_dim: int = 16, embeddings_dim: int = 16) -> Pa
     }
     pq.write_table(pa.table(columns), layout.embeddings("b0"))
     indexed = fused if index_dim == embeddings_dim else unit_rows(len(NM), index_dim, seed=1)
-    with atomic_dir(layout.index_dir) as folder:
-        build_index(indexed, NM).save(folder / "fused.faiss")
-        write_parquet(
-            pd.DataFrame({"nm": NM, "title": [f"товар {i}" for i in NM], "batch": "b0"}),
-            folder / "lookup.parquet",
-        )
-    return pin(layout.index_dir) / "fused.faiss"
+    write_index(layout, pd.DataFrame({"nm": NM, "title": [f"товар {i}" for i in NM], "batch": "b0"}), indexed)
+    return pin(layout.index_dir) / layout.index_file.name
 
 
 def similar_fails(root: Path, capsys) -> str:

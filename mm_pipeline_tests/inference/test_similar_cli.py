@@ -8,10 +8,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mm_pipeline.cli import main as cli_main
-from mm_pipeline.evaluation.similarity import build_index
+from mm_pipeline.evaluation.catalogue_index import write_index
 from mm_pipeline.inference.encoders import BASE_FUSION_WEIGHTS, fuse
 from mm_pipeline.layout import Layout
-from mm_pipeline.storage import atomic_dir, write_parquet
 
 
 def test_similar_prints_the_nearest_products(tmp_path, capsys):
@@ -27,12 +26,7 @@ def test_similar_prints_the_nearest_products(tmp_path, capsys):
     }
     layout.embeddings("b0").parent.mkdir(parents=True)
     pq.write_table(pa.table(columns), layout.embeddings("b0"))
-    with atomic_dir(layout.index_dir) as folder:
-        build_index(fused, nm).save(folder / "fused.faiss")
-        write_parquet(
-            pd.DataFrame({"nm": nm, "title": [f"товар {i}" for i in nm], "batch": "b0"}),
-            folder / "lookup.parquet",
-        )
+    write_index(layout, pd.DataFrame({"nm": nm, "title": [f"товар {i}" for i in nm], "batch": "b0"}), fused)
 
     assert cli_main(["similar", "--nm", "100", "--k", "3", "--data-dir", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()

@@ -11,13 +11,13 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 import pandas as pd
 import pytest
 import torch
 from ruclip.processor import RuCLIPProcessor
 
 from mm_pipeline.catalog.contract import validate_batch
-from mm_pipeline.catalog.sample import generate_sample
 from mm_pipeline.inference.encoders import ParityError, choose_variant
 from mm_pipeline.model.clip import (
     COMPACT_CONFIG,
@@ -44,6 +44,7 @@ from mm_pipeline.model.train import (
 from mm_pipeline.prep.images import write_tensor_store
 from mm_pipeline.prep.text import clean_products
 from mm_pipeline.prep.tokens import TextTokenizer, train_bpe, write_token_store
+from mm_pipeline.sample import generate_sample
 from mm_pipeline.storage import write_parquet
 from mm_pipeline_tests.conftest import TINY_CONFIG
 
@@ -377,3 +378,23 @@ def test_compact_convolutional_tower_round_trips_through_its_folder_and_onnx(tmp
     report = check_parity(loaded.clip, onnx_dir, images, loaded.tokenizer.encode(texts[:16]))
     image_rows = {r["variant"]: r for r in report.rows if r["tower"] == "image"}
     assert image_rows["fp32"]["passed"] and image_rows["int8"]["passed"]
+
+
+def test_grid_pooled_tower_exports_at_any_resolution_and_old_folders_pool_globally(tmp_path):
+    """The 3×3 grid keeps where the parts of a photo lie; ONNX has it even where the last feature map (5×5 at
+    160 px) does not divide into the grid. A folder saved before the grid existed has no ``vision_grid``: one
+    global average, as it was trained."""
+    old = {k: v for k, v in COMPACT_CONFIG.items() if k != "vision_grid"}
+    assert build_clip(old).visual.grid == 1 and build_clip(COMPACT_CONFIG).visual.grid == 3
+    torch.manual_seed(0)
+    tower = ConvTower(160, 8, 4, 16, grid=3).eval()
+    images = torch.zeros(2, 3, 160, 160)
+    images[0, :, :40, :40] = 1.0  # the same patch in opposite corners: one average, two grid vectors
+    images[1, :, -40:, -40:] = 1.0
+    target = tmp_path / "tower.onnx"
+    torch.onnx.export(tower, (images,), dynamo=True, input_names=["x"], verbose=False).save(str(target))
+    onnx = onnxruntime.InferenceSession(str(target)).run(None, {"x": images.numpy()})[0]
+    with torch.no_grad():
+        expected = tower(images).numpy()
+    assert np.allclose(onnx, expected, atol=1e-5)
+    assert not np.allclose(expected[0], expected[1], atol=1e-3)

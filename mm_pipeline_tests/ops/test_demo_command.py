@@ -41,9 +41,9 @@ def test_demo_materializes_the_whole_graph_and_prints_its_summary(tmp_path):
     checks = dict(re.findall(r"^(\w+_(?:gate|parity))\s+(pass|FAIL)", out, re.M))
     assert len(checks) == 8  # onnx_parity + six task gates + duplicates_gate
     if all(v == "pass" for v in checks.values()):
-        assert f"published_embeddings: {layout.published_dir / 'embeddings.parquet'}" in out
+        assert f"published_embeddings: {layout.published_embeddings}" in out
     else:
         assert "published_embeddings: NOT updated" in out
-        assert not (layout.published_dir / "embeddings.parquet").exists()
+        assert not layout.published_embeddings.exists()
     assert re.search(r"^elapsed: \d+ s", out, re.M)
     assert "Traceback" not in done.stderr

@@ -16,7 +16,7 @@ from mm_pipeline.layout import Layout
 
 @pytest.mark.slow
 def test_run_materializes_a_catalogue_into_its_own_data_dir_and_instance(tmp_path):
-    from mm_pipeline.catalog.sample import generate_sample
+    from mm_pipeline.sample import generate_sample
 
     catalogue = generate_sample(tmp_path / "catalogue", n=200, batches=1, seed=1).out_dir
     data, home = tmp_path / "data", tmp_path / "home"

@@ -24,7 +24,7 @@ from dagster._core.workspace.load_target import EmptyWorkspaceTarget
 from dagster._daemon.monitoring import concurrency as slot_monitoring
 from dagster._daemon.monitoring.concurrency import execute_concurrency_slots_iteration
 
-from mm_pipeline.defs.model.assets import MODEL_POOL
+from mm_pipeline.defs.resources import MODEL_POOL
 from mm_pipeline_tests.conftest import REPO
 
 DEPLOY = REPO / "deploy"
@@ -98,7 +98,7 @@ def test_daemon_frees_the_slot_of_a_killed_run(tmp_path, monkeypatch):
 HOLD_SLOT = """
 import sys, time
 import dagster as dg
-from mm_pipeline.defs.automation.orphans import process_tags
+from mm_pipeline.defs.in_process.orphans import process_tags
 
 @dg.asset(pool="heavy_compute")
 def holds_the_slot() -> None:
@@ -112,7 +112,7 @@ with dg.DagsterInstance.from_config(sys.argv[1]) as instance:
 def test_a_killed_in_process_run_gives_its_slot_to_the_next_run(tmp_path):
     """`make demo` / `mm-pipeline run` SIGKILLed inside embeddings: no code server marks that run failed, so
     the next runner does, and frees its slot, before it starts."""
-    from mm_pipeline.defs.automation.orphans import process_tags, release_orphaned_runs
+    from mm_pipeline.defs.in_process.orphans import process_tags, release_orphaned_runs
 
     home = tmp_path / "dagster_home"
     home.mkdir()

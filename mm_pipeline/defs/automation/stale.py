@@ -4,10 +4,8 @@ import time
 
 import dagster as dg
 
-from mm_pipeline.defs.catalogue_index import current_model_version
-from mm_pipeline.defs.partitions import catalogue_batches
 from mm_pipeline.defs.resources import PipelineSettings
-from mm_pipeline.publish.vectors import MixedModelVersionsError, require_model_version
+from mm_pipeline.defs.serving import current_model_version, stale_batches
 
 # eager automation re-embeds every batch when a new export lands; this sensor takes over what is still stale
 # this long after it (a failed or cancelled run, a batch left out of a backfill)
@@ -18,23 +16,6 @@ IN_PROGRESS = [
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
 ]
-
-
-def stale_batches(settings: PipelineSettings, instance: dg.DagsterInstance) -> dict[str, list[str]]:
-    """Registered batches with an embeddings file not made by the current model: batch → versions found."""
-    layout = settings.layout
-    paths = {
-        batch: layout.embeddings(batch)
-        for batch in instance.get_dynamic_partitions(catalogue_batches.name)
-        if layout.embeddings(batch).exists()
-    }
-    if not paths:
-        return {}
-    try:
-        require_model_version(paths, current_model_version(settings))
-    except MixedModelVersionsError as exc:
-        return exc.stale
-    return {}
 
 
 @dg.sensor(

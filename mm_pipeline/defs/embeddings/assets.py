@@ -1,46 +1,21 @@
 """Embeddings: image, text and fused vectors per catalogue batch, computed with ONNX Runtime."""
 
-import json
 import warnings
-from pathlib import Path
 
 import dagster as dg
-import pandas as pd
 
-from mm_pipeline.defs.model.assets import MODEL_POOL, onnx_model
 from mm_pipeline.defs.partitions import catalogue_batches
-from mm_pipeline.defs.resources import PipelineSettings
+from mm_pipeline.defs.resources import MODEL_POOL, PipelineSettings
+from mm_pipeline.defs.serving import checked_encoders
 from mm_pipeline.defs.tables import markdown_table
-from mm_pipeline.inference.encoders import (
-    OnnxEncoders,
-    ParityError,
-    VariantChoice,
-    execution_providers,
-    resolve_variant,
-    write_embeddings,
-)
-from mm_pipeline.prep.images import open_tensor_store
-from mm_pipeline.publish.vectors import BatchVectorReport, check_batch_vectors
-from mm_pipeline.storage import atomic_paths, pin
-
-
-def checked_encoders(onnx_dir: Path, settings: PipelineSettings) -> tuple[OnnxEncoders, VariantChoice]:
-    """ONNX sessions of the current export in the variant ``MM_ONNX_VARIANT`` resolves to (only one that passed
-    parity; ``auto``: the fastest on this CPU), on the GPU when ``MM_DEVICE`` allows it and onnxruntime-gpu is
-    installed, and that choice. Raises ``dg.Failure`` when no variant passed or the setting is unknown."""
-    onnx_dir = pin(onnx_dir)  # parity report and model files of one export version
-    providers = execution_providers(settings.device)
-    try:
-        choice = resolve_variant(onnx_dir, settings.onnx_variant, settings.workers, providers)
-    except (ParityError, ValueError) as exc:
-        raise dg.Failure(str(exc)) from None
-    encoders = OnnxEncoders(onnx_dir, choice.variant, threads=settings.workers, device=settings.device)
-    return encoders, choice
+from mm_pipeline.inference.batches import ImageSizeError, embed_batches
+from mm_pipeline.publish.catalogue import check_embedded_batch
+from mm_pipeline.publish.vectors import BatchVectorReport
 
 
 @dg.asset(
     partitions_def=catalogue_batches,
-    deps=[onnx_model, "cleaned_text", "image_tensors"],
+    deps=["onnx_model", "cleaned_text", "image_tensors"],
     group_name="embeddings",
     kinds={"onnx", "parquet"},
     pool=MODEL_POOL,
@@ -52,68 +27,45 @@ def checked_encoders(onnx_dir: Path, settings: PipelineSettings) -> tuple[OnnxEn
     "the ONNX sessions once; its batches' files change together, only once every batch succeeded.",
 )
 def embeddings(context: dg.AssetExecutionContext, settings: PipelineSettings) -> dg.MaterializeResult:
-    layout = settings.layout
-    encoders, choice = checked_encoders(layout.onnx_dir, settings)
+    encoders, choice = checked_encoders(settings)
     context.log.info(f"ONNX variant {choice.variant} (MM_ONNX_VARIANT={choice.wanted}): {choice.reason}")
     if choice.timings:
         context.log.info(f"variant timings: {choice.as_metadata()['products_per_s']} products/s")
-    rows = []
-    batches = context.partition_keys
-    # every batch is written to a temporary file; the files replace the old ones only when all succeeded, just
-    # before the run records a materialization for each batch, so a failed batch leaves every file as it was
-    with atomic_paths([layout.embeddings(b) for b in batches]) as staged:
-        for batch, target in zip(batches, staged, strict=True):
-            products = pd.read_parquet(layout.cleaned_text(batch), columns=["nm", "text"])
-            store = open_tensor_store(layout.image_tensors(batch))
-            if store.shape[1] != encoders.image_size:
-                raise dg.Failure(
-                    f"{batch}: image tensors are {store.shape[1]}px, the model wants {encoders.image_size}px"
-                )
 
-            def log_progress(done: int, total: int, batch: str = batch) -> None:
-                context.log.info(f"{batch}: embedded {done}/{total}")
+    def log_progress(batch: str, done: int, total: int) -> None:
+        context.log.info(f"{batch}: embedded {done}/{total}")
 
-            stats = write_embeddings(
-                encoders,
-                products["nm"].to_numpy(),
-                products["text"].tolist(),
-                lambda s, e, store=store: store[s:e],
-                target,
-                progress=log_progress,
-            )
-            rows.append(
-                {
-                    "batch": batch,
-                    "path": str(layout.embeddings(batch)),
-                    "products": stats.count,
-                    "seconds": round(stats.seconds, 2),
-                    "disk_bytes": stats.bytes_on_disk,
-                    "mostly_unknown_texts": stats.mostly_unknown_texts,
-                }
-            )
+    # the files change only once every batch succeeded, just before the run records a materialization for
+    # each batch, so a failed batch leaves every file as it was
+    try:
+        embedded = embed_batches(settings.layout, encoders, context.partition_keys, log_progress)
+    except ImageSizeError as exc:
+        raise dg.Failure(str(exc)) from None
+    rows = [
+        {
+            "batch": e.batch,
+            "path": str(e.path),
+            "products": e.stats.count,
+            "seconds": round(e.stats.seconds, 2),
+            "disk_bytes": e.stats.bytes_on_disk,
+            "mostly_unknown_texts": e.stats.mostly_unknown_texts,
+        }
+        for e in embedded
+    ]
+    products = sum(r["products"] for r in rows)
     return dg.MaterializeResult(
         metadata={
-            "count": sum(r["products"] for r in rows),
+            "count": products,
             # texts mostly of tokens the BPE does not know: fused without the text channel (README)
             "mostly_unknown_texts": sum(r["mostly_unknown_texts"] for r in rows),
-            "dims": dg.MetadataValue.json(stats.dims),
+            "dims": dg.MetadataValue.json(embedded[-1].stats.dims),
             "onnx_variant": encoders.variant,
             "onnx_variant_choice": dg.MetadataValue.json(choice.as_metadata()),
             "model_version": encoders.model_version,
             "batches": dg.MetadataValue.md(markdown_table(rows)),
-            "products_per_second": round(
-                sum(r["products"] for r in rows) / max(sum(r["seconds"] for r in rows), 1e-9), 1
-            ),
+            "products_per_second": round(products / max(sum(r["seconds"] for r in rows), 1e-9), 1),
         }
     )
-
-
-def batch_vector_report(settings: PipelineSettings, batch: str) -> BatchVectorReport:
-    """Validate one batch's embeddings against its accepted products and the current ONNX export."""
-    layout = settings.layout
-    accepted = pd.read_parquet(pin(layout.raw_dir(batch)) / "accepted.parquet", columns=["nm"])["nm"]
-    manifest = json.loads((pin(layout.onnx_dir) / "manifest.json").read_text())
-    return check_batch_vectors(batch, layout.embeddings(batch), accepted.to_numpy(), manifest)
 
 
 def _report_metadata(report: BatchVectorReport) -> dict:
@@ -160,7 +112,7 @@ with warnings.catch_warnings():  # partitioned asset checks are a preview featur
         context: dg.AssetCheckExecutionContext, settings: PipelineSettings
     ) -> dg.AssetCheckResult:
         if context.has_partition_key:
-            report = batch_vector_report(settings, context.partition_key)
+            report = check_embedded_batch(settings.layout, context.partition_key)
             if not report.passed:
                 context.log.error(report.message)
             return dg.AssetCheckResult(
@@ -168,7 +120,7 @@ with warnings.catch_warnings():  # partitioned asset checks are a preview featur
             )
         # a single-run backfill checks its whole range in one step; dagster 1.13 records that step's result
         # without a partition, so each batch's verdict is recorded for its own partition here
-        reports = [batch_vector_report(settings, batch) for batch in context.partition_keys]
+        reports = [check_embedded_batch(settings.layout, batch) for batch in context.partition_keys]
         for report in reports:
             if not report.passed:
                 context.log.error(report.message)

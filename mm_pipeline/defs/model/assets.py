@@ -1,116 +1,61 @@
 """Model: base ruCLIP (pretrained folder, download, or compact from scratch), fine-tuning, ONNX export."""
 
-import dataclasses
-import json
+import functools
 import time
 
 import dagster as dg
-import numpy as np
-import torch
 
-from mm_pipeline.defs.resources import PipelineSettings, materialized_batches
+from mm_pipeline.defs.resources import MODEL_POOL, PipelineSettings, materialized_batches
 from mm_pipeline.defs.tables import markdown_table
-from mm_pipeline.inference.encoders import PARITY_FILE
-from mm_pipeline.model.channels import fit_channels
-from mm_pipeline.model.clip import (
-    COMPACT_CONFIG,
-    ModelSourceError,
-    build_clip,
-    download,
-    load_folder,
-    save_folder,
+from mm_pipeline.model.clip import ModelSourceError
+from mm_pipeline.model.recipe import NoBatchesError, build_base_model, recipe_for
+from mm_pipeline.model.stage import (
+    TooFewProductsError,
+    check_onnx_parity,
+    export_onnx,
+    fine_tune_plan,
+    plan_fine_tuning,
 )
-from mm_pipeline.model.device import training_compute
-from mm_pipeline.model.export import check_parity, export_towers, weights_version, write_parity
-from mm_pipeline.model.train import (
-    RECIPES,
-    fine_tune,
-    fingerprint,
-    iter_texts,
-    load_pairs,
-    load_split_columns,
-    training_split,
-)
-from mm_pipeline.prep.tokens import TextTokenizer, train_bpe
-from mm_pipeline.storage import atomic_dir, pin
 
 MODEL_GROUP = "model"
-MODEL_POOL = "heavy_compute"
+REFUSALS = (ModelSourceError, NoBatchesError, TooFewProductsError)  # the core's reasons not to build a model
+model_asset = functools.partial(dg.asset, group_name=MODEL_GROUP, pool=MODEL_POOL)
 
 
-def _require_batches(settings: PipelineSettings, context) -> list:
-    batches = materialized_batches(settings, context.instance)
-    if not batches:
-        raise dg.Failure("no catalogue batch has cleaned_text and image_tensors yet; materialize them first")
-    return batches
-
-
-@dg.asset(
-    group_name=MODEL_GROUP,
+@model_asset(
     deps=["cleaned_text"],
     kinds={"pytorch"},
-    pool=MODEL_POOL,
     description="The starting ruCLIP: a pretrained folder (MM_RUCLIP_DIR), a download (MM_RUCLIP_NAME, online "
     "only), or a compact ruCLIP trained from scratch with a BPE learned on the training split.",
 )
 def base_model(context: dg.AssetExecutionContext, settings: PipelineSettings) -> dg.MaterializeResult:
-    layout = settings.layout
-    target = layout.model_dir("base")
     try:
-        if settings.ruclip_dir:
-            loaded = load_folder(settings.ruclip_dir)
-        elif settings.ruclip_name:
-            loaded = download(settings.ruclip_name, layout.store / "downloads")
-        else:
-            loaded = None
-    except ModelSourceError as exc:
-        raise dg.Failure(str(exc)) from None
-    if loaded is not None:
-        if loaded.config["image_resolution"] != settings.image_size:
-            raise dg.Failure(
-                f"{loaded.origin} expects {loaded.config['image_resolution']}px images but image_tensors are "
-                f"{settings.image_size}px; set MM_IMAGE_SIZE={loaded.config['image_resolution']} and rematerialize"
-            )
-        save_folder(loaded.clip, loaded.config, loaded.bpe_path, target, extra={"origin": loaded.origin})
-        origin, config = loaded.origin, loaded.config
-    else:
-        batches = _require_batches(settings, context)
-        split = training_split(
-            load_split_columns(batches), settings.eval_fraction, RECIPES["compact"].holdout_fraction
+        base = build_base_model(
+            settings.layout,
+            materialized_batches(settings, context.instance),
+            ruclip_dir=settings.ruclip_dir,
+            ruclip_name=settings.ruclip_name,
+            image_size=settings.image_size,
+            eval_fraction=settings.eval_fraction,
+            vocab_size=settings.compact_vocab_size,
         )
-        corpus_texts = int((~split["eval"]).sum())
-        with atomic_dir(layout.store / "models" / "bpe") as tmp:
-            bpe_path = train_bpe(
-                iter_texts(batches, ~split["eval"]), tmp / "bpe.model", settings.compact_vocab_size
-            )
-            vocab_size = TextTokenizer(bpe_path).vocab_size
-            config = {**COMPACT_CONFIG, "vocab_size": vocab_size, "image_resolution": settings.image_size}
-            torch.manual_seed(0)
-            save_folder(
-                build_clip(config),
-                config,
-                bpe_path,
-                target,
-                extra={"origin": "compact, trained from scratch", "bpe_corpus_texts": corpus_texts},
-            )
-        origin = f"compact ruCLIP, trained from scratch (no pretrained weights configured; BPE on {corpus_texts} texts)"
-    context.log.info(f"base model: {origin}")
+    except REFUSALS as exc:
+        raise dg.Failure(str(exc)) from None
+    context.log.info(f"base model: {base.origin}")
     return dg.MaterializeResult(
         metadata={
-            "origin": origin,
-            "path": dg.MetadataValue.path(str(target)),
-            "model_version": weights_version(target),
-            "config": dg.MetadataValue.json(config),
-            "parameters": sum(p.numel() for p in load_folder(target).clip.parameters()),
+            "origin": base.origin,
+            "path": dg.MetadataValue.path(str(base.path)),
+            "model_version": base.model_version,
+            "config": dg.MetadataValue.json(base.config),
+            "parameters": base.parameters,
         }
     )
 
 
-@dg.asset(
-    group_name=MODEL_GROUP,
+@model_asset(
     deps=[base_model, "cleaned_text", "image_tensors"],
     kinds={"pytorch", "wandb"},
-    pool=MODEL_POOL,
     description="Contrastive image↔text fine-tuning on the training split of all batches; keeps the best "
     "epoch by held-out image→text recall and resumes from checkpoints after an interruption.",
 )
@@ -118,35 +63,68 @@ def fine_tuned_model(
     context: dg.AssetExecutionContext, settings: PipelineSettings, wandb_resource: dg.ResourceParam[dict]
 ) -> dg.MaterializeResult:
     layout = settings.layout
-    base = load_folder(layout.model_dir("base"))
-    base_origin = json.loads((layout.model_dir("base") / "training.json").read_text())["origin"]
-    pretrained = not base_origin.startswith("compact")
-    recipe = RECIPES["pretrained" if pretrained else "compact"]
-    overrides = {"epochs": settings.train_epochs, "batch_size": settings.train_batch_size}
-    recipe = dataclasses.replace(recipe, **{k: v for k, v in overrides.items() if v})
-    batches = _require_batches(settings, context)
-    pairs, products = load_pairs(batches, base.tokenizer, settings.layout.token_dir)
-    split = training_split(products, settings.eval_fraction, recipe.holdout_fraction)
-    train, holdout = pairs.subset(split["train"]), pairs.subset(split["holdout"])
-    if len(train) < recipe.batch_size or len(holdout) < 4:
-        raise dg.Failure(f"too few products to train: {len(train)} train, {len(holdout)} held out")
-    torch.set_num_threads(settings.workers)
-    compute = training_compute(settings.device, base.clip, recipe.batch_size)
+    recipe = recipe_for(layout, epochs=settings.train_epochs, batch_size=settings.train_batch_size)
+    try:
+        plan = plan_fine_tuning(
+            layout,
+            materialized_batches(settings, context.instance),
+            recipe,
+            settings.eval_fraction,
+            threads=settings.workers,
+            device=settings.device,
+        )
+    except REFUSALS as exc:
+        raise dg.Failure(str(exc)) from None
+    compute = plan.compute
     context.log.info(f"training on {compute.device} in {compute.precision} (MM_DEVICE={settings.device})")
-    job_id = fingerprint(recipe, base.config, train, layout.model_dir("base") / "pytorch_model.bin")
-    wandb = wandb_resource["sdk"]
-    run = wandb.init(
+    run = wandb_resource["sdk"].init(
         project="mm_pipeline",
         job_type="fine_tune",
         dir=wandb_resource["dir"],  # WANDB_DIR, default <MM_DATA_DIR>/wandb
-        config={
-            "recipe": recipe.__dict__,
-            "model": base.config,
-            "train": len(train),
-            "holdout": len(holdout),
-        },
+        config=plan.tracking_config(),
     )
-    started, last_log = time.perf_counter(), None
+    started = time.perf_counter()
+    try:
+        tuned = fine_tune_plan(layout, plan, progress_logger(context, run))
+    finally:
+        run.finish()
+    fusion, lexical_dim = tuned.channels.fusion, tuned.channels.lexical.dim
+    selection = tuned.channels.selection
+    context.log.info(
+        f"lexical channel: {lexical_dim} dims; fusion weights {fusion.weights} chosen on the "
+        f"{selection} ({fusion.rows} products)"
+    )
+    training = tuned.training
+    best = training.best
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(tuned.path)),
+            "model_version": tuned.model_version,
+            "recipe": recipe.name,
+            "compute": f"{compute.device} {compute.precision}",
+            "train_products": len(plan.train),
+            "holdout_products": len(plan.holdout),
+            "eval_products_never_trained_on": tuned.eval_products,
+            "best_epoch": training.best_epoch,
+            "best_val_recall_at_1": best.get("val_recall_at_1"),
+            "best_val_recall_at_5": best.get("val_recall_at_5"),
+            "chance_recall_at_5": best.get("chance_recall_at_5"),
+            "resumed_from": training.resumed_from or "fresh start",
+            "seconds": round(time.perf_counter() - started, 1),
+            "curve": dg.MetadataValue.md(markdown_table(training.history)),
+            "lexical_dim": lexical_dim,
+            "fusion_weights": dg.MetadataValue.md(markdown_table(tuned.fusion_rows(), 3)),
+            "fusion_chosen_on": f"{selection} ({fusion.rows} products; tasks: "
+            f"{', '.join(fusion.tasks) or 'none, equal weights'})",
+            "fused_neighbour_precision_at_5_selection": dg.MetadataValue.float(fusion.score),
+        }
+    )
+
+
+def progress_logger(context: dg.AssetExecutionContext, run):
+    """``on_progress`` of fine-tuning: every step and epoch to the W&B ``run``, and to the run's log the first
+    step of the run and of every epoch, each epoch's last, else at most one step every 10 s."""
+    last_log = None
 
     def on_progress(event: dict) -> None:
         nonlocal last_log
@@ -160,7 +138,6 @@ def fine_tuned_model(
                     "train/items_per_s": event["items_per_s"],
                 }
             )
-            # the first step of this run and of every epoch, each epoch's last, else at most every 10 s
             due = last_log is None or time.perf_counter() - last_log > 10
             if due or event["step"] in (1, event["steps"]):
                 last_log = time.perf_counter()
@@ -178,92 +155,27 @@ def fine_tuned_model(
         else:
             context.log.info(f"resumed from checkpoint at epoch {event['epoch']} step {event['step']}")
 
-    try:
-        result = fine_tune(
-            base.clip, train, holdout, recipe, layout.checkpoints_dir, job_id, on_progress, compute
-        )
-    finally:
-        run.finish()
-    channels = fit_channels(base.clip, base.tokenizer, batches, pairs, split)
-    fusion = channels.fusion
-    context.log.info(
-        f"lexical channel: {channels.lexical.dim} dims; fusion weights {fusion.weights} chosen on the "
-        f"{channels.selection} ({fusion.rows} products)"
-    )
-    target = save_folder(
-        base.clip,
-        base.config,
-        base.bpe_path,
-        layout.model_dir("fine_tuned"),
-        extra={
-            "recipe": recipe.__dict__,
-            "history": result.history,
-            "best_epoch": result.best_epoch,
-            "base": base_origin,
-            "train_products": len(train),
-            "holdout_products": len(holdout),
-            "fusion": {**fusion.as_dict(), "chosen_on": channels.selection},
-            "lexical_dim": channels.lexical.dim,
-        },
-        lexical=channels.lexical,
-    )
-    fusion_rows = [
-        {"channel": c, "weight": w, "neighbour_precision_alone": fusion.channel_scores.get(c)}
-        for c, w in fusion.weights.items()
-    ]
-    best = result.best
-    return dg.MaterializeResult(
-        metadata={
-            "path": dg.MetadataValue.path(str(target)),
-            "model_version": weights_version(target),
-            "recipe": "pretrained" if pretrained else "compact",
-            "compute": f"{compute.device} {compute.precision}",
-            "train_products": len(train),
-            "holdout_products": len(holdout),
-            "eval_products_never_trained_on": int(split["eval"].sum()),
-            "best_epoch": result.best_epoch,
-            "best_val_recall_at_1": best.get("val_recall_at_1"),
-            "best_val_recall_at_5": best.get("val_recall_at_5"),
-            "chance_recall_at_5": best.get("chance_recall_at_5"),
-            "resumed_from": result.resumed_from or "fresh start",
-            "seconds": round(time.perf_counter() - started, 1),
-            "curve": dg.MetadataValue.md(markdown_table(result.history)),
-            "lexical_dim": channels.lexical.dim,
-            "fusion_weights": dg.MetadataValue.md(markdown_table(fusion_rows, 3)),
-            "fusion_chosen_on": f"{channels.selection} ({fusion.rows} products; tasks: "
-            f"{', '.join(fusion.tasks) or 'none, equal weights'})",
-            "fused_neighbour_precision_at_5_selection": dg.MetadataValue.float(fusion.score),
-        }
-    )
+    return on_progress
 
 
-@dg.asset(
-    group_name=MODEL_GROUP,
+@model_asset(
     deps=[fine_tuned_model],
     kinds={"onnx"},
-    pool=MODEL_POOL,
     description="Image and text towers of the fine-tuned model in ONNX (dynamic batch; dynamic sequence length "
     "for text, EOS pooling) plus int8 dynamically quantized variants.",
 )
 def onnx_model(context: dg.AssetExecutionContext, settings: PipelineSettings) -> dg.MaterializeResult:
-    layout = settings.layout
-    model_dir = layout.model_dir("fine_tuned")
     started = time.perf_counter()
-    target = export_towers(load_folder(model_dir).clip, model_dir, layout.onnx_dir)
-    manifest = json.loads((target / "manifest.json").read_text())
+    export = export_onnx(settings.layout)
+    files = [{"file": k, "bytes": v} for k, v in export.manifest["files"].items()]
     return dg.MaterializeResult(
         metadata={
-            "path": dg.MetadataValue.path(str(target)),
-            "model_version": manifest["model_version"],
-            "files": dg.MetadataValue.md(
-                markdown_table([{"file": k, "bytes": v} for k, v in manifest["files"].items()])
-            ),
+            "path": dg.MetadataValue.path(str(export.path)),
+            "model_version": export.manifest["model_version"],
+            "files": dg.MetadataValue.md(markdown_table(files)),
             "seconds": round(time.perf_counter() - started, 1),
         }
     )
-
-
-PARITY_SAMPLE = 64
 
 
 @dg.asset_check(
@@ -274,22 +186,13 @@ PARITY_SAMPLE = 64
     "passing variants on this CPU for MM_ONNX_VARIANT=auto.",
 )
 def onnx_parity(context: dg.AssetCheckExecutionContext, settings: PipelineSettings) -> dg.AssetCheckResult:
-    layout = settings.layout
-    model = load_folder(layout.model_dir("fine_tuned"))
     batches = materialized_batches(settings, context.instance)
-    pairs, products = load_pairs(batches, model.tokenizer, settings.layout.token_dir)
-    eval_rows = np.flatnonzero(training_split(products, settings.eval_fraction, 0.0)["eval"])[:PARITY_SAMPLE]
-    texts = list(iter_texts(batches, np.isin(np.arange(len(pairs)), eval_rows)))
-    onnx_dir = pin(layout.onnx_dir)  # the report describes exactly the export it checked
-    report = check_parity(
-        model.clip, onnx_dir, pairs.images(eval_rows), pairs.ids(eval_rows), texts, model.lexical
-    )
-    write_parity(report, onnx_dir, threads=settings.workers)
-    timing = json.loads((onnx_dir / PARITY_FILE).read_text())["timing"]
+    checked = check_onnx_parity(settings.layout, batches, settings.eval_fraction, threads=settings.workers)
+    report, timing = checked.report, checked.timing
     return dg.AssetCheckResult(
         passed=report.passed,
         metadata={
-            "products_checked": len(eval_rows),
+            "products_checked": checked.products_checked,
             "passed_variants": ", ".join(report.passed_variants) or "none",
             **report.summary(),
             "report": dg.MetadataValue.md(markdown_table(report.rows)),

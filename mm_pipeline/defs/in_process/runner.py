@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from mm_pipeline.defs.automation.orphans import process_tags, release_orphaned_runs
+from mm_pipeline.defs.in_process.orphans import process_tags, release_orphaned_runs
 from mm_pipeline.defs.partitions import catalogue_batches
 
 STAGES = (("ingest_job", True), ("model_job", False), ("embeddings_job", True), ("evaluation_job", False))

@@ -1,0 +1,174 @@
+"""The embeddings' linear and MLP probes, cross-validated fold by fold, and a ridge regression of log-price.
+
+Rows, folds, seeds and scores follow :mod:`mm_pipeline.evaluation.probes.protocol`, whose
+:class:`~mm_pipeline.evaluation.probes.protocol.ProbeRun` collects the out-of-fold predictions and builds the
+result table; the probes themselves are the solvers of :mod:`mm_pipeline.evaluation.probes.solvers`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from functools import partial
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import mean_absolute_error, mean_squared_error
+from sklearn.model_selection import KFold
+
+from mm_pipeline.evaluation.probes import solvers
+from mm_pipeline.evaluation.probes.protocol import (
+    MIN_ROWS,
+    InsufficientData,
+    ProbeRun,
+    as_matrix,
+    fold_generator,
+    prepare_labels,
+    stratified_folds,
+)
+from mm_pipeline.evaluation.probes.solvers import DEFAULT_LOGREG, DEFAULT_MLP, LogRegSettings, MLPSettings
+
+PCA_FUSED = "pca_fused"
+PROBES = ("logreg", "mlp")
+
+
+def evaluate_probes(
+    features: Mapping[str, np.ndarray],
+    labels: Sequence[str] | np.ndarray,
+    kind: str,
+    n_splits: int = 5,
+    seed: int = 0,
+    probes: Sequence[str] = PROBES,
+    positive_label: str | None = None,
+    pca_components: int | None = 128,
+    pca_max_rows: int = 8192,
+    logreg: LogRegSettings = DEFAULT_LOGREG,
+    mlp: MLPSettings = DEFAULT_MLP,
+    n_threads: int | None = None,
+) -> pd.DataFrame:
+    """Cross-validated probe scores, one row per (feature set, probe), columns ``RESULT_COLUMNS``: the table
+    of :func:`cross_validate` for the same arguments."""
+    run = cross_validate(
+        features,
+        labels,
+        kind,
+        n_splits,
+        seed,
+        probes,
+        positive_label,
+        pca_components,
+        pca_max_rows,
+        logreg,
+        mlp,
+        n_threads,
+    )
+    return run.table()
+
+
+def cross_validate(
+    features: Mapping[str, np.ndarray],
+    labels: Sequence[str] | np.ndarray,
+    kind: str,
+    n_splits: int = 5,
+    seed: int = 0,
+    probes: Sequence[str] = PROBES,
+    positive_label: str | None = None,
+    pca_components: int | None = 128,
+    pca_max_rows: int = 8192,
+    logreg: LogRegSettings = DEFAULT_LOGREG,
+    mlp: MLPSettings = DEFAULT_MLP,
+    n_threads: int | None = None,
+) -> ProbeRun:
+    """Out-of-fold predictions of each (feature set, probe).
+
+    ``features`` maps a feature-set name to an (n, d) matrix aligned with ``labels`` (strings, no missing
+    values). When ``fused`` is given and ``pca_components`` is set, ``pca_fused`` (PCA of ``fused`` fitted
+    inside each training fold on at most ``pca_max_rows`` sampled rows) is evaluated right after it.
+    ``n_threads``: see :func:`~mm_pipeline.evaluation.probes.solvers.torch_threads`. Each (fold, feature set,
+    probe) draws from its own seeded generator (:func:`fold_generator`). ``seconds`` is the wall time of that
+    row's fits plus an equal share of the fold's feature preparation. Raises :class:`InsufficientData` when
+    the task cannot be scored.
+    """
+    unknown = set(probes) - set(PROBES)
+    if unknown:
+        raise ValueError(f"unknown probes {sorted(unknown)}; choose from {PROBES}")
+    prepared = prepare_labels(labels, kind, n_splits, positive_label)
+    matrices = {
+        name: torch.from_numpy(as_matrix(x, len(prepared.keep))[prepared.keep])
+        for name, x in features.items()
+    }
+    feature_sets = list(matrices)
+    if "fused" in matrices and pca_components and PCA_FUSED not in matrices:
+        feature_sets.insert(feature_sets.index("fused") + 1, PCA_FUSED)
+    fit_predict = {
+        "logreg": partial(solvers.fit_predict_logreg, settings=logreg),
+        "mlp": partial(solvers.fit_predict_mlp, settings=mlp),
+    }
+    codes = prepared.codes
+    run = ProbeRun.start(prepared, [(s, p) for s in feature_sets for p in probes])
+    with solvers.torch_threads(len(codes) * max(x.shape[1] for x in matrices.values()), n_threads):
+        for fold, (train_rows, test_rows) in enumerate(stratified_folds(codes, prepared.n_splits, seed)):
+            train_idx, test_idx = torch.from_numpy(train_rows), torch.from_numpy(test_rows)
+            for name in feature_sets:
+                started = time.perf_counter()
+                if name in matrices:
+                    x_train, x_test = matrices[name][train_idx], matrices[name][test_idx]
+                else:  # pca_fused, projected on the training fold's principal axes
+                    x_train, x_test = matrices["fused"][train_idx], matrices["fused"][test_idx]
+                    generator = fold_generator(seed, fold, name)
+                    mean, components = solvers.fit_pca(x_train, pca_components, pca_max_rows, generator)
+                    x_train, x_test = (x_train - mean) @ components, (x_test - mean) @ components
+                x_train, x_test = solvers.center_and_scale(x_train, x_test)
+                preparation = (time.perf_counter() - started) / len(probes)
+                for probe in probes:
+                    row = (name, probe)
+                    generator = fold_generator(seed, fold, *row)
+                    fold_rows = (train_rows, test_rows)
+                    run.fit_fold(row, fit_predict[probe], x_train, x_test, fold_rows, generator, preparation)
+    return run
+
+
+def regress_log_price(
+    features: Mapping[str, np.ndarray],
+    log_price: np.ndarray,
+    n_splits: int = 5,
+    seed: int = 0,
+    alpha: float = 1.0,
+) -> dict[str, dict[str, float]]:
+    """Out-of-fold ridge regression (sklearn ``Ridge(alpha)`` on features scaled by
+    :func:`~mm_pipeline.evaluation.probes.solvers.center_and_scale`) of log-price.
+
+    Rows with a non-finite target are dropped. Returns ``{feature set: {mse, mae, r2, baseline_mse, n}}``
+    where ``baseline_mse`` predicts the training-fold mean (the score any useful embedding must beat).
+    """
+    target = np.asarray(log_price, dtype=np.float64)
+    keep = np.isfinite(target)
+    if keep.sum() < MIN_ROWS:
+        raise InsufficientData(f"{int(keep.sum())} rows with a price, need at least {MIN_ROWS}")
+    target = target[keep]
+    folds = list(KFold(n_splits=n_splits, shuffle=True, random_state=seed).split(target))
+    baseline = np.empty_like(target)
+    for train_rows, test_rows in folds:
+        baseline[test_rows] = target[train_rows].mean()
+    results = {}
+    for name, x in features.items():
+        matrix = torch.from_numpy(np.asarray(x, dtype=np.float64)[keep])
+        predicted = np.empty_like(target)
+        for train_rows, test_rows in folds:
+            x_train, x_test = solvers.center_and_scale(matrix[train_rows], matrix[test_rows])
+            y_train = torch.from_numpy(target[train_rows])
+            y_mean = y_train.mean()
+            gram = x_train.T @ x_train + alpha * torch.eye(x_train.shape[1], dtype=torch.float64)
+            coef = torch.linalg.solve(gram, x_train.T @ (y_train - y_mean))
+            predicted[test_rows] = (x_test @ coef + y_mean).numpy()
+        mse = mean_squared_error(target, predicted)
+        baseline_mse = mean_squared_error(target, baseline)
+        results[name] = {
+            "mse": mse,
+            "mae": mean_absolute_error(target, predicted),
+            "r2": 1.0 - mse / baseline_mse if baseline_mse > 0 else float("nan"),
+            "baseline_mse": baseline_mse,
+            "n": int(keep.sum()),
+        }
+    return results
