@@ -40,7 +40,7 @@ from mm_pipeline.evaluation.probes import (
     REFERENCE_FEATURES,
     LogRegSettings,
     MLPSettings,
-    evaluate_probes,
+    cross_validate,
     fit_predict_logreg,
     fit_predict_mlp,
     prepare_labels,
@@ -113,7 +113,7 @@ def make_synthetic(n: int, half_dim: int, seed: int) -> tuple[dict[str, np.ndarr
 
 
 def sklearn_f1(x: np.ndarray, labels: np.ndarray, kind: str, model, seed: int) -> tuple[float, float]:
-    """Out-of-fold F1 of an sklearn model on the folds and scaling evaluate_probes uses; (f1, seconds)."""
+    """Out-of-fold F1 of an sklearn model on the folds and scaling cross_validate uses; (f1, seconds)."""
     prepared = prepare_labels(labels, kind, 5)
     predicted = np.empty(len(prepared.codes), np.int64)
     started = time.perf_counter()
@@ -132,7 +132,7 @@ def time_all_tasks(
     tables, wall, cpu = [], time.perf_counter(), time.process_time()
     for task, (kind, _) in TASKS.items():
         started = time.perf_counter()
-        table = evaluate_probes(features, labels[task], kind, seed=seed, n_threads=n_threads)
+        table = cross_validate(features, labels[task], kind, seed=seed, n_threads=n_threads).table()
         print(f"  {task}: {time.perf_counter() - started:.1f} s", flush=True)
         tables.append(table.assign(task=task, task_seconds=time.perf_counter() - started))
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -162,7 +162,9 @@ def compare_with_sklearn(
     lines = []
     for task in ("category", "sub_category", "gender"):
         kind, y = TASKS[task][0], labels[task][:rows]
-        ours = evaluate_probes({"fused": x}, y, kind, seed=seed, pca_components=None, n_threads=n_threads)
+        ours = cross_validate(
+            {"fused": x}, y, kind, seed=seed, pca_components=None, n_threads=n_threads
+        ).table()
         ours = ours.set_index("probe")
         references = {
             "logreg": [
@@ -312,7 +314,7 @@ def main() -> None:
     print(f"# bench_probes: {cores} cores, torch threads {threads}, load average {os.getloadavg()[0]:.1f}")
     features, labels = make_synthetic(args.n, args.dim // 2, args.seed)
     # the first torch optimizer imports torch._dynamo (seconds): keep that out of the timings
-    evaluate_probes({"fused": features["fused"][:100]}, labels["gender"][:100], "binary", pca_components=None)
+    cross_validate({"fused": features["fused"][:100]}, labels["gender"][:100], "binary", pca_components=None)
     time_all_tasks(features, labels, args.seed, args.threads)
     if not args.skip_sklearn:
         compare_with_sklearn(features, labels, min(args.parity_rows, args.n), args.seed, args.threads)

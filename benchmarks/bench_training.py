@@ -64,9 +64,11 @@ from mm_pipeline.model.clip import (
     save_folder,
 )
 from mm_pipeline.model.device import Compute, cpu_flags, cpu_has_native_bf16, resolve
+from mm_pipeline.model.events import EpochEvent, StepEvent, TrainingEvent
 from mm_pipeline.model.export import export_towers
+from mm_pipeline.model.pairs import PairedData, training_split
 from mm_pipeline.model.split import NO_GROUP
-from mm_pipeline.model.train import RECIPES, PairedData, fine_tune, training_split
+from mm_pipeline.model.train import RECIPES, fine_tune
 from mm_pipeline.prep.images import load_letterboxed
 from mm_pipeline.prep.tokens import trim_padding
 
@@ -238,10 +240,10 @@ def run_once(spec: dict) -> dict:
     steps: list[tuple[float, float, float]] = []  # (wall time, CPU time, loss) after every optimizer step
     epoch_end = []
 
-    def on_progress(event: dict) -> None:
-        if event["event"] == "step":
-            steps.append((time.perf_counter(), time.process_time(), event["loss"]))
-        elif event["event"] == "epoch":
+    def on_progress(event: TrainingEvent) -> None:
+        if isinstance(event, StepEvent):
+            steps.append((time.perf_counter(), time.process_time(), event.loss))
+        elif isinstance(event, EpochEvent):
             epoch_end.append(time.perf_counter())
 
     if compute.device.type == "cuda":

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 
+from mm_pipeline.evaluation.summary import MetricSummary
 from mm_pipeline.layout import Layout
 
 
@@ -20,11 +19,11 @@ def print_summary(layout: Layout, batches: list[str], checks: list[dict]) -> Non
     for check in checks:
         print(f"{check['check']:<25} {'pass' if check['passed'] else 'FAIL':<7} {check['verdict']}")
     for task_file in layout.metric_summaries():
-        summary = json.loads(task_file.read_text())
-        if "fused_f1" in summary:
-            line = f"  {summary['task']:<14} fused F1 {summary['fused_f1']:.3f}  base {summary['base_fused_f1']:.3f}"
-            if "fused_minus_best_reference" in summary:
-                line += f"  minus best no-learning reference {summary['fused_minus_best_reference']:+.3f}"
+        summary = MetricSummary.load(task_file)
+        if summary.fused_f1 is not None:
+            line = f"  {summary.task:<14} fused F1 {summary.fused_f1:.3f}  base {summary.base_fused_f1:.3f}"
+            if summary.fused_minus_best_reference is not None:
+                line += f"  minus best no-learning reference {summary.fused_minus_best_reference:+.3f}"
             print(line)
     published = layout.published_embeddings
     if any(not c["passed"] for c in checks):

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mm_pipeline.model.files import BPE_FILE, MANIFEST_FILE, PARITY_FILE, TRAINING_FILE, WEIGHTS_FILE
+
 
 class _Path:
     """A fixed path of the layout: ``parts`` under the member named ``parent``."""
@@ -60,16 +62,16 @@ class Layout:
     # model: ``model_dir(stage)``, stage ``base`` or ``fine_tuned``, is a ruCLIP-style folder readable by
     # ``CLIP.from_pretrained`` (config.json, bpe.model, pytorch_model.bin; training.json, lexical.joblib)
     model_dir = _PathOf("store", "models/{}")
-    model_weights = _PathOf("store", "models/{}/pytorch_model.bin")
-    model_bpe = _PathOf("store", "models/{}/bpe.model")
-    model_training = _PathOf("store", "models/{}/training.json")  # origin, recipe, history, fusion choice
-    compact_bpe = _Path("store", "models", "bpe", "bpe.model")  # learned for a compact model from scratch
+    model_weights = _PathOf("store", "models/{}/" + WEIGHTS_FILE)
+    model_bpe = _PathOf("store", "models/{}/" + BPE_FILE)
+    model_training = _PathOf("store", "models/{}/" + TRAINING_FILE)  # origin, recipe, history, fusion choice
+    compact_bpe = _Path("store", "models", "bpe", BPE_FILE)  # learned for a compact model from scratch
     downloads_dir = _Path("store", "downloads")  # ruCLIP folders fetched by MM_RUCLIP_NAME
     checkpoints_dir = _Path("store", "models", "checkpoints")
     token_dir = _Path("checkpoints_dir", "tokens")  # int32 token memmaps per batch and tokenizer
     onnx_dir = _Path("store", "onnx")  # image/text towers, fp32 and int8, one set
-    onnx_manifest = _Path("onnx_dir", "manifest.json")  # model version, files, fusion weights
-    onnx_parity = _Path("onnx_dir", "parity.json")  # onnx_parity's report and timing
+    onnx_manifest = _Path("onnx_dir", MANIFEST_FILE)  # model version, files, fusion weights
+    onnx_parity = _Path("onnx_dir", PARITY_FILE)  # onnx_parity's report and timing
 
     # embeddings, per catalogue batch: nm, image, text, lexical, fused, model_version
     embeddings = _PathOf("store", "embeddings/{}.parquet")

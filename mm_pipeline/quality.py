@@ -8,7 +8,6 @@ columns the vector kinds. A cell is ``value±standard error``, or ``–`` where 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from mm_pipeline.evaluation.labels import TASKS
+from mm_pipeline.evaluation.summary import MetricSummary, read_summary
 from mm_pipeline.layout import Layout
 
 MISSING = "–"
@@ -82,12 +82,11 @@ def task_rows(layout: Layout, task: str) -> list[tuple[str, str, list[str]]]:
     and ``R@5`` (``pair_f1``/``recall@5`` per ``kind``). A task whose summary status is not ``ok`` gives one
     row whose last cell says why.
     """
-    summary_path = layout.metric_summary(task)
-    if not summary_path.exists():
+    summary = _summary(layout, task)
+    if summary is None:
         return []
-    summary = json.loads(summary_path.read_text())
-    if summary.get("status", "ok") != "ok":
-        reason = f"{summary['status']}: {summary.get('reason', '')}".strip(": ")
+    if not summary.ok:
+        reason = f"{summary.status}: {summary.reason or ''}".strip(": ")
         return [(task, "", [reason])]
     table = _read(layout.metric_table(task))
     if task == "duplicates":
@@ -113,12 +112,16 @@ def task_rows(layout: Layout, task: str) -> list[tuple[str, str, list[str]]]:
     return [(task, "probe F1", probe), ("", f"P@{NEIGHBOURS_K}", nearest)]
 
 
+def _summary(layout: Layout, task: str) -> MetricSummary | None:
+    return read_summary(layout, task) if layout.metric_summary(task).exists() else None
+
+
 def _gap(layout: Layout, task: str) -> str:
     """``fused_minus_best_reference`` (± its standard error) of a task's summary, ``–`` when absent."""
-    path = layout.metric_summary(task)
-    summary = json.loads(path.read_text()) if path.exists() else {}
-    value = summary.get("fused_minus_best_reference")
-    return _cell(value, summary.get("fused_minus_best_reference_se")) if value is not None else MISSING
+    summary = _summary(layout, task)
+    if summary is None or summary.fused_minus_best_reference is None:
+        return MISSING
+    return _cell(summary.fused_minus_best_reference, summary.fused_minus_best_reference_se)
 
 
 def format_report(name: str, layout: Layout, wall_seconds: float, cpu_seconds: float) -> str:

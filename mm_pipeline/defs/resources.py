@@ -12,7 +12,7 @@ from mm_pipeline.catalog.contract import BATCH_SUFFIX, BatchFileError, batch_nam
 from mm_pipeline.defs.partitions import catalogue_batches
 from mm_pipeline.environment import DEFAULT_WORKERS, SETTINGS_VARIABLES
 from mm_pipeline.layout import Layout
-from mm_pipeline.model.train import BatchFiles
+from mm_pipeline.model.pairs import BatchFiles
 from mm_pipeline.tracking import PLACEHOLDER_KEY, TrackingConfigError, wandb_setup
 
 # field → the environment variable that sets it (the table: mm_pipeline.environment; README, "Configuration")

@@ -20,7 +20,7 @@ from mm_pipeline.inference.encoders import (
     resolve_variant,
 )
 from mm_pipeline.layout import Layout
-from mm_pipeline.model.train import BatchFiles
+from mm_pipeline.model.pairs import BatchFiles
 from mm_pipeline.publish import catalogue
 from mm_pipeline.publish.vectors import MixedModelVersionsError
 from mm_pipeline.storage import pin

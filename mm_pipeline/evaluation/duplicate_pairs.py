@@ -20,12 +20,13 @@ from mm_pipeline.evaluation.duplicates import count_groups, evaluate_duplicates,
 from mm_pipeline.evaluation.references import images_of, reference_vectors
 from mm_pipeline.evaluation.relisting import MIN_GROUPS, RELISTED_PRODUCTS, make_relistings
 from mm_pipeline.evaluation.similarity import SimilarityIndex
+from mm_pipeline.evaluation.summary import OK, MetricSummary
 from mm_pipeline.evaluation.tasks import EvalSet, save_metric
 from mm_pipeline.inference.encoders import BASE_FUSION_WEIGHTS, OnnxEncoders, fuse, l2_normalize
 from mm_pipeline.layout import Layout
 from mm_pipeline.model.clip import encode_products, load_folder
+from mm_pipeline.model.pairs import BatchFiles, load_pairs
 from mm_pipeline.model.split import group_codes
-from mm_pipeline.model.train import BatchFiles, load_pairs
 from mm_pipeline.storage import pin, write_parquet
 
 TASK = "duplicates"
@@ -35,13 +36,15 @@ GROUND_TRUTH_RELISTINGS = "synthetic re-listings of eval products (perturbed pho
 
 @dataclass(frozen=True)
 class DuplicatesMetric:
-    summary: dict  # task, status, ground_truth, groups and the headline numbers (duplicates.headline)
+    summary: (
+        MetricSummary  # task, status, ground_truth, groups and the headline numbers (duplicates.headline)
+    )
     table: pd.DataFrame  # one row per vector kind (DuplicateReport.summary)
 
     @property
     def relisted(self) -> bool:
         """Whether the ground truth is synthetic re-listings (then ``groups`` counts the pairs built)."""
-        return self.summary["ground_truth"] == GROUND_TRUTH_RELISTINGS
+        return self.summary.ground_truth == GROUND_TRUTH_RELISTINGS
 
 
 def duplicates_metric(
@@ -65,13 +68,9 @@ def duplicates_metric(
         grouped = int(groups.max()) + 1
     # cosine scores for every kind, so thresholds read the same way
     table = evaluate_duplicates({k: l2_normalize(v) for k, v in vectors.items()}, nm, groups).summary()
-    summary = {
-        "task": TASK,
-        "status": "ok",
-        "ground_truth": ground_truth,
-        "groups": grouped,
-        **headline(table),
-    }
+    summary = MetricSummary.from_dict(
+        {"task": TASK, "status": OK, "ground_truth": ground_truth, "groups": grouped, **headline(table)}
+    )
     save_metric(layout, TASK, summary, table)
     return DuplicatesMetric(summary, table)
 

@@ -15,7 +15,8 @@ from mm_pipeline.evaluation.tasks import VECTOR_KINDS, EvalSet
 from mm_pipeline.inference.encoders import read_vectors
 from mm_pipeline.layout import Layout
 from mm_pipeline.model.clip import load_folder
-from mm_pipeline.model.train import BatchFiles, encode_pairs, load_pairs, training_split
+from mm_pipeline.model.pairs import BatchFiles, load_pairs, training_split
+from mm_pipeline.model.validation import encode_pairs
 from mm_pipeline.storage import atomic_dir, pin, save_npy, write_parquet
 
 BASE_KINDS = ("image", "text")  # the base model's vectors kept per eval product

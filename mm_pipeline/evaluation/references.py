@@ -23,7 +23,7 @@ from sklearn.decomposition import TruncatedSVD
 
 from mm_pipeline.evaluation.probes import as_matrix, fit_pca, tfidf_matrix
 from mm_pipeline.inference.encoders import l2_normalize
-from mm_pipeline.model.train import BatchFiles
+from mm_pipeline.model.pairs import BatchFiles
 from mm_pipeline.prep.images import open_tensor_store
 
 REFERENCE_KINDS = ("tfidf", "pixels", "tfidf+pixels")

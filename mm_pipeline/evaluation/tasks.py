@@ -39,12 +39,12 @@ from mm_pipeline.evaluation.probes import (
     tfidf_of_counts,
 )
 from mm_pipeline.evaluation.references import pixel_vectors
+from mm_pipeline.evaluation.summary import INSUFFICIENT, OK, MetricSummary
 from mm_pipeline.inference.encoders import BASE_FUSION_WEIGHTS, fuse, l2_normalize
 from mm_pipeline.layout import Layout
 from mm_pipeline.storage import atomic_dir, write_json, write_parquet
 
 TASK_BY_NAME: dict[str, TaskSpec] = {task.name: task for task in TASKS}
-INSUFFICIENT = "insufficient data"
 VECTOR_KINDS = ("text", "image", "lexical", "fused")  # the fine-tuned model's columns, in table order
 NEIGHBOUR_COLUMNS = ["model", "features", "k", "precision", "se", "n"]
 HEADLINE_K = 5
@@ -112,24 +112,21 @@ class EvalSet:
         )
 
 
-@dataclass
+@dataclass(frozen=True)
 class TaskResult:
     task: str
-    status: str  # "ok" or INSUFFICIENT
+    status: str  # OK or INSUFFICIENT
     reason: str = ""
     table: pd.DataFrame = field(default_factory=pd.DataFrame)
     neighbours: pd.DataFrame = field(default_factory=pd.DataFrame)
     headline: dict[str, float] = field(default_factory=dict)
     extras: dict = field(default_factory=dict)
 
-    def summary(self) -> dict:
-        return {
-            "task": self.task,
-            "status": self.status,
-            "reason": self.reason,
-            **self.headline,
-            **self.extras,
-        }
+    def summary(self) -> MetricSummary:
+        """What ``summary.json`` holds: task, status and reason, the headline numbers, then the extras."""
+        return MetricSummary.from_dict(
+            {"task": self.task, "status": self.status, "reason": self.reason, **self.headline, **self.extras}
+        )
 
 
 def _best_row(table: pd.DataFrame, models: list[str], features: str | None = None) -> pd.Series:
@@ -235,7 +232,7 @@ def evaluate_task(
             extras[f"{model}_log_price_mse"] = regression["mse"]
             extras[f"{model}_log_price_mae"] = regression["mae"]
         extras["mean_predictor_log_price_mse"] = regression["baseline_mse"]
-    return TaskResult(task_name, "ok", table=table, neighbours=neighbours, headline=headline, extras=extras)
+    return TaskResult(task_name, OK, table=table, neighbours=neighbours, headline=headline, extras=extras)
 
 
 def neighbour_precision(
@@ -276,8 +273,15 @@ def neighbour_precision(
 
 @dataclass(frozen=True)
 class GateVerdict:
+    """A metric gate's decision: passed, and the reasons it failed (or why it passed without scores)."""
+
     passed: bool
-    reasons: list[str]
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def text(self) -> str:
+        """One line for the check's ``verdict``."""
+        return "; ".join(self.reasons) or "within thresholds"
 
 
 NOISE_Z = 1.645  # one-sided 95%: a shortfall counts only when it exceeds sampling noise
@@ -286,14 +290,14 @@ NOISE_Z = 1.645  # one-sided 95%: a shortfall counts only when it exceeds sampli
 def save_metric(
     layout: Layout,
     task_name: str,
-    summary: dict,
+    summary: MetricSummary,
     table: pd.DataFrame,
     neighbours: pd.DataFrame | None = None,
 ) -> Path:
     """A metric's summary, table and neighbour table, replaced together (empty tables are not written: a
     task without enough data has none, the duplicates metric has no neighbour table)."""
     with atomic_dir(layout.metric_dir(task_name)) as folder:
-        write_json(summary, folder / layout.metric_summary(task_name).name)
+        write_json(summary.as_dict(), folder / layout.metric_summary(task_name).name)
         if not table.empty:
             write_parquet(table, folder / layout.metric_table(task_name).name)
         if neighbours is not None and not neighbours.empty:
@@ -301,7 +305,9 @@ def save_metric(
     return layout.metric_dir(task_name)
 
 
-def judge(summary: dict, min_f1: float, max_drop_vs_base: float, noise_z: float = NOISE_Z) -> GateVerdict:
+def judge(
+    summary: MetricSummary | Mapping, min_f1: float, max_drop_vs_base: float, noise_z: float = NOISE_Z
+) -> GateVerdict:
     """A gate fails when fused F1 is under its floor or the fine-tuned model trails the base by more than allowed.
 
     Both are judged against the sampling noise of the eval split: bootstrap standard errors of the fused F1
@@ -311,20 +317,20 @@ def judge(summary: dict, min_f1: float, max_drop_vs_base: float, noise_z: float 
     ``noise_z=0`` makes them exact always.
 
     Tasks without enough labelled data pass with their reason recorded: a catalogue without, say, adult
-    goods must not block publishing.
+    goods must not block publishing. ``summary`` may also be the content of a ``summary.json``.
     """
-    if summary["status"] != "ok":
-        return GateVerdict(True, [f"{INSUFFICIENT}: {summary.get('reason', '')}"])
+    if not isinstance(summary, MetricSummary):
+        summary = MetricSummary.from_dict(summary)
+    if not summary.ok:
+        return GateVerdict(True, (f"{INSUFFICIENT}: {summary.reason or ''}",))
     reasons = []
-    slack = noise_z * summary.get("fused_f1_se", 0.0)
-    if summary["fused_f1"] + slack < min_f1:
-        reasons.append(
-            f"fused F1 {summary['fused_f1']:.3f} is below the floor {min_f1:.3f} (noise {slack:.3f})"
-        )
-    drop, noise = -summary["fused_f1_minus_base"], noise_z * summary.get("fused_f1_minus_base_se", 0.0)
+    slack = noise_z * (summary.fused_f1_se or 0.0)
+    if summary.fused_f1 + slack < min_f1:
+        reasons.append(f"fused F1 {summary.fused_f1:.3f} is below the floor {min_f1:.3f} (noise {slack:.3f})")
+    drop, noise = -summary.fused_f1_minus_base, noise_z * (summary.fused_f1_minus_base_se or 0.0)
     if drop > max_drop_vs_base + noise:
         reasons.append(
             f"fine-tuned fused F1 trails the base model by {drop:.3f} "
             f"(allowed {max_drop_vs_base:.3f} + noise {noise:.3f})"
         )
-    return GateVerdict(not reasons, reasons)
+    return GateVerdict(not reasons, tuple(reasons))

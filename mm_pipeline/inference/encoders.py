@@ -24,6 +24,7 @@ import onnxruntime as ort
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mm_pipeline.model.files import BPE_FILE, MANIFEST_FILE, PARITY_FILE
 from mm_pipeline.model.lexical import LEXICAL_FILE, LexicalProjection
 from mm_pipeline.prep.tokens import TextTokenizer, token_lengths, trim_padding
 from mm_pipeline.storage import atomic_path, pin
@@ -110,6 +111,12 @@ def onnx_file(folder: Path | str, tower: str, variant: str) -> Path:
     return Path(folder) / f"{tower}{VARIANT_SUFFIXES[variant]}.onnx"
 
 
+def read_manifest(onnx_dir: Path | str) -> dict:
+    """The manifest of the export in ``onnx_dir`` (model version, sizes, fusion weights), as
+    :func:`mm_pipeline.model.export.export_towers` wrote it."""
+    return json.loads((Path(onnx_dir) / MANIFEST_FILE).read_text())
+
+
 def variant_model_version(export_version: str, variant: str) -> str:
     """The ``model_version`` of the vectors an export's ``variant`` makes: ``<export version>-<variant>``."""
     return f"{export_version}-{variant}"
@@ -149,7 +156,6 @@ def onnx_session(
     return ort.InferenceSession(str(path), options, providers=list(providers))
 
 
-PARITY_FILE = "parity.json"
 AUTO = "auto"
 # the instruction-set extensions ONNX Runtime's CPU kernels (MLAS) dispatch on: a ranking timed on a CPU
 # with other ones is timed again
@@ -206,7 +212,7 @@ def _timing_inputs(onnx_dir: Path, manifest: dict) -> tuple[np.ndarray, np.ndarr
     images = np.random.default_rng(0).integers(0, 256, (TIMING_BATCH, size, size, 3), dtype=np.uint8)
     title = "Платье женское летнее хлопок синее размер 44 46 с коротким рукавом и карманами"
     texts = [title[: 20 + 8 * i] for i in range(TIMING_BATCH)]
-    ids = TextTokenizer(onnx_dir / "bpe.model", manifest["context_length"]).encode(texts)
+    ids = TextTokenizer(onnx_dir / BPE_FILE, manifest["context_length"]).encode(texts)
     return images, trim_padding(ids)
 
 
@@ -222,7 +228,7 @@ def time_variants(
     variant whose files are missing.
     """
     onnx_dir = Path(onnx_dir)
-    manifest = json.loads((onnx_dir / "manifest.json").read_text())
+    manifest = read_manifest(onnx_dir)
     images, ids = _timing_inputs(onnx_dir, manifest)
     threads = threads or os.cpu_count() or 1
     sessions = {
@@ -309,7 +315,7 @@ def resolve_variant(
             f"{onnx_dir} has no parity report; materialize onnx_model with its onnx_parity check"
         )
     parity = json.loads((onnx_dir / PARITY_FILE).read_text())
-    manifest = json.loads((onnx_dir / "manifest.json").read_text())
+    manifest = read_manifest(onnx_dir)
     if parity["model_version"] != manifest["model_version"]:
         raise ParityError(f"{onnx_dir}: the parity report is for another export; rerun onnx_parity")
     if not parity["passed"]:
@@ -354,12 +360,12 @@ class OnnxEncoders:
     ):
         self.onnx_dir = pin(onnx_dir)  # one export version for every file read below
         self.variant = variant
-        self.manifest = json.loads((self.onnx_dir / "manifest.json").read_text())
+        self.manifest = read_manifest(self.onnx_dir)
         threads = threads or os.cpu_count() or 1
         self.providers = execution_providers(device)
         self.image_session = onnx_session(onnx_file(self.onnx_dir, "image", variant), threads, self.providers)
         self.text_session = onnx_session(onnx_file(self.onnx_dir, "text", variant), threads, self.providers)
-        self.tokenizer = TextTokenizer(self.onnx_dir / "bpe.model", self.manifest["context_length"])
+        self.tokenizer = TextTokenizer(self.onnx_dir / BPE_FILE, self.manifest["context_length"])
         lexical_path = self.onnx_dir / LEXICAL_FILE
         self.lexical = LexicalProjection.load(lexical_path) if lexical_path.exists() else None
         self.fusion_weights: dict[str, float] = self.manifest.get("fusion_weights", BASE_FUSION_WEIGHTS)

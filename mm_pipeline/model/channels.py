@@ -24,8 +24,8 @@ from mm_pipeline.evaluation.relisting import MIN_GROUPS, RELISTED_PRODUCTS, make
 from mm_pipeline.model.clip import encode_products
 from mm_pipeline.model.fusion import DuplicateRows, FusionChoice, choose_fusion_weights
 from mm_pipeline.model.lexical import LexicalProjection
+from mm_pipeline.model.pairs import BatchFiles, PairedData, iter_texts
 from mm_pipeline.model.split import group_codes
-from mm_pipeline.model.train import BatchFiles, PairedData, iter_texts
 from mm_pipeline.prep.tokens import TextTokenizer
 
 MIN_SELECTION_ROWS = 30
@@ -75,7 +75,7 @@ def fit_channels(
     """Fit the lexical projection on ``split["train"]`` texts and choose the fusion weights.
 
     ``pairs`` are all products of ``batches`` (rows in batch order), ``split`` the masks of
-    :func:`mm_pipeline.model.train.training_split`, ``tokenizer`` the model's. Raises ``ValueError`` when the
+    :func:`mm_pipeline.model.pairs.training_split`, ``tokenizer`` the model's. Raises ``ValueError`` when the
     training split has too few texts for the lexical projection.
     """
     lexical = LexicalProjection.fit(list(iter_texts(batches, split["train"])))

@@ -25,14 +25,14 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock
 
 from mm_pipeline.inference.encoders import l2_normalize
+from mm_pipeline.model.files import BPE_FILE, CONFIG_FILE, TRAINING_FILE, WEIGHTS_FILE
 from mm_pipeline.model.lexical import LEXICAL_FILE, LexicalProjection
 from mm_pipeline.prep.tokens import CONTEXT_LENGTH, EOS_ID, TextTokenizer, trim_padding
 from mm_pipeline.storage import atomic_dir, pin
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-MODEL_FILES = ("config.json", "bpe.model", "pytorch_model.bin")
-TRAINING_FILE = "training.json"  # origin, recipe, history and fusion choice of a saved model
+MODEL_FILES = (CONFIG_FILE, BPE_FILE, WEIGHTS_FILE)  # what CLIP.from_pretrained reads; TRAINING_FILE is ours
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 
 # Arguments of ruclip's CLIP constructor.
@@ -104,7 +104,7 @@ def context_length(ruclip_dir: Path | str | None) -> int:
     """Tokens the text tower reads: from a configured ruCLIP folder, else the compact model's."""
     if not ruclip_dir:
         return COMPACT_CONFIG["context_length"]
-    return int(json.loads((Path(ruclip_dir) / "config.json").read_text())["context_length"])
+    return int(json.loads((Path(ruclip_dir) / CONFIG_FILE).read_text())["context_length"])
 
 
 class ConvTower(nn.Module):
@@ -182,12 +182,12 @@ def load_folder(folder: Path | str) -> LoadedModel:
             f"ruCLIP folder {folder} lacks {', '.join(missing)}; it needs {', '.join(MODEL_FILES)} "
             "(e.g. the files of sberbank-ai/ruclip-vit-base-patch32-384)"
         )
-    config = json.loads((folder / "config.json").read_text())
+    config = json.loads((folder / CONFIG_FILE).read_text())
     processor = RuCLIPProcessor.from_pretrained(str(folder))
-    tokenizer = TextTokenizer.from_processor(processor, folder / "bpe.model")
+    tokenizer = TextTokenizer.from_processor(processor, folder / BPE_FILE)
     if tokenizer.vocab_size > config["vocab_size"]:
         raise ModelSourceError(
-            f"{folder}: bpe.model has {tokenizer.vocab_size} tokens but config.json's vocab_size is "
+            f"{folder}: {BPE_FILE} has {tokenizer.vocab_size} tokens but {CONFIG_FILE}'s vocab_size is "
             f"{config['vocab_size']}; the BPE does not belong to these weights"
         )
     reference = processor(text=[CONSISTENCY_PROBE])["input_ids"].numpy()
@@ -197,11 +197,11 @@ def load_folder(folder: Path | str) -> LoadedModel:
         clip = CLIP.from_pretrained(str(folder)).eval()
     else:  # ruclip's loader only builds the ViT
         clip = build_clip(config)
-        clip.load_state_dict(torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True))
+        clip.load_state_dict(torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True))
         clip.eval()
     lexical = LexicalProjection.load(folder / LEXICAL_FILE) if (folder / LEXICAL_FILE).exists() else None
     return LoadedModel(
-        clip, processor, tokenizer, config, folder / "bpe.model", f"pretrained from {source}", lexical
+        clip, processor, tokenizer, config, folder / BPE_FILE, f"pretrained from {source}", lexical
     )
 
 
@@ -252,9 +252,9 @@ def save_folder(
     with atomic_dir(target) as tmp:
         if lexical is not None:
             lexical.save(tmp / LEXICAL_FILE)
-        (tmp / "config.json").write_text(json.dumps({**config, "mean": CLIP_MEAN, "std": CLIP_STD}, indent=2))
-        shutil.copyfile(bpe_path, tmp / "bpe.model")
-        torch.save(clip.state_dict(), tmp / "pytorch_model.bin")
+        (tmp / CONFIG_FILE).write_text(json.dumps({**config, "mean": CLIP_MEAN, "std": CLIP_STD}, indent=2))
+        shutil.copyfile(bpe_path, tmp / BPE_FILE)
+        torch.save(clip.state_dict(), tmp / WEIGHTS_FILE)
         if extra is not None:
             (tmp / TRAINING_FILE).write_text(json.dumps(extra, indent=2, ensure_ascii=False, default=str))
     return Path(target)

@@ -5,7 +5,9 @@ The exported folder is self-contained for inference without torch: ``image.onnx`
 ``bpe.model``, ``config.json``, the lexical projection (``lexical.joblib``) when the model has one, and
 ``manifest.json`` (model version, sizes, fusion weights). The parity check writes
 ``parity.json`` beside them, with the passing variants' speed on the CPU it ran on;
-:func:`mm_pipeline.inference.encoders.resolve_variant` is the one way to pick a variant that passed it.
+:func:`mm_pipeline.inference.encoders.resolve_variant` is the one way to pick a variant that passed it. The
+file names are :mod:`mm_pipeline.model.files`; the towers' files, variants and sessions are those of
+:mod:`mm_pipeline.inference.encoders`, which reads the folder.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from ruclip.model import CLIP
@@ -29,28 +30,33 @@ from torch.export import Dim
 
 from mm_pipeline.inference.encoders import (
     BASE_FUSION_WEIGHTS,
-    PARITY_FILE,
-    VARIANT_SUFFIXES,
+    ONNX_VARIANTS,
     cpu_signature,
+    onnx_file,
+    onnx_session,
+    read_manifest,
     time_variants,
 )
-from mm_pipeline.model.clip import TRAINING_FILE, ImageTower, TextTower
+from mm_pipeline.model.clip import ImageTower, TextTower
 from mm_pipeline.model.device import cpu_fp32
+from mm_pipeline.model.files import (
+    BPE_FILE,
+    CONFIG_FILE,
+    MANIFEST_FILE,
+    PARITY_FILE,
+    TRAINING_FILE,
+    WEIGHTS_FILE,
+)
 from mm_pipeline.model.lexical import LEXICAL_FILE, LexicalProjection
 from mm_pipeline.prep.tokens import BOS_ID, EOS_ID, trim_padding
 from mm_pipeline.storage import atomic_dir, write_json
 
-VARIANTS = VARIANT_SUFFIXES
 PARITY_FLOORS = {"fp32": 0.9999, "int8": 0.995}
-
-
-def onnx_file(folder: Path, tower: str, variant: str) -> Path:
-    return Path(folder) / f"{tower}{VARIANTS[variant]}.onnx"
 
 
 def weights_version(model_dir: Path) -> str:
     digest = hashlib.sha256()
-    with open(model_dir / "pytorch_model.bin", "rb") as fh:
+    with open(model_dir / WEIGHTS_FILE, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()[:12]
@@ -103,7 +109,7 @@ def export_towers(
                 weight_type=QuantType.QInt8,
                 reduce_range=True,
             )
-        for name in ("bpe.model", "config.json", LEXICAL_FILE):
+        for name in (BPE_FILE, CONFIG_FILE, LEXICAL_FILE):
             if (model_dir / name).exists():
                 shutil.copyfile(model_dir / name, tmp / name)
         training = model_dir / TRAINING_FILE
@@ -117,16 +123,8 @@ def export_towers(
             "fusion_weights": fusion.get("weights", BASE_FUSION_WEIGHTS),
             "files": {p.name: p.stat().st_size for p in sorted(tmp.glob("*.onnx"))},
         }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
     return Path(target)
-
-
-def session(path: Path, threads: int = 0) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def _row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -141,7 +139,7 @@ class ParityReport:
 
     @property
     def passed_variants(self) -> list[str]:
-        return [v for v in VARIANTS if all(r["passed"] for r in self.rows if r["variant"] == v)]
+        return [v for v in ONNX_VARIANTS if all(r["passed"] for r in self.rows if r["variant"] == v)]
 
     @property
     def passed(self) -> bool:
@@ -150,7 +148,7 @@ class ParityReport:
     def summary(self) -> dict[str, float]:
         """Per variant, the worst tower: ``min_cosine_<v>``, ``max_abs_diff_<v>``; and ``bytes_<v>`` of both files."""
         out = {}
-        for variant in VARIANTS:
+        for variant in ONNX_VARIANTS:
             rows = [r for r in self.rows if r["variant"] == variant]
             out[f"min_cosine_{variant}"] = min(r["min_cosine"] for r in rows)
             out[f"max_abs_diff_{variant}"] = max(r["max_abs_diff"] for r in rows)
@@ -204,7 +202,7 @@ def check_parity(
     for variant, floor in PARITY_FLOORS.items():
         for tower in ("image", "text"):
             path = onnx_file(onnx_dir, tower, variant)
-            sess = session(path)
+            sess = onnx_session(path)
             output = sess.run(None, {sess.get_inputs()[0].name: inputs[tower]})[0]
             rows.append(_parity_row(tower, variant, output, reference[tower], floor, path))
         if lexical is not None:
@@ -226,7 +224,7 @@ def write_parity(
     """Write ``parity.json``: the verdict, the passing variants, every row, and ``timing``: seconds per product
     of each passing variant (``timings``, else :func:`time_variants` with ``threads`` now) on this CPU
     (:func:`cpu_signature`), which ``MM_ONNX_VARIANT=auto`` reuses on CPUs with the same flags."""
-    manifest = json.loads((Path(onnx_dir) / "manifest.json").read_text())
+    manifest = read_manifest(onnx_dir)
     if timings is None:
         timings = time_variants(onnx_dir, report.passed_variants, threads) if report.passed else {}
     payload = {

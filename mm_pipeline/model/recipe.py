@@ -28,14 +28,8 @@ from mm_pipeline.model.clip import (
     save_folder,
 )
 from mm_pipeline.model.export import weights_version
-from mm_pipeline.model.train import (
-    RECIPES,
-    BatchFiles,
-    TrainConfig,
-    iter_texts,
-    load_split_columns,
-    training_split,
-)
+from mm_pipeline.model.pairs import BatchFiles, iter_texts, load_split_columns, training_split
+from mm_pipeline.model.train import RECIPES, TrainConfig
 from mm_pipeline.prep.tokens import TextTokenizer, train_bpe
 from mm_pipeline.storage import atomic_dir
 

@@ -18,20 +18,14 @@ import torch
 
 from mm_pipeline.layout import Layout
 from mm_pipeline.model.channels import Channels, fit_channels
+from mm_pipeline.model.checkpoints import fingerprint
 from mm_pipeline.model.clip import LoadedModel, load_folder, save_folder
 from mm_pipeline.model.device import Compute, training_compute
+from mm_pipeline.model.events import TrainingEvent
 from mm_pipeline.model.export import ParityReport, check_parity, export_towers, weights_version, write_parity
+from mm_pipeline.model.pairs import BatchFiles, PairedData, iter_texts, load_pairs, training_split
 from mm_pipeline.model.recipe import Recipe, require_batches
-from mm_pipeline.model.train import (
-    BatchFiles,
-    PairedData,
-    TrainResult,
-    fine_tune,
-    fingerprint,
-    iter_texts,
-    load_pairs,
-    training_split,
-)
+from mm_pipeline.model.train import TrainResult, fine_tune
 from mm_pipeline.storage import pin
 
 MIN_HOLDOUT_PRODUCTS = 4  # fewer cannot pick the best epoch
@@ -106,10 +100,10 @@ class FineTuned:
 
 
 def fine_tune_plan(
-    layout: Layout, plan: TrainingPlan, on_progress: Callable[[dict], None] = lambda event: None
+    layout: Layout, plan: TrainingPlan, on_progress: Callable[[TrainingEvent], None] = lambda event: None
 ) -> FineTuned:
     """Train the towers (checkpoints under ``layout.checkpoints_dir``; ``on_progress`` gets every step, epoch
-    and resume event of :func:`mm_pipeline.model.train.fine_tune`), fit the lexical channel and the fusion
+    and resume event of :func:`mm_pipeline.model.train.fine_tune`, typed as in :mod:`mm_pipeline.model.events`), fit the lexical channel and the fusion
     weights, and write ``layout.model_dir("fine_tuned")`` with its ``training.json``."""
     base, recipe = plan.base, plan.recipe
     result = fine_tune(

@@ -7,10 +7,30 @@ passed on the asset's latest materialization lets the new version out.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 PASSED, FAILED, MISSING, STALE = "passed", "failed", "missing", "stale"
+VERDICT = "verdict"  # the metadata entry in which a gate's check states its verdict in one line
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A blocking check of an asset that another asset depends on; ``per_partition``: evaluated once per
+    partition of the asset. Kept as ``as_dict`` in the dependent asset's definition metadata."""
+
+    asset: str
+    check: str
+    per_partition: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Gate:
+        return cls(values["asset"], values["check"], values["per_partition"])
 
 
 @dataclass(frozen=True)
@@ -18,6 +38,22 @@ class Materialization:
     storage_id: int
     run_id: str
     timestamp: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class MetricRecord:
+    """A metric asset's latest materialization with the metadata values the publish manifest keeps of it."""
+
+    asset: str
+    materialization: Materialization
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The manifest's ``metrics`` entry: asset, storage id, run, time, then ``values``."""
+        return {"asset": self.asset, **self.materialization.as_dict(), **self.values}
 
 
 @dataclass(frozen=True)
@@ -83,9 +119,7 @@ class GateReading:
             "status": self.status,
             "verdict": self.verdict,
             "evaluation_run_id": self.evaluation_run_id,
-            "judged_materialization": None
-            if judged is None
-            else {"storage_id": judged.storage_id, "run_id": judged.run_id, "timestamp": judged.timestamp},
+            "judged_materialization": None if judged is None else judged.as_dict(),
         }
 
 

@@ -1,3 +1,5 @@
+import threading
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,12 +13,18 @@ from mm_pipeline.evaluation import probes
 from mm_pipeline.evaluation.probes import (
     RESULT_COLUMNS,
     InsufficientData,
-    evaluate_probes,
+    cross_validate,
     prepare_labels,
     regress_log_price,
     score_predictions,
     stratified_folds,
 )
+from mm_pipeline_tests.evaluation.conftest import fitted_on_training_folds
+
+
+def evaluate_probes(*args, **kwargs) -> pd.DataFrame:
+    """The score table of :func:`cross_validate` for the same arguments."""
+    return cross_validate(*args, **kwargs).table()
 
 
 def clusters(n: int, dim: int, n_classes: int, spread: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -177,13 +185,8 @@ def test_pca_is_fitted_inside_training_folds_only(pca_fits):
     x, y = clusters(200, 16, 2, spread=2.0)
     fitted_on = pca_fits
     evaluate_probes({"fused": x}, y, "binary", probes=("logreg",), pca_components=4)
-    assert len(fitted_on) == 5
     prepared = prepare_labels(y, "binary", 5)
-    for rows, (train_rows, test_rows) in zip(
-        fitted_on, stratified_folds(prepared.codes, 5, seed=0), strict=True
-    ):
-        assert rows == {row.tobytes() for row in x[train_rows]}
-        assert rows.isdisjoint(row.tobytes() for row in x[test_rows])
+    assert fitted_on_training_folds(fitted_on, x, stratified_folds(prepared.codes, 5, seed=0))
 
 
 def test_results_are_deterministic_for_a_seed():
@@ -191,6 +194,28 @@ def test_results_are_deterministic_for_a_seed():
     first = evaluate_probes({"fused": x}, y, "multiclass", seed=3).drop(columns="seconds")
     second = evaluate_probes({"fused": x}, y, "multiclass", seed=3).drop(columns="seconds")
     pd.testing.assert_frame_equal(first, second)
+
+
+def test_folds_side_by_side_predict_as_one_fold_after_another(monkeypatch):
+    """On a small task the folds run on every core at once; the predictions are those of one fold at a time."""
+    monkeypatch.setattr(probes.solvers.os, "sched_getaffinity", lambda pid: {0, 1, 2})
+    fitted_on = set()
+    fit = probes.solvers.fit_predict_logreg
+
+    def recording_fit(*args, **kwargs):
+        fitted_on.add(threading.current_thread().name)
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(probes.solvers, "fit_predict_logreg", recording_fit)
+    x, y = clusters(300, 16, 3, spread=0.5)
+    features = {"text": x[:, :8], "fused": x}
+    side_by_side = probes.cross_validate(features, y, "multiclass", seed=3)
+    assert len({name for name in fitted_on if name.startswith("probe-fold")}) > 1
+    fitted_on.clear()
+    one_at_a_time = probes.cross_validate(features, y, "multiclass", seed=3, n_threads=1)
+    assert fitted_on == {threading.main_thread().name}
+    for row, predicted in side_by_side.predictions.items():
+        assert np.array_equal(predicted, one_at_a_time.predictions[row]), row
 
 
 def test_log_price_ridge_beats_the_mean_and_skips_missing_prices():

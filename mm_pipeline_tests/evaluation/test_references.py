@@ -18,7 +18,8 @@ from mm_pipeline.evaluation.probes import (
     tfidf_matrix,
 )
 from mm_pipeline.evaluation.references import pixel_features, pixel_features_of, pixel_vectors
-from mm_pipeline.model.train import BatchFiles
+from mm_pipeline.model.pairs import BatchFiles
+from mm_pipeline_tests.evaluation.conftest import fitted_on_training_folds
 
 COLOURS = np.array([[220, 40, 40], [40, 220, 40], [40, 40, 220]])
 KEYWORDS = [["кроссовки", "кеды", "ботинки"], ["роман", "учебник", "сборник"], ["гантели", "мяч", "коврик"]]
@@ -77,10 +78,7 @@ def test_pixel_pca_is_fitted_inside_training_folds_only(pca_fits):
     reference_probes(texts, pixels, labels, "multiclass")
     prepared = prepare_labels(labels, "multiclass", 5)
     folds = stratified_folds(prepared.codes, prepared.n_splits, seed=0)
-    assert len(fitted_on) == len(folds)
-    for rows, (train_rows, test_rows) in zip(fitted_on, folds, strict=True):
-        assert rows == {row.tobytes() for row in pixels[train_rows]}
-        assert rows.isdisjoint(row.tobytes() for row in pixels[test_rows])
+    assert fitted_on_training_folds(fitted_on, pixels, folds)
 
 
 def test_mismatched_inputs_are_refused():

@@ -13,7 +13,8 @@ from mm_pipeline.model.clip import load_folder, save_folder
 from mm_pipeline.model.export import check_parity, export_towers
 from mm_pipeline.model.fusion import DuplicateRows, choose_fusion_weights, simplex_grid
 from mm_pipeline.model.lexical import LEXICAL_FILE, LexicalProjection
-from mm_pipeline.model.train import BatchFiles, contrastive_loss, load_pairs, same_product, training_split
+from mm_pipeline.model.losses import contrastive_loss, same_product
+from mm_pipeline.model.pairs import BatchFiles, load_pairs, training_split
 from mm_pipeline.storage import write_parquet
 from mm_pipeline_tests.model.test_model import prepare
 

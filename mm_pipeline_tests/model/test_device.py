@@ -22,8 +22,10 @@ from mm_pipeline.model.device import (
     resolve,
     training_compute,
 )
+from mm_pipeline.model.events import StepEvent
+from mm_pipeline.model.pairs import PairedData
 from mm_pipeline.model.split import NO_GROUP
-from mm_pipeline.model.train import RECIPES, PairedData, fine_tune, step_inputs
+from mm_pipeline.model.train import RECIPES, fine_tune, step_inputs
 
 MICRO_CONFIG = {
     "embed_dim": 32,
@@ -147,7 +149,7 @@ def _train(compute: Compute, tmp_path: Path) -> tuple[dict, list[dict]]:
     events = []
     keep = np.arange(len(data)) < 64
     fine_tune(clip, data.subset(keep), data.subset(~keep), recipe, tmp_path, "job", events.append, compute)
-    losses = [e["loss"] for e in events if e["event"] == "step"]
+    losses = [e.loss for e in events if isinstance(e, StepEvent)]
     return clip.state_dict(), losses
 
 

@@ -19,6 +19,7 @@ from ruclip.processor import RuCLIPProcessor
 
 from mm_pipeline.catalog.contract import validate_batch
 from mm_pipeline.inference.encoders import ParityError, choose_variant
+from mm_pipeline.model.checkpoints import fingerprint
 from mm_pipeline.model.clip import (
     COMPACT_CONFIG,
     ConvTower,
@@ -31,16 +32,10 @@ from mm_pipeline.model.clip import (
     load_folder,
     save_folder,
 )
+from mm_pipeline.model.events import StepEvent
 from mm_pipeline.model.export import check_parity, export_towers
-from mm_pipeline.model.train import (
-    RECIPES,
-    BatchFiles,
-    fine_tune,
-    fingerprint,
-    load_pairs,
-    make_optimizer,
-    training_split,
-)
+from mm_pipeline.model.pairs import BatchFiles, load_pairs, training_split
+from mm_pipeline.model.train import RECIPES, fine_tune, make_optimizer
 from mm_pipeline.prep.images import write_tensor_store
 from mm_pipeline.prep.text import clean_products
 from mm_pipeline.prep.tokens import TextTokenizer, train_bpe, write_token_store
@@ -169,8 +164,8 @@ def test_recipes_pick_their_optimizer_and_decay_the_lr_every_epoch(
     events = []
     fine_tune(model.clip, train, holdout, recipe, tmp_path, "job", events.append)
     lr_by_epoch = {}
-    for event in (e for e in events if e["event"] == "step"):
-        lr_by_epoch.setdefault(event["epoch"], set()).add(event["lr"])
+    for event in (e for e in events if isinstance(e, StepEvent)):
+        lr_by_epoch.setdefault(event.epoch, set()).add(event.lr)
     assert {e: sorted(lrs) for e, lrs in lr_by_epoch.items()} == {
         e: [pytest.approx(1e-6 * 0.9**e)] for e in range(3)
     }
@@ -260,8 +255,8 @@ def test_fine_tuning_beats_chance_and_keeps_best_epoch(tmp_path, learning_batche
     assert best == max(
         result.history, key=lambda h: (h["val_recall_at_1"], h["val_recall_at_5"], -h["val_loss"])
     )
-    steps = [e for e in events if e["event"] == "step"]
-    assert steps and all({"loss", "lr", "items_per_s"} <= e.keys() for e in steps)
+    steps = [e for e in events if isinstance(e, StepEvent)]
+    assert steps and all(np.isfinite([e.loss, e.lr, e.items_per_s]).all() for e in steps)
 
 
 def test_resume_after_interruption_restores_counters_and_optimizer(
@@ -275,7 +270,7 @@ def test_resume_after_interruption_restores_counters_and_optimizer(
         pass
 
     def kill_mid_epoch(event):
-        if event["event"] == "step" and event["epoch"] == 1 and event["step"] == 3:
+        if isinstance(event, StepEvent) and (event.epoch, event.step) == (1, 3):
             raise Killed
 
     with pytest.raises(Killed):
@@ -287,8 +282,8 @@ def test_resume_after_interruption_restores_counters_and_optimizer(
     events = []
     result = fine_tune(resumed_model.clip, train, holdout, recipe, tmp_path, job, events.append)
     assert result.resumed_from == "epoch 1 step 2"
-    first_step = next(e for e in events if e["event"] == "step")
-    assert (first_step["epoch"], first_step["step"]) == (1, 3)
+    first_step = next(e for e in events if isinstance(e, StepEvent))
+    assert (first_step.epoch, first_step.step) == (1, 3)
     assert len(result.history) == 2 and result.history[0] == saved["history"][0]
 
     # the optimizer state travelled: Adam's step counter continues from the checkpoint

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from mm_pipeline.model.pairs import BatchFiles, load_split_columns, training_split
 from mm_pipeline.model.split import eval_mask, group_codes, holdout_mask, split_keys
-from mm_pipeline.model.train import BatchFiles, load_split_columns, training_split
 
 
 def _products(n: int = 600) -> pd.DataFrame:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mm_pipeline.model.train import augment_images, drop_tokens
+from mm_pipeline.model.augment import augment_images, drop_tokens
 from mm_pipeline.prep.tokens import BOS_ID, EOS_ID, token_lengths
 
 

@@ -23,7 +23,10 @@ from pathlib import Path
 import torch
 torch.set_num_threads(1)
 from mm_pipeline.model.clip import load_folder
-from mm_pipeline.model.train import RECIPES, BatchFiles, fine_tune, fingerprint, load_pairs, training_split
+from mm_pipeline.model.checkpoints import fingerprint
+from mm_pipeline.model.pairs import BatchFiles, load_pairs, training_split
+from mm_pipeline.model.events import StepEvent
+from mm_pipeline.model.train import RECIPES, fine_tune
 
 args = json.loads(sys.argv[1])
 out = Path(args["out"])
@@ -37,9 +40,9 @@ job = fingerprint(recipe, model.config, train, Path(args["model"]) / "pytorch_mo
 log = open(out / "events.jsonl", "a")
 
 def on_progress(event):
-    log.write(json.dumps(event) + "\\n")
+    log.write(json.dumps(event.as_dict()) + "\\n")
     log.flush()
-    if event["event"] == "step" and [event["epoch"], event["step"]] == args["stall_at"]:
+    if isinstance(event, StepEvent) and [event.epoch, event.step] == args["stall_at"]:
         (out / "stalled").touch()
         time.sleep(600)
 

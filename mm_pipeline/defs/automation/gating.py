@@ -23,7 +23,7 @@ from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._record import replace
 
-from mm_pipeline.publish.gates import GateReading, Materialization
+from mm_pipeline.publish.gates import VERDICT, Gate, GateReading, Materialization, MetricRecord
 
 GATES_PASSED_LABEL = "blocking checks of every dependency passed"
 
@@ -56,21 +56,17 @@ def is_gated(condition: dg.AutomationCondition | None) -> bool:
 GATES_METADATA_KEY = "gates_of_dependencies"
 
 
-def dependency_gates(graph, key: dg.AssetKey) -> list[dict]:
-    """The blocking checks of ``key``'s dependencies: ``{"asset", "check", "per_partition"}`` each."""
+def dependency_gates(graph, key: dg.AssetKey) -> list[Gate]:
+    """The blocking checks of ``key``'s dependencies."""
     return [
-        {
-            "asset": parent.to_user_string(),
-            "check": check_key.name,
-            "per_partition": graph.get(check_key).partitions_def is not None,
-        }
+        Gate(parent.to_user_string(), check_key.name, graph.get(check_key).partitions_def is not None)
         for parent in sorted(graph.get(key).parent_keys, key=lambda k: k.to_user_string())
         for check_key in sorted(graph.get(parent).check_keys, key=lambda k: k.name)
         if graph.get(check_key).blocking
     ]
 
 
-def assets_downstream_of_gates(defs: dg.Definitions) -> dict[dg.AssetKey, list[dict]]:
+def assets_downstream_of_gates(defs: dg.Definitions) -> dict[dg.AssetKey, list[Gate]]:
     """Assets with an automation condition and at least one dependency that has a blocking check, with
     those checks (:func:`dependency_gates`)."""
     graph = defs.resolve_asset_graph()
@@ -94,7 +90,10 @@ def with_gated_automation(defs: dg.Definitions) -> dg.Definitions:
         condition = spec.automation_condition
         return spec.replace_attributes(
             automation_condition=condition if is_gated(condition) else gated(condition),
-            metadata={**spec.metadata, GATES_METADATA_KEY: dg.MetadataValue.json(targets[spec.key])},
+            metadata={
+                **spec.metadata,
+                GATES_METADATA_KEY: dg.MetadataValue.json([gate.as_dict() for gate in targets[spec.key]]),
+            },
         )
 
     # one object per asset first: a module that imports another's asset makes the defs folder list it twice,
@@ -105,12 +104,12 @@ def with_gated_automation(defs: dg.Definitions) -> dg.Definitions:
     return replace(defs, assets=[*dg.map_asset_specs(add_gate, mappable), *others])
 
 
-def gates_of(assets_def: dg.AssetsDefinition, key: dg.AssetKey) -> list[dict]:
+def gates_of(assets_def: dg.AssetsDefinition, key: dg.AssetKey) -> list[Gate]:
     """The gates :func:`with_gated_automation` recorded on ``key``; empty when it was built without them."""
     value = assets_def.specs_by_key[key].metadata.get(GATES_METADATA_KEY)
     if value is None:
         return []
-    return list(value.value if isinstance(value, dg.MetadataValue) else value)
+    return [Gate.from_dict(g) for g in (value.value if isinstance(value, dg.MetadataValue) else value)]
 
 
 def _latest_materialization(
@@ -122,12 +121,16 @@ def _latest_materialization(
     return records[0] if records else None
 
 
+def _materialization(record) -> Materialization | None:
+    """The storage id, run and time of a materialization record or a check's target (None stays None)."""
+    return None if record is None else Materialization(record.storage_id, record.run_id, record.timestamp)
+
+
 def read_gate(
     instance: dg.DagsterInstance, check_key: dg.AssetCheckKey, partition: str | None
 ) -> GateReading:
     """The latest evaluation (passed or failed) of one gate and the latest materialization it should judge."""
-    mat = _latest_materialization(instance, check_key.asset_key, partition)
-    latest = Materialization(mat.storage_id, mat.run_id, mat.timestamp) if mat else None
+    latest = _materialization(_latest_materialization(instance, check_key.asset_key, partition))
     records = instance.event_log_storage.get_asset_check_execution_history(
         check_key,
         limit=1,
@@ -139,15 +142,14 @@ def read_gate(
         return base
     record = records[0]
     evaluation = record.evaluation
-    target = evaluation.target_materialization_data
-    verdict = evaluation.metadata.get("verdict")
+    verdict = evaluation.metadata.get(VERDICT)
     return GateReading(
         check=base.check,
         asset=base.asset,
         partition=partition,
         latest=latest,
         passed=evaluation.passed,
-        judged=Materialization(target.storage_id, target.run_id, target.timestamp) if target else None,
+        judged=_materialization(evaluation.target_materialization_data),
         evaluation_run_id=record.run_id,
         evaluated_at=record.create_timestamp,
         verdict=str(verdict.value) if verdict is not None else (evaluation.description or ""),
@@ -155,29 +157,27 @@ def read_gate(
 
 
 def read_gates(
-    instance: dg.DagsterInstance, gates: Sequence[dict], partitions: Sequence[str]
+    instance: dg.DagsterInstance, gates: Sequence[Gate], partitions: Sequence[str]
 ) -> list[GateReading]:
     """Every gate in ``gates`` (:func:`dependency_gates`); a per-partition one once per partition in ``partitions``."""
     readings = []
     for gate in gates:
-        check_key = dg.AssetCheckKey(dg.AssetKey.from_user_string(gate["asset"]), gate["check"])
-        for partition in partitions if gate["per_partition"] else [None]:
+        check_key = dg.AssetCheckKey(dg.AssetKey.from_user_string(gate.asset), gate.check)
+        for partition in partitions if gate.per_partition else [None]:
             readings.append(read_gate(instance, check_key, partition))
     return readings
 
 
-def materialization_summary(
+def metric_record(
     instance: dg.DagsterInstance, key: dg.AssetKey, fields: Sequence[str] = ()
-) -> dict | None:
-    """The latest materialization of ``key`` (storage id, run, time) with the chosen metadata values."""
+) -> MetricRecord | None:
+    """The latest materialization of ``key`` with the values of the metadata entries ``fields`` it has."""
     record = _latest_materialization(instance, key, None)
     if record is None:
         return None
     metadata = record.asset_materialization.metadata
-    return {
-        "asset": key.to_user_string(),
-        "storage_id": record.storage_id,
-        "run_id": record.run_id,
-        "timestamp": record.timestamp,
-        **{f: metadata[f].value for f in fields if f in metadata},
-    }
+    return MetricRecord(
+        key.to_user_string(),
+        _materialization(record),
+        {f: metadata[f].value for f in fields if f in metadata},
+    )

@@ -1,7 +1,6 @@
 """Proxy metrics: the base model's eval vectors, one asset per task from one spec list, each with a gate."""
 
 import functools
-import json
 
 import dagster as dg
 
@@ -10,7 +9,9 @@ from mm_pipeline.defs.serving import served_batch_files
 from mm_pipeline.defs.tables import markdown_table
 from mm_pipeline.evaluation.eval_set import UnservedProductsError, load_eval_set, write_base_embeddings
 from mm_pipeline.evaluation.labels import TASKS
+from mm_pipeline.evaluation.summary import read_summary
 from mm_pipeline.evaluation.tasks import NOISE_Z, EvalSet, evaluate_task, judge, save_metric
+from mm_pipeline.publish.gates import VERDICT
 
 EVALUATION_GROUP = "evaluation"
 # every evaluation asset follows its inputs as soon as they change
@@ -80,11 +81,12 @@ def build_metric_asset(
     )
     def metric(context: dg.AssetExecutionContext, settings: PipelineSettings) -> dg.MaterializeResult:
         result = evaluate_task(task_name, eval_set(settings, context.instance))
-        save_metric(settings.layout, task_name, result.summary(), result.table, result.neighbours)
-        context.log.info(f"{task_name}: {result.summary()}")
+        summary = result.summary()
+        save_metric(settings.layout, task_name, summary, result.table, result.neighbours)
+        context.log.info(f"{task_name}: {summary.as_dict()}")
         metadata = {
             "status": result.status,
-            "labelled_products": result.extras.get("labelled", 0),
+            "labelled_products": summary.labelled or 0,
             **{k: dg.MetadataValue.float(float(v)) for k, v in result.headline.items()},
         }
         if result.reason:
@@ -108,7 +110,7 @@ def metric_gate(asset: dg.AssetsDefinition, task_name: str, description: str) ->
 
     @dg.asset_check(asset=asset, name=f"{task_name}_gate", blocking=True, description=description)
     def gate(settings: PipelineSettings, gates: MetricGates) -> dg.AssetCheckResult:
-        summary = json.loads(settings.layout.metric_summary(task_name).read_text())
+        summary = read_summary(settings.layout, task_name)
         floor = gates.min_fused_f1.get(task_name, 0.0)
         verdict = judge(summary, floor, gates.max_drop_vs_base, gates.noise_z)
         return dg.AssetCheckResult(
@@ -117,8 +119,8 @@ def metric_gate(asset: dg.AssetsDefinition, task_name: str, description: str) ->
                 "floor": floor,
                 "max_drop_vs_base": gates.max_drop_vs_base,
                 "noise_z": gates.noise_z,
-                "status": summary["status"],
-                "verdict": "; ".join(verdict.reasons) or "within thresholds",
+                "status": summary.status,
+                VERDICT: verdict.text,
             },
         )
 

@@ -1,7 +1,5 @@
 """Duplicates: faiss similarity index over fused vectors, the duplicates metric with its gate, review pairs."""
 
-import json
-
 import dagster as dg
 
 from mm_pipeline.defs.evaluation.assets import base_model_embeddings, eval_set, evaluation_asset, metric_gate
@@ -10,6 +8,7 @@ from mm_pipeline.defs.serving import catalogue_lookup, checked_encoders, one_row
 from mm_pipeline.defs.tables import markdown_table
 from mm_pipeline.evaluation.catalogue_index import read_index_lookup, write_index
 from mm_pipeline.evaluation.duplicate_pairs import TASK, duplicates_metric, write_review_pairs
+from mm_pipeline.evaluation.summary import read_summary
 
 
 class IndexSettings(dg.ConfigurableResource):
@@ -82,11 +81,11 @@ def metric_duplicates(context: dg.AssetExecutionContext, settings: PipelineSetti
     )
     if metric.relisted:
         context.log.info(
-            f"no dup_group ground truth; built {metric.summary['groups']} synthetic re-listing pairs"
+            f"no dup_group ground truth; built {metric.summary.groups} synthetic re-listing pairs"
         )
     return dg.MaterializeResult(
         metadata={
-            **{k: v for k, v in metric.summary.items() if k != "task"},
+            **{k: v for k, v in metric.summary.as_dict().items() if k != "task"},
             "results": dg.MetadataValue.md(markdown_table(metric.table.to_dict("records"), 3)),
         }
     )
@@ -107,16 +106,16 @@ def duplicate_pairs(
     context: dg.AssetExecutionContext, settings: PipelineSettings, index_settings: IndexSettings
 ) -> dg.MaterializeResult:
     layout = settings.layout
-    summary = json.loads(layout.metric_summary(TASK).read_text())
-    if summary["status"] != "ok":
-        return dg.MaterializeResult(metadata={"status": summary["status"], "reason": summary["reason"]})
+    summary = read_summary(layout, TASK)
+    if not summary.ok:
+        return dg.MaterializeResult(metadata={"status": summary.status, "reason": summary.reason or ""})
     lookup, vectors = catalogue_lookup(settings, context.instance)
-    pairs = write_review_pairs(layout, lookup, vectors, index_settings.review_k, summary["threshold"])
+    pairs = write_review_pairs(layout, lookup, vectors, index_settings.review_k, summary.threshold)
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(layout.duplicate_pairs)),
             "pairs": len(pairs),
-            "threshold": summary["threshold"],
+            "threshold": summary.threshold,
             "preview": dg.MetadataValue.md(markdown_table(pairs.head(15).to_dict("records"), 3)),
         }
     )

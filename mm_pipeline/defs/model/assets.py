@@ -8,6 +8,7 @@ import dagster as dg
 from mm_pipeline.defs.resources import MODEL_POOL, PipelineSettings, materialized_batches
 from mm_pipeline.defs.tables import markdown_table
 from mm_pipeline.model.clip import ModelSourceError
+from mm_pipeline.model.events import EpochEvent, ResumedEvent, StepEvent, TrainingEvent
 from mm_pipeline.model.recipe import NoBatchesError, build_base_model, recipe_for
 from mm_pipeline.model.stage import (
     TooFewProductsError,
@@ -126,34 +127,35 @@ def progress_logger(context: dg.AssetExecutionContext, run):
     step of the run and of every epoch, each epoch's last, else at most one step every 10 s."""
     last_log = None
 
-    def on_progress(event: dict) -> None:
+    def on_progress(event: TrainingEvent) -> None:
         nonlocal last_log
-        if event["event"] == "step":
-            run.log(
-                {
-                    "epoch": event["epoch"],
-                    "step": event["global_step"],
-                    "train/loss": event["loss"],
-                    "train/lr": event["lr"],
-                    "train/items_per_s": event["items_per_s"],
-                }
-            )
-            due = last_log is None or time.perf_counter() - last_log > 10
-            if due or event["step"] in (1, event["steps"]):
-                last_log = time.perf_counter()
-                context.log.info(
-                    f"epoch {event['epoch']} step {event['step']}/{event['steps']} loss {event['loss']:.4f} "
-                    f"lr {event['lr']:.2e} {event['items_per_s']:.0f} items/s"
+        match event:
+            case StepEvent():
+                run.log(
+                    {
+                        "epoch": event.epoch,
+                        "step": event.global_step,
+                        "train/loss": event.loss,
+                        "train/lr": event.lr,
+                        "train/items_per_s": event.items_per_s,
+                    }
                 )
-        elif event["event"] == "epoch":
-            run.log({k: v for k, v in event.items() if k.startswith("val_")} | {"epoch": event["epoch"]})
-            context.log.info(
-                f"epoch {event['epoch']}: val loss {event['val_loss']:.4f} R@1 {event['val_recall_at_1']:.3f} "
-                f"R@5 {event['val_recall_at_5']:.3f} (chance {event['chance_recall_at_5']:.3f}); "
-                f"best epoch {event['best_epoch']}"
-            )
-        else:
-            context.log.info(f"resumed from checkpoint at epoch {event['epoch']} step {event['step']}")
+                due = last_log is None or time.perf_counter() - last_log > 10
+                if due or event.step in (1, event.steps):
+                    last_log = time.perf_counter()
+                    context.log.info(
+                        f"epoch {event.epoch} step {event.step}/{event.steps} loss {event.loss:.4f} "
+                        f"lr {event.lr:.2e} {event.items_per_s:.0f} items/s"
+                    )
+            case EpochEvent():
+                run.log(event.validation() | {"epoch": event.epoch})
+                context.log.info(
+                    f"epoch {event.epoch}: val loss {event.val_loss:.4f} R@1 {event.val_recall_at_1:.3f} "
+                    f"R@5 {event.val_recall_at_5:.3f} (chance {event.chance_recall_at_5:.3f}); "
+                    f"best epoch {event.best_epoch}"
+                )
+            case ResumedEvent():
+                context.log.info(f"resumed from checkpoint at epoch {event.epoch} step {event.step}")
 
     return on_progress
 

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from mm_pipeline.defs.automation.gating import gated, gates_of, materialization_summary, read_gates
+from mm_pipeline.defs.automation.gating import gated, gates_of, metric_record, read_gates
 from mm_pipeline.defs.resources import PipelineSettings
 from mm_pipeline.defs.serving import one_row_per_nm_check, served_batches
 from mm_pipeline.defs.tables import markdown_table
@@ -51,10 +51,11 @@ def published_embeddings(
         raise dg.Failure(
             "not publishing: an input was re-materialized while publishing; the next run retries"
         )
-    metrics = [
-        materialization_summary(instance, dg.AssetKey.from_user_string(asset), METRIC_FIELDS)
-        for asset in sorted({g["asset"] for g in gates if not g["per_partition"]})
+    records = [
+        metric_record(instance, dg.AssetKey.from_user_string(asset), METRIC_FIELDS)
+        for asset in sorted({gate.asset for gate in gates if not gate.per_partition})
     ]
+    metrics = [None if record is None else record.as_dict() for record in records]
     try:
         published = publish_catalogue(
             layout, table, batches, context.run_id, metrics, [r.record() for r in readings]

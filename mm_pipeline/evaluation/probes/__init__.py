@@ -7,7 +7,7 @@ noise), with :class:`ProbeRun`, the out-of-fold predictions of one task, which b
 (``RESULT_COLUMNS``); :mod:`~mm_pipeline.evaluation.probes.solvers` holds the numerical solvers (logistic
 regression by preconditioned L-BFGS, the one-hidden-layer MLP) and the torch helpers they share (thread
 control, :func:`center_and_scale`, :func:`fit_pca`); :mod:`~mm_pipeline.evaluation.probes.cross_validation`
-runs them on the embeddings fold by fold (:func:`cross_validate`, :func:`evaluate_probes`) and regresses
+runs them on the embeddings fold by fold (:func:`cross_validate`, whose ``table()`` is the scores) and regresses
 log-price (:func:`regress_log_price`); :mod:`~mm_pipeline.evaluation.probes.baselines` scores the references
 that learn nothing, TF-IDF of the text and pixels, on the same folds (:func:`reference_probes`, the TF-IDF
 helpers, ``REFERENCE_FEATURES``). Modules depend in that order, none on a later one. The names below are
@@ -29,7 +29,6 @@ from mm_pipeline.evaluation.probes.cross_validation import (
     PCA_FUSED,
     PROBES,
     cross_validate,
-    evaluate_probes,
     regress_log_price,
 )
 from mm_pipeline.evaluation.probes.protocol import (
@@ -75,7 +74,6 @@ __all__ = [
     "bootstrap_f1",
     "center_and_scale",
     "cross_validate",
-    "evaluate_probes",
     "fit_pca",
     "fit_predict_logreg",
     "fit_predict_mlp",

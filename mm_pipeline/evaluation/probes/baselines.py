@@ -150,38 +150,41 @@ def reference_probes(
     mlp_fit = partial(solvers.fit_predict_mlp, settings=mlp)
     tfidf_rows, (pixel_logreg, pixel_mlp, both_rows) = REFERENCE_ROWS[0], REFERENCE_ROWS[1:]
     elements = max(sum(m.nnz for m in counts), len(codes) * pixel_components)  # what the probes see
-    with solvers.torch_threads(elements, n_threads):
-        for fold, (train_rows, test_rows) in enumerate(stratified_folds(codes, prepared.n_splits, seed)):
-            started = time.perf_counter()
-            vectorizers = [fit_tfidf(m, train_rows, max_features) for m in counts]
-            text = tuple(
-                sparse.hstack(
-                    [vectorize(m[rows]) for vectorize, m in zip(vectorizers, counts, strict=True)]
-                ).tocsr()
-                for rows in (train_rows, test_rows)
-            )
-            text_seconds = time.perf_counter() - started
-            started = time.perf_counter()
-            x_train, x_test = pixel_matrix[train_rows], pixel_matrix[test_rows]
-            generator = fold_generator(seed, fold, PIXEL_FEATURES)
-            mean, components = solvers.fit_pca(x_train, pixel_components, pca_max_rows, generator)
-            image = solvers.center_and_scale((x_train - mean) @ components, (x_test - mean) @ components)
-            image_seconds = time.perf_counter() - started
-            started = time.perf_counter()
-            # both blocks of unit length on average, like the TF-IDF rows: scaled components at full
-            # scale would outweigh the text ~sqrt(components) times, and their noise would be fitted first
-            both = tuple(
-                sparse.hstack([t, sparse.csr_matrix(i.numpy() / np.sqrt(i.shape[1]))]).tocsr()
-                for t, i in zip(text, image, strict=True)
-            )
-            both_seconds = time.perf_counter() - started
-            fits = {
-                tfidf_rows: (text, text_seconds, sparse_fit),
-                pixel_logreg: (image, image_seconds / 2, dense_fit),
-                pixel_mlp: (image, image_seconds / 2, mlp_fit),
-                both_rows: (both, both_seconds, sparse_fit),
-            }
-            for row, ((train, test), preparation, fit_predict) in fits.items():
-                generator = fold_generator(seed, fold, *row)
-                run.fit_fold(row, fit_predict, train, test, (train_rows, test_rows), generator, preparation)
+
+    def fit_fold(fold: int, fold_rows: solvers.Fold) -> None:
+        train_rows, test_rows = fold_rows
+        started = time.perf_counter()
+        vectorizers = [fit_tfidf(m, train_rows, max_features) for m in counts]
+        text = tuple(
+            sparse.hstack(
+                [vectorize(m[rows]) for vectorize, m in zip(vectorizers, counts, strict=True)]
+            ).tocsr()
+            for rows in (train_rows, test_rows)
+        )
+        text_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        x_train, x_test = pixel_matrix[train_rows], pixel_matrix[test_rows]
+        generator = fold_generator(seed, fold, PIXEL_FEATURES)
+        mean, components = solvers.fit_pca(x_train, pixel_components, pca_max_rows, generator)
+        image = solvers.center_and_scale((x_train - mean) @ components, (x_test - mean) @ components)
+        image_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        # both blocks of unit length on average, like the TF-IDF rows: scaled components at full
+        # scale would outweigh the text ~sqrt(components) times, and their noise would be fitted first
+        both = tuple(
+            sparse.hstack([t, sparse.csr_matrix(i.numpy() / np.sqrt(i.shape[1]))]).tocsr()
+            for t, i in zip(text, image, strict=True)
+        )
+        both_seconds = time.perf_counter() - started
+        fits = {
+            tfidf_rows: (text, text_seconds, sparse_fit),
+            pixel_logreg: (image, image_seconds / 2, dense_fit),
+            pixel_mlp: (image, image_seconds / 2, mlp_fit),
+            both_rows: (both, both_seconds, sparse_fit),
+        }
+        for row, ((train, test), preparation, fit_predict) in fits.items():
+            generator = fold_generator(seed, fold, *row)
+            run.fit_fold(row, fit_predict, train, test, fold_rows, generator, preparation)
+
+    solvers.run_folds(fit_fold, stratified_folds(codes, prepared.n_splits, seed), elements, n_threads)
     return run

@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from functools import partial
 
 import numpy as np
-import pandas as pd
 import torch
 from sklearn.metrics import mean_absolute_error, mean_squared_error
 from sklearn.model_selection import KFold
@@ -31,39 +30,6 @@ from mm_pipeline.evaluation.probes.solvers import DEFAULT_LOGREG, DEFAULT_MLP, L
 
 PCA_FUSED = "pca_fused"
 PROBES = ("logreg", "mlp")
-
-
-def evaluate_probes(
-    features: Mapping[str, np.ndarray],
-    labels: Sequence[str] | np.ndarray,
-    kind: str,
-    n_splits: int = 5,
-    seed: int = 0,
-    probes: Sequence[str] = PROBES,
-    positive_label: str | None = None,
-    pca_components: int | None = 128,
-    pca_max_rows: int = 8192,
-    logreg: LogRegSettings = DEFAULT_LOGREG,
-    mlp: MLPSettings = DEFAULT_MLP,
-    n_threads: int | None = None,
-) -> pd.DataFrame:
-    """Cross-validated probe scores, one row per (feature set, probe), columns ``RESULT_COLUMNS``: the table
-    of :func:`cross_validate` for the same arguments."""
-    run = cross_validate(
-        features,
-        labels,
-        kind,
-        n_splits,
-        seed,
-        probes,
-        positive_label,
-        pca_components,
-        pca_max_rows,
-        logreg,
-        mlp,
-        n_threads,
-    )
-    return run.table()
 
 
 def cross_validate(
@@ -85,7 +51,7 @@ def cross_validate(
     ``features`` maps a feature-set name to an (n, d) matrix aligned with ``labels`` (strings, no missing
     values). When ``fused`` is given and ``pca_components`` is set, ``pca_fused`` (PCA of ``fused`` fitted
     inside each training fold on at most ``pca_max_rows`` sampled rows) is evaluated right after it.
-    ``n_threads``: see :func:`~mm_pipeline.evaluation.probes.solvers.torch_threads`. Each (fold, feature set,
+    ``n_threads``: see :func:`~mm_pipeline.evaluation.probes.solvers.run_folds`. Each (fold, feature set,
     probe) draws from its own seeded generator (:func:`fold_generator`). ``seconds`` is the wall time of that
     row's fits plus an equal share of the fold's feature preparation. Raises :class:`InsufficientData` when
     the task cannot be scored.
@@ -107,25 +73,27 @@ def cross_validate(
     }
     codes = prepared.codes
     run = ProbeRun.start(prepared, [(s, p) for s in feature_sets for p in probes])
-    with solvers.torch_threads(len(codes) * max(x.shape[1] for x in matrices.values()), n_threads):
-        for fold, (train_rows, test_rows) in enumerate(stratified_folds(codes, prepared.n_splits, seed)):
-            train_idx, test_idx = torch.from_numpy(train_rows), torch.from_numpy(test_rows)
-            for name in feature_sets:
-                started = time.perf_counter()
-                if name in matrices:
-                    x_train, x_test = matrices[name][train_idx], matrices[name][test_idx]
-                else:  # pca_fused, projected on the training fold's principal axes
-                    x_train, x_test = matrices["fused"][train_idx], matrices["fused"][test_idx]
-                    generator = fold_generator(seed, fold, name)
-                    mean, components = solvers.fit_pca(x_train, pca_components, pca_max_rows, generator)
-                    x_train, x_test = (x_train - mean) @ components, (x_test - mean) @ components
-                x_train, x_test = solvers.center_and_scale(x_train, x_test)
-                preparation = (time.perf_counter() - started) / len(probes)
-                for probe in probes:
-                    row = (name, probe)
-                    generator = fold_generator(seed, fold, *row)
-                    fold_rows = (train_rows, test_rows)
-                    run.fit_fold(row, fit_predict[probe], x_train, x_test, fold_rows, generator, preparation)
+
+    def fit_fold(fold: int, rows: solvers.Fold) -> None:
+        train_idx, test_idx = (torch.from_numpy(r) for r in rows)
+        for name in feature_sets:
+            started = time.perf_counter()
+            if name in matrices:
+                x_train, x_test = matrices[name][train_idx], matrices[name][test_idx]
+            else:  # pca_fused, projected on the training fold's principal axes
+                x_train, x_test = matrices["fused"][train_idx], matrices["fused"][test_idx]
+                generator = fold_generator(seed, fold, name)
+                mean, components = solvers.fit_pca(x_train, pca_components, pca_max_rows, generator)
+                x_train, x_test = (x_train - mean) @ components, (x_test - mean) @ components
+            x_train, x_test = solvers.center_and_scale(x_train, x_test)
+            preparation = (time.perf_counter() - started) / len(probes)
+            for probe in probes:
+                row = (name, probe)
+                generator = fold_generator(seed, fold, *row)
+                run.fit_fold(row, fit_predict[probe], x_train, x_test, rows, generator, preparation)
+
+    folds = stratified_folds(codes, prepared.n_splits, seed)
+    solvers.run_folds(fit_fold, folds, len(codes) * max(x.shape[1] for x in matrices.values()), n_threads)
     return run
 
 

@@ -29,10 +29,11 @@ Protocol (one code path for every task):
 
 from __future__ import annotations
 
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -172,6 +173,8 @@ class ProbeRun:
     prepared: PreparedLabels
     predictions: dict[tuple[str, str], np.ndarray]
     seconds: dict[tuple[str, str], float]
+    # folds may be fitted side by side (:func:`~mm_pipeline.evaluation.probes.solvers.run_folds`)
+    _seconds_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def start(cls, prepared: PreparedLabels, rows: Iterable[tuple[str, str]]) -> ProbeRun:
@@ -203,7 +206,8 @@ class ProbeRun:
             len(self.prepared.classes),
             generator=generator,
         )
-        self.seconds[row] += time.perf_counter() - started + preparation
+        with self._seconds_lock:
+            self.seconds[row] += time.perf_counter() - started + preparation
 
     def table(self, n_resamples: int = 200, seed: int = 0) -> pd.DataFrame:
         """One row per (feature set, probe), columns ``RESULT_COLUMNS``; ``f1_se`` from ``n_resamples``

@@ -18,7 +18,8 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -74,6 +75,28 @@ def torch_threads(n_elements: int, n_threads: int | None = None) -> Iterator[Non
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+Fold = tuple[np.ndarray, np.ndarray]  # (training rows, test rows)
+
+
+def run_folds(
+    work: Callable[[int, Fold], None], folds: Sequence[Fold], n_elements: int, n_threads: int | None = None
+) -> None:
+    """Call ``work(index, fold)`` for every fold, on the threads :func:`torch_threads` picks for
+    ``n_elements``. Where that is one thread and this process has several cores, the folds run side by side,
+    one per core (torch kernels release the GIL, and each fold's fits draw from their own generators, so the
+    results are those of one fold after another): a small eval split's probes would otherwise leave every
+    core but one idle. Exceptions of ``work`` propagate."""
+    with torch_threads(n_elements, n_threads):
+        workers = min(len(os.sched_getaffinity(0)), len(folds)) if n_threads is None else 1
+        if torch.get_num_threads() > 1 or workers < 2:
+            for index, fold in enumerate(folds):
+                work(index, fold)
+            return
+        with ThreadPoolExecutor(workers, thread_name_prefix="probe-fold") as pool:
+            for done in [pool.submit(work, index, fold) for index, fold in enumerate(folds)]:
+                done.result()
 
 
 def center_and_scale(train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
