@@ -22,6 +22,7 @@ from mm_pipeline.inference.encoders import (
 from mm_pipeline.layout import Layout
 from mm_pipeline.model.pairs import BatchFiles
 from mm_pipeline.publish import catalogue
+from mm_pipeline.publish.gates import VERDICT
 from mm_pipeline.publish.vectors import MixedModelVersionsError
 from mm_pipeline.storage import pin
 
@@ -112,7 +113,7 @@ def one_row_per_nm_check(
             metadata={
                 "rows": count.rows,
                 "products": count.products,
-                "verdict": count.problem or "one row per nm",
+                VERDICT: count.problem or "one row per nm",
             },
             description=count.problem,
         )

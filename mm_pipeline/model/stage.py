@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mm_pipeline.inference.encoders import read_manifest
 from mm_pipeline.layout import Layout
 from mm_pipeline.model.channels import Channels, fit_channels
 from mm_pipeline.model.checkpoints import fingerprint
@@ -147,7 +148,7 @@ def export_onnx(layout: Layout) -> Export:
     """Export the fine-tuned model's towers (fp32 and int8) as the new version of ``layout.onnx_dir``."""
     model_dir = layout.model_dir("fine_tuned")
     target = export_towers(load_folder(model_dir).clip, model_dir, layout.onnx_dir)
-    return Export(target, json.loads((pin(target) / layout.onnx_manifest.name).read_text()))
+    return Export(target, read_manifest(pin(target)))
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ batches embedded by another model, :class:`RepeatedProductsError` the products i
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mm_pipeline.inference.encoders import read_vectors
+from mm_pipeline.inference.encoders import read_manifest, read_vectors, variant_model_version
 from mm_pipeline.layout import Layout
 from mm_pipeline.publish.record import PublishedVersion, list_versions, publish_version
 from mm_pipeline.publish.vectors import (
@@ -41,13 +40,13 @@ class RepeatedProductsError(ValueError):
 
 def read_onnx_manifest(layout: Layout, folder: Path | None = None) -> dict:
     """The export's ``manifest.json``; ``folder`` is a pinned version of ``layout.onnx_dir`` (default: now)."""
-    return json.loads(((folder or layout.onnx_dir) / layout.onnx_manifest.name).read_text())
+    return read_manifest(folder or layout.onnx_dir)
 
 
 def model_version(layout: Layout, onnx_dir: Path, variant: str) -> str:
     """``<export version>-<variant>``: what the vectors of ``variant`` of the export pinned at ``onnx_dir``
     carry in their ``model_version`` column."""
-    return f"{read_onnx_manifest(layout, onnx_dir)['model_version']}-{variant}"
+    return variant_model_version(read_onnx_manifest(layout, onnx_dir)["model_version"], variant)
 
 
 def embedded_batches(layout: Layout, registered: Iterable[str]) -> dict[str, Path]:

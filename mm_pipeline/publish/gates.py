@@ -117,7 +117,7 @@ class GateReading:
             "asset": self.asset,
             "partition": self.partition,
             "status": self.status,
-            "verdict": self.verdict,
+            VERDICT: self.verdict,
             "evaluation_run_id": self.evaluation_run_id,
             "judged_materialization": None if judged is None else judged.as_dict(),
         }

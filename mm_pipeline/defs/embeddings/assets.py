@@ -10,6 +10,7 @@ from mm_pipeline.defs.serving import checked_encoders
 from mm_pipeline.defs.tables import markdown_table
 from mm_pipeline.inference.batches import ImageSizeError, embed_batches
 from mm_pipeline.publish.catalogue import check_embedded_batch
+from mm_pipeline.publish.gates import VERDICT
 from mm_pipeline.publish.vectors import BatchVectorReport
 
 
@@ -75,7 +76,7 @@ def _report_metadata(report: BatchVectorReport) -> dict:
         "dims": dg.MetadataValue.json(report.dims),
         "model_versions": ", ".join(report.model_versions),
         "max_norm_error": dg.MetadataValue.json({k: round(v, 6) for k, v in report.max_norm_error.items()}),
-        "verdict": report.message,
+        VERDICT: report.message,
     }
 
 
@@ -142,7 +143,7 @@ with warnings.catch_warnings():  # partitioned asset checks are a preview featur
             metadata={
                 "batches": len(reports),
                 "failed": ", ".join(r.batch for r in failed) or "none",
-                "verdict": "; ".join(r.message for r in failed) or "every batch valid",
+                VERDICT: "; ".join(r.message for r in failed) or "every batch valid",
             },
             description="; ".join(r.message for r in failed) or None,
         )

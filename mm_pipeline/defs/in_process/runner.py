@@ -9,6 +9,7 @@ import dagster as dg
 
 from mm_pipeline.defs.in_process.orphans import process_tags, release_orphaned_runs
 from mm_pipeline.defs.partitions import catalogue_batches
+from mm_pipeline.publish.gates import VERDICT
 
 STAGES = (("ingest_job", True), ("model_job", False), ("embeddings_job", True), ("evaluation_job", False))
 
@@ -78,7 +79,7 @@ def materialize_graph(
                     "asset": c.asset_key.to_user_string(),
                     "check": c.check_name,
                     "passed": c.passed,
-                    "verdict": c.metadata.get("verdict", dg.MetadataValue.text("")).value,
+                    VERDICT: c.metadata.get(VERDICT, dg.MetadataValue.text("")).value,
                 }
                 for c in evaluations
             ]

@@ -14,7 +14,7 @@ from mm_pipeline.publish.catalogue import (
     read_published_rows,
     read_served_vectors,
 )
-from mm_pipeline.publish.gates import GateReading, refusal
+from mm_pipeline.publish.gates import VERDICT, GateReading, refusal
 
 PUBLISH_GROUP = "publish"
 METRIC_FIELDS = ("status", "fused_f1", "base_fused_f1", "fused_f1_minus_base")  # in the publish manifest
@@ -93,7 +93,7 @@ def gates_table(readings: list[GateReading]) -> str:
             "asset": r.asset,
             "batch": r.partition or "",
             "status": r.status,
-            "verdict": r.verdict,
+            VERDICT: r.verdict,
         }
         for r in readings
     ]
