@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
 from mm_pipeline.evaluation.summary import MetricSummary
 from mm_pipeline.layout import Layout
 
+if TYPE_CHECKING:
+    from mm_pipeline.defs.in_process.runner import CheckOutcome
 
-def print_summary(layout: Layout, batches: list[str], checks: list[dict]) -> None:
+
+def print_summary(layout: Layout, batches: list[str], checks: list[CheckOutcome]) -> None:
     print("\nbatch            accepted  rejected")
     for batch in batches:
         accepted, rejected = layout.raw_accepted(batch), layout.raw_rejected(batch)
@@ -17,7 +22,7 @@ def print_summary(layout: Layout, batches: list[str], checks: list[dict]) -> Non
         print(f"{batch:<16} {n_acc:>8}  {n_rej:>8}")
     print("\ncheck                     result  verdict")
     for check in checks:
-        print(f"{check['check']:<25} {'pass' if check['passed'] else 'FAIL':<7} {check['verdict']}")
+        print(f"{check.check:<25} {'pass' if check.passed else 'FAIL':<7} {check.verdict}")
     for task_file in layout.metric_summaries():
         summary = MetricSummary.load(task_file)
         if summary.fused_f1 is not None:
@@ -26,7 +31,7 @@ def print_summary(layout: Layout, batches: list[str], checks: list[dict]) -> Non
                 line += f"  minus best no-learning reference {summary.fused_minus_best_reference:+.3f}"
             print(line)
     published = layout.published_embeddings
-    if any(not c["passed"] for c in checks):
+    if any(not c.passed for c in checks):
         print("published_embeddings: NOT updated — a gate failed, consumers keep the previous version")
     elif published.exists():
         print(f"published_embeddings: {published}")

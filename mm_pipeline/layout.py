@@ -18,7 +18,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mm_pipeline.model.files import BPE_FILE, MANIFEST_FILE, PARITY_FILE, TRAINING_FILE, WEIGHTS_FILE
+from mm_pipeline.model.files import (
+    BEST_CHECKPOINT_FILE,
+    BPE_FILE,
+    LAST_CHECKPOINT_FILE,
+    MANIFEST_FILE,
+    PARITY_FILE,
+    TRAINING_FILE,
+    WEIGHTS_FILE,
+)
 
 
 class _Path:
@@ -51,6 +59,7 @@ class Layout:
     data_dir: Path
 
     store = _Path("data_dir", "store")
+    wandb_dir = _Path("data_dir", "wandb")  # W&B's runs folder unless WANDB_DIR says otherwise
 
     # ingest, per catalogue batch
     raw_dir = _PathOf("store", "raw_products/{}")  # accepted + rejected, one set
@@ -67,7 +76,9 @@ class Layout:
     model_training = _PathOf("store", "models/{}/" + TRAINING_FILE)  # origin, recipe, history, fusion choice
     compact_bpe = _Path("store", "models", "bpe", BPE_FILE)  # learned for a compact model from scratch
     downloads_dir = _Path("store", "downloads")  # ruCLIP folders fetched by MM_RUCLIP_NAME
-    checkpoints_dir = _Path("store", "models", "checkpoints")
+    checkpoints_dir = _Path("store", "models", "checkpoints")  # the fine-tuning job's, written by Checkpoints
+    checkpoint_last = _Path("checkpoints_dir", LAST_CHECKPOINT_FILE)  # resumed by a rerun of the same job
+    checkpoint_best = _Path("checkpoints_dir", BEST_CHECKPOINT_FILE)  # the best epoch's weights so far
     token_dir = _Path("checkpoints_dir", "tokens")  # int32 token memmaps per batch and tokenizer
     onnx_dir = _Path("store", "onnx")  # image/text towers, fp32 and int8, one set
     onnx_manifest = _Path("onnx_dir", MANIFEST_FILE)  # model version, files, fusion weights

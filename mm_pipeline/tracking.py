@@ -1,8 +1,8 @@
 """Weights & Biases configuration from the environment, decided before W&B is touched.
 
-Runs are offline by default and kept under ``<MM_DATA_DIR>/wandb`` (the data volume in every deployment),
-not in the working directory; ``WANDB_DIR`` overrides. ``WANDB_MODE=online`` without ``WANDB_API_KEY`` is
-refused at once, with what to set, instead of a W&B service error after ~20 s.
+Runs are offline by default and kept under ``<MM_DATA_DIR>/wandb`` (``Layout.wandb_dir``, on the data volume
+in every deployment), not in the working directory; ``WANDB_DIR`` overrides. ``WANDB_MODE=online`` without
+``WANDB_API_KEY`` is refused at once, with what to set, instead of a W&B service error after ~20 s.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from mm_pipeline.layout import Layout
 
 PLACEHOLDER_KEY = "0" * 40  # offline/disabled W&B still wants a key-shaped string; never sent anywhere
 ONLINE_MODES = frozenset(("online", "run", "shared"))  # W&B's names for uploading as the run goes
@@ -32,11 +34,11 @@ class WandbSetup:
 
 
 def wandb_setup(env: Mapping[str, str], data_dir: Path | str) -> WandbSetup:
-    """Mode (``WANDB_MODE``, default offline), runs folder (``WANDB_DIR``, default ``<data_dir>/wandb``) and
-    key (``WANDB_API_KEY``). Raises :class:`TrackingConfigError` for an unknown mode or an online mode
-    without a key."""
+    """Mode (``WANDB_MODE``, default offline), runs folder (``WANDB_DIR``, default ``<data_dir>/wandb``,
+    ``Layout.wandb_dir``) and key (``WANDB_API_KEY``). Raises :class:`TrackingConfigError` for an unknown mode
+    or an online mode without a key."""
     mode = (env.get("WANDB_MODE") or "offline").strip().lower()
-    folder = Path(env.get("WANDB_DIR") or Path(data_dir) / "wandb")
+    folder = Path(env.get("WANDB_DIR") or Layout(Path(data_dir)).wandb_dir)
     if mode not in ONLINE_MODES | LOCAL_MODES:
         raise TrackingConfigError(
             f"WANDB_MODE={env['WANDB_MODE']!r} is not a W&B mode: use offline (the default), online or disabled"

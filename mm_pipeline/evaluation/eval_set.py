@@ -5,6 +5,7 @@ them up with the fine-tuned vectors, texts and thumbnails of the served batches.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -51,9 +52,37 @@ def read_base_embeddings(layout: Layout) -> tuple[np.ndarray, dict[str, np.ndarr
 def load_eval_set(layout: Layout, batches: Sequence[BatchFiles]) -> EvalSet:
     """The eval products of the served ``batches`` with their fine-tuned vectors (every vector column all the
     batches' embeddings have, as stored), base-model vectors and 24x24 thumbnails from the image tensor stores,
-    in the base model's row order.
+    in the base model's row order; its arrays are read-only.
 
-    Raises :class:`UnservedProductsError` when the base vectors hold a product none of ``batches`` has."""
+    The last set loaded is kept for as long as none of the files it was read from changes (path, size and
+    modification time), so the metric steps of one in-process run (``mm-pipeline run``) read and vectorize
+    it once instead of once per task. Raises :class:`UnservedProductsError` when the base vectors hold a
+    product none of ``batches`` has."""
+    signature = _inputs_signature(layout, batches)
+    if signature not in _LAST_LOADED:
+        _LAST_LOADED.clear()
+        _LAST_LOADED[signature] = _read_eval_set(layout, batches)
+    return _LAST_LOADED[signature]
+
+
+_LAST_LOADED: dict[tuple, EvalSet] = {}
+
+
+def _inputs_signature(layout: Layout, batches: Sequence[BatchFiles]) -> tuple:
+    """What identifies the inputs of :func:`load_eval_set`: every file it reads, with size and mtime."""
+    base = pin(layout.base_embeddings_dir)
+    paths = [base / layout.base_nm.name, *(base / layout.base_vectors(kind).name for kind in BASE_KINDS)]
+    for batch in batches:
+        paths += [batch.cleaned_text, layout.embeddings(batch.name), batch.image_tensors]
+    signature = []
+    for path in map(Path, paths):
+        # a missing file is left for the read to report
+        stat = path.stat() if path.exists() else None
+        signature.append((str(path.resolve()), stat and stat.st_size, stat and stat.st_mtime_ns))
+    return tuple(signature)
+
+
+def _read_eval_set(layout: Layout, batches: Sequence[BatchFiles]) -> EvalSet:
     products = pd.concat([pd.read_parquet(b.cleaned_text) for b in batches], ignore_index=True)
     schemas = [set(pq.read_schema(layout.embeddings(b.name)).names) for b in batches]
     tuned = {}
@@ -70,6 +99,9 @@ def load_eval_set(layout: Layout, batches: Sequence[BatchFiles]) -> EvalSet:
         )
     rows = pd.Series(np.arange(len(nm)), index=nm).loc[base_nm].to_numpy()
     eval_products = products.set_index("nm").loc[base_nm].reset_index()
-    return EvalSet.build(
+    data = EvalSet.build(
         eval_products, {k: v[rows] for k, v in tuned.items()}, base, pixel_features_of(batches, base_nm)
     )
+    for array in [*data.tuned.values(), *data.base.values(), data.pixels, data.pixel_vectors]:
+        array.setflags(write=False)
+    return data

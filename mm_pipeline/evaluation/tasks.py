@@ -156,8 +156,13 @@ def evaluate_task(
     options = {"n_splits": n_splits, "seed": seed, "positive_label": task.positive_label}
     try:
         runs = {
-            model: cross_validate({k: v[rows] for k, v in vectors.items()}, y, task.kind, **options)
-            for model, vectors in (("fine_tuned", data.tuned), ("base", data.base))
+            "fine_tuned": cross_validate(
+                {k: v[rows] for k, v in data.tuned.items()}, y, task.kind, **options
+            ),
+            # the base model is read through its fused vector only: what fine-tuning must not make worse
+            "base": cross_validate(
+                {"fused": data.base["fused"][rows]}, y, task.kind, pca_components=None, **options
+            ),
         }
         texts = data.products["text"].to_numpy()[rows]
         counts = [m[rows] for m in data.tfidf_counts] or None

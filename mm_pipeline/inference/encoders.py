@@ -24,8 +24,8 @@ import onnxruntime as ort
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mm_pipeline.model.files import BPE_FILE, MANIFEST_FILE, PARITY_FILE
-from mm_pipeline.model.lexical import LEXICAL_FILE, LexicalProjection
+from mm_pipeline.model.files import BPE_FILE, LEXICAL_FILE, MANIFEST_FILE, PARITY_FILE
+from mm_pipeline.model.lexical import LexicalProjection
 from mm_pipeline.prep.tokens import TextTokenizer, token_lengths, trim_padding
 from mm_pipeline.storage import atomic_path, pin
 

@@ -2,9 +2,12 @@
 (:class:`TrainingState`), and the checkpoint files of one job (:class:`Checkpoints`).
 
 A checkpoint directory holds ``last.pt`` (weights, optimizer state and :class:`TrainingState`, written every
-``checkpoint_every`` steps and at each epoch end) and ``best.pt`` (the weights of the best epoch so far). Both
-are replaced atomically, so a run killed at any moment leaves the previous ones intact; a rerun of the same
-job resumes from ``last.pt``, a different job starts afresh.
+``checkpoint_every`` steps and at each epoch end) and ``best.pt`` (the weights of the best epoch so far),
+named by :data:`~mm_pipeline.model.files.LAST_CHECKPOINT_FILE` and
+:data:`~mm_pipeline.model.files.BEST_CHECKPOINT_FILE` (under the data directory:
+``Layout.checkpoint_last`` and ``Layout.checkpoint_best``). Both are replaced atomically, so a run killed at
+any moment leaves the previous ones intact; a rerun of the same job resumes from ``last.pt``, a different job
+starts afresh.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import numpy as np
 import torch
 from ruclip.model import CLIP
 
+from mm_pipeline.model.files import BEST_CHECKPOINT_FILE, LAST_CHECKPOINT_FILE
 from mm_pipeline.model.pairs import PairedData
 from mm_pipeline.storage import atomic_path
 
@@ -61,7 +65,7 @@ class Checkpoints:
 
     def __init__(self, directory: Path, job_id: str):
         directory.mkdir(parents=True, exist_ok=True)
-        self.last, self.best = directory / "last.pt", directory / "best.pt"
+        self.last, self.best = directory / LAST_CHECKPOINT_FILE, directory / BEST_CHECKPOINT_FILE
         self.job_id = job_id
 
     def resume(self, clip: CLIP, optimizer: torch.optim.Optimizer) -> TrainingState | None:

@@ -25,8 +25,8 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock
 
 from mm_pipeline.inference.encoders import l2_normalize
-from mm_pipeline.model.files import BPE_FILE, CONFIG_FILE, TRAINING_FILE, WEIGHTS_FILE
-from mm_pipeline.model.lexical import LEXICAL_FILE, LexicalProjection
+from mm_pipeline.model.files import BPE_FILE, CONFIG_FILE, LEXICAL_FILE, TRAINING_FILE, WEIGHTS_FILE
+from mm_pipeline.model.lexical import LexicalProjection
 from mm_pipeline.prep.tokens import CONTEXT_LENGTH, EOS_ID, TextTokenizer, trim_padding
 from mm_pipeline.storage import atomic_dir, pin
 
@@ -100,11 +100,27 @@ class LoadedModel:
     lexical: LexicalProjection | None = None  # fitted by fine-tuning; pretrained folders have none
 
 
-def context_length(ruclip_dir: Path | str | None) -> int:
-    """Tokens the text tower reads: from a configured ruCLIP folder, else the compact model's."""
-    if not ruclip_dir:
-        return COMPACT_CONFIG["context_length"]
-    return int(json.loads((Path(ruclip_dir) / CONFIG_FILE).read_text())["context_length"])
+def context_length(
+    ruclip_dir: Path | str | None, ruclip_name: str = "", downloads_dir: Path | str | None = None
+) -> int:
+    """Tokens the base model's text tower reads, decided without loading or downloading it, from the sources
+    the base model is chosen from and in the same order (:func:`mm_pipeline.model.recipe.build_base_model`):
+
+    1. ``ruclip_dir`` (``MM_RUCLIP_DIR``): its ``config.json``;
+    2. ``ruclip_name`` (``MM_RUCLIP_NAME``): the ``config.json`` of its folder under ``downloads_dir``
+       (``Layout.downloads_dir``, where :func:`download` keeps it) when it is already there, else ruCLIP's
+       standard ``CONTEXT_LENGTH`` (77, the text length of every published ruCLIP: the model job has not
+       downloaded it yet, and reading the hub here would make ingest depend on the network);
+    3. neither: the compact model's (``COMPACT_CONFIG``).
+    """
+    if ruclip_dir:
+        return int(json.loads((Path(ruclip_dir) / CONFIG_FILE).read_text())["context_length"])
+    if ruclip_name:
+        config = Path(downloads_dir) / ruclip_name / CONFIG_FILE if downloads_dir else None
+        if config is None or not config.is_file():
+            return CONTEXT_LENGTH
+        return int(json.loads(config.read_text())["context_length"])
+    return COMPACT_CONFIG["context_length"]
 
 
 class ConvTower(nn.Module):

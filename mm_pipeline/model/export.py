@@ -42,12 +42,13 @@ from mm_pipeline.model.device import cpu_fp32
 from mm_pipeline.model.files import (
     BPE_FILE,
     CONFIG_FILE,
+    LEXICAL_FILE,
     MANIFEST_FILE,
     PARITY_FILE,
     TRAINING_FILE,
     WEIGHTS_FILE,
 )
-from mm_pipeline.model.lexical import LEXICAL_FILE, LexicalProjection
+from mm_pipeline.model.lexical import LexicalProjection
 from mm_pipeline.prep.tokens import BOS_ID, EOS_ID, trim_padding
 from mm_pipeline.storage import atomic_dir, write_json
 

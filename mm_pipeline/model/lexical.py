@@ -31,7 +31,6 @@ from mm_pipeline.storage import atomic_path
 
 LEXICAL_DIM = 256
 CHAR_PREFIX = 200
-LEXICAL_FILE = "lexical.joblib"
 MIN_TEXTS = 8
 
 

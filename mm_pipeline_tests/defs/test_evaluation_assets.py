@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pytest
 
 from mm_pipeline.definitions import build_defs
 from mm_pipeline.defs.evaluation.assets import MetricGates
+from mm_pipeline.defs.serving import served_batch_files
+from mm_pipeline.evaluation.eval_set import load_eval_set
 from mm_pipeline.evaluation.labels import TASKS
 from mm_pipeline.evaluation.tasks import NEIGHBOUR_COLUMNS
 from mm_pipeline_tests.defs.conftest import PERMISSIVE_GATES, Pipeline
@@ -90,3 +94,18 @@ def test_all_metrics_then_a_failed_gate_keeps_the_published_version(embedded):
     assert "metric_category" in {
         e.asset_key.to_user_string() for e in gated.get_asset_materialization_events()
     }
+
+
+def test_eval_set_is_read_once_until_an_input_file_changes(embedded):
+    settings = embedded.settings
+    batches = served_batch_files(settings, embedded.instance)
+    first = load_eval_set(settings.layout, batches)
+    assert load_eval_set(settings.layout, batches) is first
+    with pytest.raises(ValueError, match="read-only"):
+        first.tuned["fused"][0, 0] = 1.0
+    embeddings = settings.layout.embeddings(batches[0].name)
+    stat = embeddings.stat()
+    os.utime(embeddings, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    reread = load_eval_set(settings.layout, batches)
+    assert reread is not first
+    np.testing.assert_array_equal(reread.tuned["fused"], first.tuned["fused"])

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from mm_pipeline.model.clip import COMPACT_CONFIG
+from mm_pipeline.model.clip import COMPACT_CONFIG, CONTEXT_LENGTH, context_length
+from mm_pipeline.model.files import CONFIG_FILE
 from mm_pipeline.prep.images import open_tensor_store
 from mm_pipeline_tests.conftest import shared_set
 from mm_pipeline_tests.defs.conftest import Pipeline, make_pipeline
@@ -72,6 +74,41 @@ def test_two_partitions_and_a_rerun_touch_only_their_files(tmp_path, small_sampl
     cleaned = pd.read_parquet(layout.cleaned_text("batch_000"))
     assert list(cleaned["nm"]) == list(accepted["nm"])
     assert not cleaned["text"].str.contains("<|&nbsp;|🔥", regex=True).any()
+
+
+RUCLIP_NAME = "ruclip-vit-base-patch32-384"
+
+
+def write_config(folder: Path, context: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / CONFIG_FILE).write_text(json.dumps({"context_length": context}))
+    return folder
+
+
+def test_context_length_comes_from_the_base_models_source_in_its_order(tmp_path):
+    downloads, ruclip_dir = tmp_path / "downloads", write_config(tmp_path / "ruclip", 50)
+    # a named ruCLIP not downloaded yet: ruCLIP's standard context, no network
+    assert context_length("", RUCLIP_NAME, downloads) == CONTEXT_LENGTH
+    assert context_length(None, RUCLIP_NAME) == CONTEXT_LENGTH
+    write_config(downloads / RUCLIP_NAME, 60)  # where download(name, layout.downloads_dir) keeps it
+    assert context_length("", RUCLIP_NAME, downloads) == 60
+    assert context_length(ruclip_dir, RUCLIP_NAME, downloads) == 50  # MM_RUCLIP_DIR comes first
+    assert context_length("", "", downloads) == COMPACT_CONFIG["context_length"]
+    assert len({50, 60, CONTEXT_LENGTH, COMPACT_CONFIG["context_length"]}) == 4
+
+
+def test_cleaned_text_reads_the_context_of_a_downloaded_named_ruclip(tmp_path, small_sample):
+    pipeline = make_pipeline(
+        tmp_path, small_sample / "batches", small_sample / "images", ruclip_name=RUCLIP_NAME
+    )
+    write_config(pipeline.settings.layout.downloads_dir / RUCLIP_NAME, 60)
+    batch = pipeline.register()[0]
+    result = pipeline.run("ingest_job", batch)
+    assert result.success
+    text = materialization(result, "cleaned_text")
+    assert text["model_context_tokens"].value == 60
+    words = pd.read_parquet(pipeline.settings.layout.cleaned_text(batch))["text"].str.split().str.len()
+    assert text["text_over_context"].value == (words > 60 - 2).sum()
 
 
 def test_unusable_batch_file_fails_with_its_name(tmp_path, small_sample):

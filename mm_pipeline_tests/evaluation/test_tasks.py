@@ -74,6 +74,7 @@ def test_task_table_has_every_reference_and_a_paired_noise_estimate(category):
     assert {"text", "image", "lexical", "fused", "pca_fused"} <= set(
         table.loc[table["model"] == "fine_tuned", "features"]
     )
+    assert set(table.loc[table["model"] == "base", "features"]) == {"fused"}
     assert (table["f1_se"] > 0).all() and (table["f1_se"] < 0.1).all()
     headline = result.headline
     assert headline["fused_f1"] > 0.8 and headline["base_fused_f1"] < 0.5

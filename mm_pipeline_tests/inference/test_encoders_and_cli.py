@@ -23,7 +23,8 @@ from mm_pipeline.inference.encoders import (
 )
 from mm_pipeline.model.clip import load_folder, save_folder
 from mm_pipeline.model.export import check_parity, export_towers, write_parity
-from mm_pipeline.model.lexical import LEXICAL_FILE, LexicalProjection
+from mm_pipeline.model.files import LEXICAL_FILE
+from mm_pipeline.model.lexical import LexicalProjection
 from mm_pipeline_tests.conftest import good_rows, shared_set
 
 

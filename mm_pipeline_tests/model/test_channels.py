@@ -11,8 +11,9 @@ from mm_pipeline.inference.encoders import OnnxEncoders, fuse
 from mm_pipeline.model.channels import fit_channels
 from mm_pipeline.model.clip import load_folder, save_folder
 from mm_pipeline.model.export import check_parity, export_towers
+from mm_pipeline.model.files import LEXICAL_FILE
 from mm_pipeline.model.fusion import DuplicateRows, choose_fusion_weights, simplex_grid
-from mm_pipeline.model.lexical import LEXICAL_FILE, LexicalProjection
+from mm_pipeline.model.lexical import LexicalProjection
 from mm_pipeline.model.losses import contrastive_loss, same_product
 from mm_pipeline.model.pairs import BatchFiles, load_pairs, training_split
 from mm_pipeline.storage import write_parquet

@@ -19,7 +19,8 @@ from ruclip.processor import RuCLIPProcessor
 
 from mm_pipeline.catalog.contract import validate_batch
 from mm_pipeline.inference.encoders import ParityError, choose_variant
-from mm_pipeline.model.checkpoints import fingerprint
+from mm_pipeline.layout import Layout
+from mm_pipeline.model.checkpoints import Checkpoints, fingerprint
 from mm_pipeline.model.clip import (
     COMPACT_CONFIG,
     ConvTower,
@@ -34,6 +35,7 @@ from mm_pipeline.model.clip import (
 )
 from mm_pipeline.model.events import StepEvent
 from mm_pipeline.model.export import check_parity, export_towers
+from mm_pipeline.model.files import LAST_CHECKPOINT_FILE
 from mm_pipeline.model.pairs import BatchFiles, load_pairs, training_split
 from mm_pipeline.model.train import RECIPES, fine_tune, make_optimizer
 from mm_pipeline.prep.images import write_tensor_store
@@ -169,7 +171,7 @@ def test_recipes_pick_their_optimizer_and_decay_the_lr_every_epoch(
     assert {e: sorted(lrs) for e, lrs in lr_by_epoch.items()} == {
         e: [pytest.approx(1e-6 * 0.9**e)] for e in range(3)
     }
-    group = torch.load(tmp_path / "last.pt", weights_only=False)["optimizer"]["param_groups"][0]
+    group = torch.load(tmp_path / LAST_CHECKPOINT_FILE, weights_only=False)["optimizer"]["param_groups"][0]
     assert group["decoupled_weight_decay"] is False and group["weight_decay"] == 0.01
 
 
@@ -259,6 +261,13 @@ def test_fine_tuning_beats_chance_and_keeps_best_epoch(tmp_path, learning_batche
     assert steps and all(np.isfinite([e.loss, e.lr, e.items_per_s]).all() for e in steps)
 
 
+def test_checkpoints_of_the_fine_tuning_stage_are_the_layouts_files(tmp_path):
+    layout = Layout(tmp_path)
+    checkpoints = Checkpoints(layout.checkpoints_dir, "job")
+    assert (checkpoints.last, checkpoints.best) == (layout.checkpoint_last, layout.checkpoint_best)
+    assert checkpoints.last != checkpoints.best and layout.checkpoints_dir.is_dir()
+
+
 def test_resume_after_interruption_restores_counters_and_optimizer(
     tmp_path, tiny_ruclip_dir, prepared_batches
 ):
@@ -275,7 +284,7 @@ def test_resume_after_interruption_restores_counters_and_optimizer(
 
     with pytest.raises(Killed):
         fine_tune(model.clip, train, holdout, recipe, tmp_path, job, kill_mid_epoch)
-    saved = torch.load(tmp_path / "last.pt", weights_only=False)
+    saved = torch.load(tmp_path / LAST_CHECKPOINT_FILE, weights_only=False)
     assert (saved["epoch"], saved["step"]) == (1, 2) and len(saved["history"]) == 1
 
     resumed_model = load_folder(tiny_ruclip_dir)
@@ -287,7 +296,7 @@ def test_resume_after_interruption_restores_counters_and_optimizer(
     assert len(result.history) == 2 and result.history[0] == saved["history"][0]
 
     # the optimizer state travelled: Adam's step counter continues from the checkpoint
-    final = torch.load(tmp_path / "last.pt", weights_only=False)
+    final = torch.load(tmp_path / LAST_CHECKPOINT_FILE, weights_only=False)
     steps_per_epoch = len(train) // recipe.batch_size
     assert final["global_step"] == 2 * steps_per_epoch
     adam_steps = {int(s["step"]) for s in final["optimizer"]["state"].values()}

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from mm_pipeline.catalog.contract import validate_batch
+from mm_pipeline.model.files import LAST_CHECKPOINT_FILE
 from mm_pipeline.prep.images import write_tensor_store
 from mm_pipeline.prep.text import clean_products
 from mm_pipeline.storage import write_parquet
@@ -83,7 +84,7 @@ def _events(out: Path) -> list[dict]:
 
 
 def _checkpoint(out: Path) -> dict:
-    return torch.load(out / "checkpoints" / "last.pt", weights_only=False)
+    return torch.load(out / "checkpoints" / LAST_CHECKPOINT_FILE, weights_only=False)
 
 
 def test_sigkill_mid_epoch_resumes_to_the_uninterrupted_weights(tmp_path, small_sample, tiny_ruclip_dir):

@@ -76,8 +76,9 @@ def build_metric_asset(
         deps=["embeddings", base_model_embeddings],
         kinds={"scikitlearn"},
         description=f"Proxy task «{task_name}»: {description} Logistic regression and MLP probes, 5-fold "
-        "stratified CV on the eval split, text/image/lexical/fused/PCA features, the base model and references "
-        "that learn nothing (TF-IDF, 24×24 pixels, both); neighbour precision@5/10 of every vector set.",
+        "stratified CV on the eval split, text/image/lexical/fused/PCA features, the base model's fused vector "
+        "and references that learn nothing (TF-IDF, 24×24 pixels, both); neighbour precision@5/10 of every "
+        "vector set.",
     )
     def metric(context: dg.AssetExecutionContext, settings: PipelineSettings) -> dg.MaterializeResult:
         result = evaluate_task(task_name, eval_set(settings, context.instance))

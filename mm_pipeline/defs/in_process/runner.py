@@ -1,6 +1,8 @@
 """Run the whole graph in order, in-process, against a persistent instance (``make demo``, ``mm-pipeline run``,
 tests)."""
 
+from __future__ import annotations
+
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,16 +16,41 @@ from mm_pipeline.publish.gates import VERDICT
 STAGES = (("ingest_job", True), ("model_job", False), ("embeddings_job", True), ("evaluation_job", False))
 
 
+@dataclass(frozen=True)
+class CheckOutcome:
+    """One asset check evaluated during a graph run: the checked asset, the check's name, whether it
+    passed and its verdict (the one line a gate states in its ``VERDICT`` metadata; empty for a check
+    without one)."""
+
+    asset: str
+    check: str
+    passed: bool
+    verdict: str = ""
+
+    @classmethod
+    def of(cls, evaluation: dg.AssetCheckEvaluation) -> CheckOutcome:
+        verdict = evaluation.metadata.get(VERDICT, dg.MetadataValue.text("")).value
+        return cls(evaluation.asset_key.to_user_string(), evaluation.check_name, evaluation.passed, verdict)
+
+    @property
+    def step_key(self) -> str:
+        """The key of the execution step that ran this check."""
+        return f"{self.asset}_{self.check}"
+
+
 @dataclass
 class GraphRun:
+    """What :func:`materialize_graph` did, filled in stage by stage: the batches, the stages that failed, the
+    Dagster run ids and every asset check's outcome, in order."""
+
     batches: list[str]
     failures: list[str] = field(default_factory=list)
     run_ids: list[str] = field(default_factory=list)
-    checks: list[dict] = field(default_factory=list)
+    checks: list[CheckOutcome] = field(default_factory=list)
 
     @property
     def failed_gates(self) -> list[str]:
-        return [c["check"] for c in self.checks if not c["passed"]]
+        return [c.check for c in self.checks if not c.passed]
 
     @property
     def success(self) -> bool:
@@ -73,19 +100,9 @@ def materialize_graph(
             )
             log(f"[{step}/{total}] {label} finished in {time.perf_counter() - started:.0f} s")
             outcome.run_ids.append(result.run_id)
-            evaluations = result.get_asset_check_evaluations()
-            outcome.checks += [
-                {
-                    "asset": c.asset_key.to_user_string(),
-                    "check": c.check_name,
-                    "passed": c.passed,
-                    VERDICT: c.metadata.get(VERDICT, dg.MetadataValue.text("")).value,
-                }
-                for c in evaluations
-            ]
-            failed_checks = {
-                f"{c.asset_key.to_user_string()}_{c.check_name}" for c in evaluations if not c.passed
-            }
+            checks = [CheckOutcome.of(c) for c in result.get_asset_check_evaluations()]
+            outcome.checks += checks
+            failed_checks = {c.step_key for c in checks if not c.passed}
             failed_steps = {e.step_key for e in result.all_events if e.is_step_failure}
             if not result.success and not failed_steps <= failed_checks:
                 outcome.failures.append(label)

@@ -71,7 +71,7 @@ from_raw_products = functools.partial(
     "kept separately and composed into `text`, the input of the text tower.",
 )
 def cleaned_text(context: dg.AssetExecutionContext, settings: PipelineSettings) -> dg.MaterializeResult:
-    context_tokens = context_length(settings.ruclip_dir)
+    context_tokens = context_length(settings.ruclip_dir, settings.ruclip_name, settings.layout.downloads_dir)
     cleaned = clean_into_store(settings.layout, context.partition_key, context_tokens)
     return dg.MaterializeResult(
         metadata={

@@ -1,0 +1,53 @@
+"""The in-process runner reports each asset check as a typed ``CheckOutcome``; the demo summary reads it."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import dagster as dg
+import pytest
+
+from mm_pipeline.defs.in_process.runner import CheckOutcome, GraphRun
+from mm_pipeline.demo_summary import print_summary
+from mm_pipeline.layout import Layout
+from mm_pipeline.publish.gates import VERDICT
+
+
+def test_a_check_evaluation_becomes_a_frozen_outcome_with_its_verdict():
+    gate = dg.AssetCheckEvaluation(
+        asset_key=dg.AssetKey("metric_category"),
+        check_name="category_gate",
+        passed=False,
+        metadata={VERDICT: "fused F1 0.41 below the floor 0.50"},
+    )
+    outcome = CheckOutcome.of(gate)
+    assert outcome == CheckOutcome(
+        "metric_category", "category_gate", False, "fused F1 0.41 below the floor 0.50"
+    )
+    assert outcome.step_key == "metric_category_category_gate"  # the step Dagster ran the check in
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        outcome.passed = True  # type: ignore[misc]
+
+    parity = dg.AssetCheckEvaluation(
+        asset_key=dg.AssetKey("onnx_model"), check_name="onnx_parity", passed=True
+    )
+    assert CheckOutcome.of(parity) == CheckOutcome("onnx_model", "onnx_parity", True, "")
+
+
+def test_failed_gates_and_the_summary_read_the_outcomes(tmp_path, capsys):
+    run = GraphRun(["b1"])
+    run.checks += [
+        CheckOutcome("onnx_model", "onnx_parity", True, ""),
+        CheckOutcome("metric_category", "category_gate", False, "fused F1 below the floor"),
+    ]
+    assert run.failed_gates == ["category_gate"] and run.success
+
+    print_summary(Layout(tmp_path), run.batches, run.checks)
+    out = capsys.readouterr().out
+    rows = re.findall(r"^(\w+_(?:gate|parity)) +(pass|FAIL) +(.*)$", out, re.M)
+    assert rows == [("onnx_parity", "pass", ""), ("category_gate", "FAIL", "fused F1 below the floor")]
+    assert "published_embeddings: NOT updated" in out
+
+    print_summary(Layout(tmp_path), run.batches, run.checks[:1])
+    assert "NOT updated" not in capsys.readouterr().out
