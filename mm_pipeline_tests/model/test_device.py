@@ -4,6 +4,7 @@ and fine-tuning through the device code path on the CPU."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from mm_pipeline.model.device import (
 from mm_pipeline.model.events import StepEvent
 from mm_pipeline.model.pairs import PairedData
 from mm_pipeline.model.split import NO_GROUP
-from mm_pipeline.model.train import RECIPES, fine_tune, step_inputs
+from mm_pipeline.model.train import RECIPES, batches_of, fine_tune, step_inputs
 
 MICRO_CONFIG = {
     "embed_dim": 32,
@@ -133,12 +134,32 @@ def test_step_inputs_are_seeded_per_step():
     index = np.arange(8)
     first = step_inputs(data, index, recipe, 5, torch.device("cpu"))
     again = step_inputs(data, index, recipe, 5, torch.device("cpu"))
-    assert set(first) == {"images", "ids", "same", "image_view", "text_view"}
+    assert set(first) == {"images", "ids", "same", "image_view"}
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert not torch.equal(
         first["images"], step_inputs(data, index, recipe, 6, torch.device("cpu"))["images"]
     )
     assert first["same"][0, 1] and not first["same"][0, 0]
+
+
+@pytest.mark.parametrize(("device", "ahead"), [("cpu", False), ("cuda", True)])
+def test_training_batches_are_made_ahead_only_for_a_gpu(device, ahead):
+    """On the CPU a batch is made when the loop asks for it; for a GPU the next one is already under way."""
+    made = []
+
+    def load(step: int) -> dict[str, torch.Tensor]:
+        made.append(step)
+        return {"step": torch.tensor(step)}
+
+    batches = batches_of(load, range(3), torch.device(device))
+    step, batch = next(batches)
+    assert step == 0 and int(batch["step"]) == 0
+    if ahead:
+        deadline = time.monotonic() + 5
+        while made != [0, 1] and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert made == ([0, 1] if ahead else [0])
+    assert [s for s, _ in batches] == [1, 2] and made == [0, 1, 2]
 
 
 def _train(compute: Compute, tmp_path: Path) -> tuple[dict, list[dict]]:
