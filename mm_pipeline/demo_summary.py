@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -13,7 +14,7 @@ if TYPE_CHECKING:
     from mm_pipeline.defs.in_process.runner import CheckOutcome
 
 
-def print_summary(layout: Layout, batches: list[str], checks: list[CheckOutcome]) -> None:
+def print_summary(layout: Layout, batches: Sequence[str], checks: Sequence[CheckOutcome]) -> None:
     print("\nbatch            accepted  rejected")
     for batch in batches:
         accepted, rejected = layout.raw_accepted(batch), layout.raw_rejected(batch)

@@ -36,12 +36,15 @@ def test_a_check_evaluation_becomes_a_frozen_outcome_with_its_verdict():
 
 
 def test_failed_gates_and_the_summary_read_the_outcomes(tmp_path, capsys):
-    run = GraphRun(["b1"])
-    run.checks += [
+    checks = (
         CheckOutcome("onnx_model", "onnx_parity", True, ""),
         CheckOutcome("metric_category", "category_gate", False, "fused F1 below the floor"),
-    ]
+    )
+    run = GraphRun(("b1",), checks=checks)
     assert run.failed_gates == ["category_gate"] and run.success
+    assert not GraphRun(("b1",), failures=("model_job",)).success
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        run.failures = ("model_job",)  # type: ignore[misc]
 
     print_summary(Layout(tmp_path), run.batches, run.checks)
     out = capsys.readouterr().out

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import dagster as dg
 
@@ -38,15 +38,15 @@ class CheckOutcome:
         return f"{self.asset}_{self.check}"
 
 
-@dataclass
+@dataclass(frozen=True)
 class GraphRun:
-    """What :func:`materialize_graph` did, filled in stage by stage: the batches, the stages that failed, the
-    Dagster run ids and every asset check's outcome, in order."""
+    """What :func:`materialize_graph` did: the batches, the stages that failed, the Dagster run ids and every
+    asset check's outcome, in order."""
 
-    batches: list[str]
-    failures: list[str] = field(default_factory=list)
-    run_ids: list[str] = field(default_factory=list)
-    checks: list[CheckOutcome] = field(default_factory=list)
+    batches: tuple[str, ...]
+    failures: tuple[str, ...] = ()
+    run_ids: tuple[str, ...] = ()
+    checks: tuple[CheckOutcome, ...] = ()
 
     @property
     def failed_gates(self) -> list[str]:
@@ -86,7 +86,7 @@ def materialize_graph(
         log(line)
     for line in register_batches(instance, batches):
         log(line)
-    outcome = GraphRun(batches)
+    failures, run_ids, outcomes = [], [], []
     total = sum(len(batches) if partitioned else 1 for _, partitioned in stages)
     step = 0
     for job_name, partitioned in stages:
@@ -99,13 +99,13 @@ def materialize_graph(
                 instance=instance, partition_key=key, raise_on_error=False, tags=process_tags()
             )
             log(f"[{step}/{total}] {label} finished in {time.perf_counter() - started:.0f} s")
-            outcome.run_ids.append(result.run_id)
+            run_ids.append(result.run_id)
             checks = [CheckOutcome.of(c) for c in result.get_asset_check_evaluations()]
-            outcome.checks += checks
+            outcomes += checks
             failed_checks = {c.step_key for c in checks if not c.passed}
             failed_steps = {e.step_key for e in result.all_events if e.is_step_failure}
             if not result.success and not failed_steps <= failed_checks:
-                outcome.failures.append(label)
-        if outcome.failures:
+                failures.append(label)
+        if failures:
             break
-    return outcome
+    return GraphRun(tuple(batches), tuple(failures), tuple(run_ids), tuple(outcomes))
