@@ -7,7 +7,8 @@ Runs: the pretrained recipe (Adam, lr 1e-6, batch 32) on the real ruclip-vit-bas
 with random weights (speed does not depend on weight values), and one epoch of the compact recipe on the compact
 model. Inputs: real Flipkart photos, letterboxed into memory-mapped stores as ``image_tensors`` are, and titles
 from ../shared/data/flipkart1050 (repeated when a run needs more rows). Every run calls ``fine_tune`` itself
-(batches read and augmented one step ahead in a thread, pinned and copied asynchronously to a GPU, autocast) in
+(on a GPU batches read and augmented one step ahead in a thread, pinned and copied asynchronously; on the CPU
+made inline; autocast) in
 a fresh process on the CPU (peak RSS is per run) and in one fresh process for all runs on a GPU
 (``torch.cuda.max_memory_allocated``, reset per run).
 products/s excludes the first steps (warm-up) and validation; the compact row's epoch time includes both.

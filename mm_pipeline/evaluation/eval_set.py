@@ -52,12 +52,13 @@ def read_base_embeddings(layout: Layout) -> tuple[np.ndarray, dict[str, np.ndarr
 def load_eval_set(layout: Layout, batches: Sequence[BatchFiles]) -> EvalSet:
     """The eval products of the served ``batches`` with their fine-tuned vectors (every vector column all the
     batches' embeddings have, as stored), base-model vectors and 24x24 thumbnails from the image tensor stores,
-    in the base model's row order; its arrays are read-only.
+    in the base model's row order. Its vector and thumbnail arrays are read-only; treat the rest as read-only
+    too.
 
-    The last set loaded is kept for as long as none of the files it was read from changes (path, size and
-    modification time), so the metric steps of one in-process run (``mm-pipeline run``) read and vectorize
-    it once instead of once per task. Raises :class:`UnservedProductsError` when the base vectors hold a
-    product none of ``batches`` has."""
+    The process keeps the last set loaded for as long as none of the files it was read from changes (path,
+    inode, size and modification time), so the metric steps of one in-process run (``mm-pipeline run``) read
+    and vectorize it once instead of once per task. Raises :class:`UnservedProductsError` when the base
+    vectors hold a product none of ``batches`` has."""
     signature = _inputs_signature(layout, batches)
     if signature not in _LAST_LOADED:
         _LAST_LOADED.clear()
@@ -69,7 +70,8 @@ _LAST_LOADED: dict[tuple, EvalSet] = {}
 
 
 def _inputs_signature(layout: Layout, batches: Sequence[BatchFiles]) -> tuple:
-    """What identifies the inputs of :func:`load_eval_set`: every file it reads, with size and mtime."""
+    """What identifies the inputs of :func:`load_eval_set`: every file it reads, with inode, size and mtime
+    (files are replaced by atomic renames, so a rewrite is a new inode)."""
     base = pin(layout.base_embeddings_dir)
     paths = [base / layout.base_nm.name, *(base / layout.base_vectors(kind).name for kind in BASE_KINDS)]
     for batch in batches:
@@ -78,7 +80,8 @@ def _inputs_signature(layout: Layout, batches: Sequence[BatchFiles]) -> tuple:
     for path in map(Path, paths):
         # a missing file is left for the read to report
         stat = path.stat() if path.exists() else None
-        signature.append((str(path.resolve()), stat and stat.st_size, stat and stat.st_mtime_ns))
+        identity = (stat.st_ino, stat.st_size, stat.st_mtime_ns) if stat else None
+        signature.append((str(path.resolve()), identity))
     return tuple(signature)
 
 

@@ -1,4 +1,4 @@
-"""Random training views of images: flips, crops and colour jitter.
+"""Random training views: augmented images (flip, crop and colour jitter) and texts with dropped tokens.
 
 Every function draws from the generator it is given, so a caller seeding one per step (as
 :func:`mm_pipeline.model.train.step_inputs` does) gets the same views when a resumed run repeats that step.
@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from mm_pipeline.prep.tokens import EOS_ID, token_lengths
 
 AUGMENTATIONS = ("none", "flip", "crop_jitter")
 
@@ -25,9 +27,10 @@ def augment_images(images: torch.Tensor, kind: str, generator: torch.Generator) 
         raise ValueError(f"unknown augmentation {kind!r}; choose from {AUGMENTATIONS}")
     if kind == "none":
         return images
-    # One image at a time: batched, the flip select, float copy and jitter ran as whole-batch parallel regions
-    # in a prefetch thread beside the training step's own (on 2 busy cores 3x slower than serial); per image
-    # they stay below ATen's parallel grain (only the interpolation still splits). Bit-identical views.
+    # One image at a time: batched, the flip select, float copy and jitter run as whole-batch parallel regions,
+    # which in a GPU run's prefetch thread compete with the training step's own (measured on 2 busy cores: 3x
+    # slower than serial); per image they stay below ATen's parallel grain (only the interpolation still
+    # splits). Bit-identical views.
     n, height, width, _ = images.shape
     flips = (torch.rand(n, generator=generator) < 0.5).tolist()
     if kind == "flip":
@@ -51,3 +54,15 @@ def augment_images(images: torch.Tensor, kind: str, generator: torch.Generator) 
         view = (view * brightness[i : i + 1] * channel[i : i + 1]).clamp_(0, 255).round_()
         views[i] = view[0].permute(1, 2, 0)
     return views
+
+
+def drop_tokens(ids: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """A text view of token ids ``[N, L]`` (same shape and dtype): each token between BOS and EOS is removed
+    with probability ``fraction``, the rest shifted left and followed by EOS and padding."""
+    lengths = token_lengths(ids)
+    view = np.zeros_like(ids)
+    for row, length in enumerate(lengths):
+        inner = ids[row, 1 : length - 1]
+        kept = inner[rng.random(len(inner)) >= fraction]
+        view[row, 0], view[row, 1 : len(kept) + 1], view[row, len(kept) + 1] = ids[row, 0], kept, EOS_ID
+    return view

@@ -1,6 +1,6 @@
 """The training objective: the symmetric in-batch image↔text cross-entropy (as in the original project's
 ``train_model.py``), with other rows of one product left out of the negatives, plus, for models trained from
-scratch, the same loss between two views of each image (SLIP, Mu et al. 2021).
+scratch, the same loss between two views of each image and of each text (SLIP, Mu et al. 2021).
 
 :func:`step_loss` is one training step's forward pass and loss. Losses are always computed in fp32, whatever
 precision the towers ran in.
@@ -69,17 +69,19 @@ def step_loss(
 
     ``batch`` is :func:`mm_pipeline.model.train.step_inputs` on the device: uint8 ``images`` ``[B, S, S, 3]``,
     int64 ``ids`` ``[B, L]``, bool ``same`` ``[B, B]`` and, when ``view_loss_weight`` is not 0, the second
-    image view ``image_view``, whose loss against the first is added with that weight.
+    views ``image_view`` and ``text_view``, whose in-modality losses are added with that weight.
     """
     with compute.autocast():
         image_features = towers.image(batch["images"]).float()
         text_features = towers.text(batch["ids"]).float()
         if view_loss_weight:
             image_view = towers.image(batch["image_view"]).float()
+            text_view = towers.text(batch["text_view"]).float()
     same = batch["same"]
     loss = contrastive_loss(image_features, text_features, towers.clip.logit_scale, same)
     if view_loss_weight:
-        loss = loss + view_loss_weight * contrastive_loss(
-            image_features, image_view, towers.view_logit_scale, same
+        loss = loss + view_loss_weight * (
+            contrastive_loss(image_features, image_view, towers.view_logit_scale, same)
+            + contrastive_loss(text_features, text_view, towers.view_logit_scale, same)
         )
     return loss

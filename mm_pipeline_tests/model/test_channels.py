@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from mm_pipeline.inference.encoders import OnnxEncoders, fuse
+from mm_pipeline.inference.encoders import OnnxEncoders, fuse, read_vectors, write_embeddings
 from mm_pipeline.model.channels import fit_channels
 from mm_pipeline.model.clip import load_folder, save_folder
 from mm_pipeline.model.export import check_parity, export_towers
@@ -94,6 +96,23 @@ def test_lexical_channel_is_saved_exported_and_applied_identically(tmp_path, tin
         == sum(encoders.dims[c] for c in ("image", "text", "lexical"))
     )
     assert np.allclose(np.linalg.norm(vectors["fused"], axis=1), 1.0, atol=1e-5)
+
+    # write_embeddings makes each chunk's lexical vectors beside the towers, in the image loader's thread
+    threads = []
+    encode_lexical = encoders.encode_lexical
+
+    def recorded(texts):
+        threads.append(threading.current_thread())
+        return encode_lexical(texts)
+
+    encoders.encode_lexical = recorded
+    written = tmp_path / "written.parquet"
+    write_embeddings(
+        encoders, np.arange(3), PROBES, lambda start, stop: images[start:stop], written, chunk_size=2
+    )
+    assert len(threads) == 2 and threading.main_thread() not in threads
+    for column in ("lexical", "fused"):
+        np.testing.assert_allclose(read_vectors(written, column)[1], vectors[column], atol=1e-6)
 
     ids = model.tokenizer.encode(PROBES)
     report = check_parity(reloaded.clip, onnx_dir, images, ids, PROBES, reloaded.lexical)

@@ -134,7 +134,7 @@ def test_step_inputs_are_seeded_per_step():
     index = np.arange(8)
     first = step_inputs(data, index, recipe, 5, torch.device("cpu"))
     again = step_inputs(data, index, recipe, 5, torch.device("cpu"))
-    assert set(first) == {"images", "ids", "same", "image_view"}
+    assert set(first) == {"images", "ids", "same", "image_view", "text_view"}
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert not torch.equal(
         first["images"], step_inputs(data, index, recipe, 6, torch.device("cpu"))["images"]

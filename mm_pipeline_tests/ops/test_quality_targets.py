@@ -23,6 +23,7 @@ from mm_pipeline.layout import Layout
 from mm_pipeline_tests.conftest import REPO, shared_set
 
 NOISE_SE = 2.0
+DUPLICATES_PAIR_NOISE = 0.02  # lamoda_hats pair F1, see the test
 
 
 def not_worse(gap: float, se: float) -> bool:
@@ -84,5 +85,8 @@ def test_lamoda_photos_of_one_hat_are_found_and_fine_tuning_keeps_them(tmp_path)
     layout = run_real_set("lamoda_hats", tmp_path)
     duplicates = summary(layout, "duplicates")
     assert duplicates["ground_truth"] == "dup_group column"
-    assert duplicates["fused_f1"] >= duplicates["base_fused_f1"]
+    # 59 hats: one pair more or less at the chosen threshold moves pair F1 by about 0.01, and training from
+    # scratch on 238 photos differs by that much between runs on one CPU (seen: 0.959 vs base 0.966 in one
+    # run of five, 1.000 in the others). The regression this guards against was 0.712 vs 0.952.
+    assert duplicates["fused_f1"] >= duplicates["base_fused_f1"] - DUPLICATES_PAIR_NOISE
     assert duplicates["fused_recall_at_5"] >= 0.9
