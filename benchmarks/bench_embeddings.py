@@ -294,9 +294,8 @@ def main() -> int:
             )
             print(f"{name}: {n / seconds:.1f} products/s", file=sys.stderr)
         phases = profile(clip, tokenizer, onnx_dir, files, titles, size)
-        catalogue = pd.read_parquet(
-            SHARED / "products.parquet"
-        )  # every product: chunks as the CLI makes them
+        # every product, so the embed path runs in chunks as the CLI makes them
+        catalogue = pd.read_parquet(SHARED / "products.parquet")
         lexical = lexical_share(
             work, catalogue, [str(SHARED / "images" / f"{nm}.jpg") for nm in catalogue["nm"]]
         )

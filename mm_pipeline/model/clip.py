@@ -116,7 +116,7 @@ def context_length(
     if ruclip_dir:
         return int(json.loads((Path(ruclip_dir) / CONFIG_FILE).read_text())["context_length"])
     if ruclip_name:
-        config = Path(downloads_dir) / ruclip_name / CONFIG_FILE if downloads_dir else None
+        config = download_folder(downloads_dir, ruclip_name) / CONFIG_FILE if downloads_dir else None
         if config is None or not config.is_file():
             return CONTEXT_LENGTH
         return int(json.loads(config.read_text())["context_length"])
@@ -228,6 +228,11 @@ def _probe_address(endpoint: str) -> tuple[str, int]:
     return url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
 
 
+def download_folder(cache_dir: Path | str, name: str) -> Path:
+    """Where :func:`download` keeps the ruCLIP model ``name``."""
+    return Path(cache_dir) / name
+
+
 def download(name: str, cache_dir: Path, timeout: float = 5.0) -> LoadedModel:
     """A ``ruclip.MODELS`` folder: from ``cache_dir/name`` when complete, else downloaded from the hub.
 
@@ -236,7 +241,7 @@ def download(name: str, cache_dir: Path, timeout: float = 5.0) -> LoadedModel:
     """
     if name not in ruclip.MODELS:
         raise ModelSourceError(f"unknown ruCLIP model {name!r}; known: {', '.join(ruclip.MODELS)}")
-    folder = Path(cache_dir) / name
+    folder = download_folder(cache_dir, name)
     if not all((folder / f).is_file() for f in MODEL_FILES):
         endpoint = os.environ.get("HF_ENDPOINT", DEFAULT_HF_ENDPOINT).rstrip("/")
         try:
