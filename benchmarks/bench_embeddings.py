@@ -179,12 +179,15 @@ def embed_seconds(encoders: OnnxEncoders, files: list[str], texts: list[str], ou
 TRAINED_FUSION_WEIGHTS = {"image": 0.2, "text": 0.1, "lexical": 0.7}
 
 
-def lexical_share(work: Path, products: pd.DataFrame, files: list[str], repeats: int = 3) -> pd.DataFrame:
+def lexical_share(work: Path, products: pd.DataFrame, files: list[str], rounds: int = 9) -> pd.DataFrame:
     """What the lexical channel adds to embedding with the compact model (random weights; the default without
-    pretrained ruCLIP), projection fitted on the products' texts and fused with ``TRAINED_FUSION_WEIGHTS``:
-    the embed path (:func:`embed_seconds`, ORT int8) timed with the lexical channel and without it (no
-    projection, image and text fused alone), alternately, best of ``repeats`` each; and the projection alone.
-    Seconds per 100 products; ``lexical adds`` = with / without - 1."""
+    pretrained ruCLIP), projection fitted on the products' texts and fused with ``TRAINED_FUSION_WEIGHTS``.
+
+    The embed path (:func:`embed_seconds`, ORT int8) runs with the lexical channel and without it (no
+    projection, image and text fused alone) once per round, in alternating order; a round's ratio is
+    with / without. On a 2-core machine a single run's wall time varies by ~10%, about the size of the
+    effect, so the table gives the median ratio over ``rounds`` rounds (``lexical adds``), the standard error
+    of the mean ratio and the best-of ratio; and the projection alone. Seconds per 100 products."""
     texts = (products["title"] + ". " + products["description"].fillna("")).tolist()
     bpe = train_bpe(texts, work / "compact_bpe" / "bpe.model", vocab_size=2000)
     config = {**COMPACT_CONFIG, "vocab_size": TextTokenizer(bpe).vocab_size}
@@ -202,23 +205,28 @@ def lexical_share(work: Path, products: pd.DataFrame, files: list[str], repeats:
     without_lexical.lexical = None
     without_lexical.fusion_weights = {c: w for c, w in TRAINED_FUSION_WEIGHTS.items() if c != "lexical"}
     per_100 = 100 / len(files)
+    embed_seconds(with_lexical, files, texts, work / "lexical_share.parquet")  # warm-up: page cache, arenas
     seconds: dict[str, list[float]] = {"with": [], "without": []}
-    for _ in range(repeats):
-        for name, encoders in (("with", with_lexical), ("without", without_lexical)):
+    for round_ in range(rounds):
+        order = (("with", with_lexical), ("without", without_lexical))
+        for name, encoders in order if round_ % 2 == 0 else order[::-1]:
             seconds[name].append(embed_seconds(encoders, files, texts, work / "lexical_share.parquet"))
+    ratios = np.array(seconds["with"]) / np.array(seconds["without"])
     alone = []
-    for _ in range(repeats):
+    for _ in range(3):
         started = time.perf_counter()
         with_lexical.lexical.transform(texts)
         alone.append((time.perf_counter() - started) * per_100)
-    embed, embed_without = min(seconds["with"]) * per_100, min(seconds["without"]) * per_100
     return pd.DataFrame(
         [
             {
-                "embed s/100": embed,
-                "embed without lexical s/100": embed_without,
+                "embed s/100 (median)": np.median(seconds["with"]) * per_100,
+                "without lexical s/100 (median)": np.median(seconds["without"]) * per_100,
                 "lexical alone s/100": min(alone),
-                "lexical adds": embed / embed_without - 1,
+                "lexical adds (median of rounds)": np.median(ratios) - 1,
+                "se": ratios.std(ddof=1) / np.sqrt(rounds),
+                "best-of adds": min(seconds["with"]) / min(seconds["without"]) - 1,
+                "rounds": rounds,
             }
         ]
     )
