@@ -10,7 +10,8 @@ speed does not depend on weight values). Inputs: real Flipkart products (JPEGs +
 (b) torch eager, one text per product, batch 32
 (c) ours, ONNX Runtime fp32, length-sorted trimmed text, decode overlapped with inference
 (d) ours, ONNX Runtime int8 (dynamic quantization)
-(e) reference: torch bf16 autocast (where the CPU supports it)
+(e) reference: torch bf16 autocast (where the CPU computes bf16 in hardware)
+(f) ours, the fp32 export on OpenVINO in bf16 (the ``bf16`` variant, where the CPU computes bf16 in hardware)
 
 The export goes through the parity check and its timing as ``onnx_parity`` does (on the first 16 products),
 and the table marks the variant ``MM_ONNX_VARIANT=auto`` (the default) picks from that timing on this CPU.
@@ -36,11 +37,13 @@ import torch
 from PIL import Image
 
 from mm_pipeline.inference.encoders import (
+    NATIVE_BF16_FLAGS,
     OnnxEncoders,
     cpu_signature,
     l2_normalize,
     read_vectors,
     resolve_variant,
+    runnable_variants,
     write_embeddings,
 )
 from mm_pipeline.model.clip import (
@@ -142,15 +145,6 @@ def profile(clip, tokenizer: TextTokenizer, onnx_dir: Path, files, titles, size:
         ("text tower (torch: 77 tokens; ORT: sorted + trimmed)", torch_text, ort_text),
     ]
     return pd.DataFrame(rows, columns=["phase", "(b) torch fp32 s/100", "(d) ORT int8 s/100"])
-
-
-def native_bf16() -> bool:
-    """Whether the CPU computes bf16 in hardware (AVX512-BF16 or AMX); elsewhere torch emulates it slowly."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -268,7 +262,12 @@ def main() -> int:
         write_parity(parity, onnx_dir)
         choice = resolve_variant(onnx_dir, "auto")
         print(f"MM_ONNX_VARIANT=auto: {choice.variant} ({choice.reason})", file=sys.stderr)
-        onnx_paths = {"fp32": "(c) ours: ORT fp32, trimmed text", "int8": "(d) ours: ORT int8, trimmed text"}
+        onnx_paths = {
+            "fp32": "(c) ours: ORT fp32, trimmed text",
+            "int8": "(d) ours: ORT int8, trimmed text",
+            "bf16": "(f) ours: OpenVINO bf16, trimmed text",
+        }
+        onnx_paths = {v: name for v, name in onnx_paths.items() if v in runnable_variants()}
         paths = {
             "(a) seed: torch + Predictor, 6 templates, bs 10": lambda: seed_style(
                 clip, folder, files, titles
@@ -281,7 +280,7 @@ def main() -> int:
                 for variant, name in onnx_paths.items()
             },
         }
-        if native_bf16():
+        if NATIVE_BF16_FLAGS & set(cpu_signature()["flags"]):
             paths["(e) torch bf16 autocast"] = lambda: torch_eager(
                 clip, tokenizer, files, titles, size, bf16=True
             )

@@ -9,6 +9,7 @@ chunk overlaps inference.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import platform
@@ -98,12 +99,17 @@ def _fuse_without(
 
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
-# The ONNX variants every export writes, in the order they are checked and reported, and the suffix of their
-# towers' files: image<suffix>.onnx, text<suffix>.onnx. The one list of variants: the others derive from it.
-VARIANT_SUFFIXES = {"fp32": "", "int8": ".int8"}
+# The variants of an export, in the order they are checked and reported, and the suffix of the towers' files
+# each reads: image<suffix>.onnx, text<suffix>.onnx. The one list of variants: the others derive from it.
+# ``fp32`` and ``int8`` (dynamic quantization) run on ONNX Runtime; ``bf16`` runs the fp32 files on OpenVINO
+# in bf16 (``INFERENCE_PRECISION_HINT``), only on CPUs that compute bf16 in hardware (:func:`runnable_variants`):
+# ONNX Runtime's CPU provider has no bf16 kernels.
+VARIANT_SUFFIXES = {"fp32": "", "int8": ".int8", "bf16": ""}
 ONNX_VARIANTS = tuple(VARIANT_SUFFIXES)
-# preference among variants that time the same (ties): the smaller model, the quantized one, first
-VARIANT_ORDER = tuple(reversed(ONNX_VARIANTS))
+OPENVINO_VARIANTS = frozenset({"bf16"})
+# preference among variants that time the same (ties): the quantized one, then the fp32 files on ONNX Runtime
+VARIANT_ORDER = ("int8", "fp32", "bf16")
+NATIVE_BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})  # /proc/cpuinfo flags of hardware bf16
 
 
 def onnx_file(folder: Path | str, tower: str, variant: str) -> Path:
@@ -154,6 +160,50 @@ def onnx_session(
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
     return ort.InferenceSession(str(path), options, providers=list(providers))
+
+
+Tower = Callable[[np.ndarray], np.ndarray]
+"""One tower of an export: its single input (uint8 ``[N, R, R, 3]`` images or int64 ``[N, T]`` token ids) →
+float32 ``[N, embed_dim]`` features."""
+
+
+def load_tower(
+    onnx_dir: Path | str,
+    tower: str,
+    variant: str,
+    threads: int = 0,
+    providers: Sequence[str] = ("CPUExecutionProvider",),
+) -> Tower:
+    """``tower`` (``image`` or ``text``) of the export in ``onnx_dir`` in ``variant``, on ``threads`` threads
+    (0: the runtime's default, one per core): an ONNX Runtime session (``providers``), or for ``bf16`` an
+    OpenVINO CPU model compiled with bf16 inference precision (OpenVINO is imported only then).
+    Raises ONNX Runtime's ``NoSuchFile`` (OpenVINO's ``RuntimeError``) for a missing file."""
+    path = onnx_file(onnx_dir, tower, variant)
+    if variant in OPENVINO_VARIANTS:
+        import openvino
+
+        config = {"INFERENCE_PRECISION_HINT": variant, "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        compiled = openvino.Core().compile_model(str(path), "CPU", config)
+        return lambda x: np.array(compiled(x)[0], dtype=np.float32)
+    session = onnx_session(path, threads, providers)
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x})[0]
+
+
+def openvino_installed() -> bool:
+    """Whether the ``openvino`` package can be imported (it is not imported here)."""
+    return importlib.util.find_spec("openvino") is not None
+
+
+def runnable_variants(cpu: dict | None = None) -> tuple[str, ...]:
+    """The variants this machine can run, in ``ONNX_VARIANTS`` order: ``fp32`` and ``int8`` everywhere;
+    ``bf16`` where OpenVINO is installed and the CPU (``cpu``, default :func:`cpu_signature`) has one of
+    ``NATIVE_BF16_FLAGS`` (elsewhere bf16 is emulated, several times slower than fp32)."""
+    cpu = cpu_signature() if cpu is None else cpu
+    bf16 = bool(NATIVE_BF16_FLAGS & set(cpu["flags"])) and openvino_installed()
+    return tuple(v for v in ONNX_VARIANTS if v not in OPENVINO_VARIANTS or bf16)
 
 
 AUTO = "auto"
@@ -231,19 +281,16 @@ def time_variants(
     manifest = read_manifest(onnx_dir)
     images, ids = _timing_inputs(onnx_dir, manifest)
     threads = threads or os.cpu_count() or 1
-    sessions = {
-        v: (
-            onnx_session(onnx_file(onnx_dir, "image", v), threads),
-            onnx_session(onnx_file(onnx_dir, "text", v), threads),
-        )
+    towers = {
+        v: (load_tower(onnx_dir, "image", v, threads), load_tower(onnx_dir, "text", v, threads))
         for v in variants
     }
 
     def run(variant: str) -> float:
-        image, text = sessions[variant]
+        image, text = towers[variant]
         started = time.perf_counter()
-        image.run(None, {"images": images})
-        text.run(None, {"input_ids": ids})
+        image(images)
+        text(ids)
         return time.perf_counter() - started
 
     for variant in variants:
@@ -298,17 +345,17 @@ def resolve_variant(
 ) -> VariantChoice:
     """The variant of the export in ``onnx_dir`` to run, among those that passed parity (``parity.json``).
 
-    ``wanted`` ``int8`` or ``fp32``: that one if it passed, else fp32. ``auto``: the fastest passing variant
-    on this CPU (``cpu``, default :func:`cpu_signature`): the ranking ``onnx_parity`` timed when it ran on a CPU
-    with the same ``CPU_FLAGS``, else one timed now with ``threads`` (:func:`time_variants`, once per process
-    and export). With CUDA first in ``providers``, ``auto`` runs fp32 (int8 dynamic graphs fall back to the
-    CPU there).
+    ``wanted`` ``int8``, ``fp32`` or ``bf16``: that one if it passed and this machine runs it
+    (:func:`runnable_variants`), else fp32. ``auto``: the fastest passing variant this CPU (``cpu``, default
+    :func:`cpu_signature`) runs: the ranking ``onnx_parity`` timed when it ran on a CPU with the same
+    ``CPU_FLAGS``, else one timed now with ``threads`` (:func:`time_variants`, once per process and export).
+    With CUDA first in ``providers``, ``auto`` runs fp32 (int8 dynamic graphs fall back to the CPU there).
 
     Raises :class:`ParityError` when the check has not run on this export or failed: an unchecked variant is
     never used; ``ValueError`` for an unknown ``wanted``.
     """
     if wanted not in (AUTO, *VARIANT_ORDER):
-        raise ValueError(f"MM_ONNX_VARIANT={wanted!r} is not one of auto, int8, fp32")
+        raise ValueError(f"MM_ONNX_VARIANT={wanted!r} is not one of {', '.join((AUTO, *VARIANT_ORDER))}")
     onnx_dir = pin(onnx_dir)  # one export version, even while a new one is being written
     if not (onnx_dir / PARITY_FILE).exists():
         raise ParityError(
@@ -323,14 +370,18 @@ def resolve_variant(
             f"{onnx_dir} failed onnx_parity (passed variants: {', '.join(parity['passed_variants']) or 'none'}); "
             "fix and re-export the model"
         )
-    passed = parity["passed_variants"]
+    cpu = cpu_signature() if cpu is None else cpu
+    passed = [v for v in parity["passed_variants"] if v in runnable_variants(cpu)]
     if wanted != AUTO:
         if wanted in passed:
             return VariantChoice(wanted, wanted, "configured")
+        if wanted in parity["passed_variants"]:
+            return VariantChoice(
+                "fp32", wanted, f"{wanted} does not run here (needs hardware bf16 and OpenVINO)"
+            )
         return VariantChoice("fp32", wanted, f"{wanted} failed parity")
     if providers and providers[0] == CUDA_PROVIDER:
         return VariantChoice("fp32", wanted, "CUDA provider: fp32 (int8 dynamic graphs fall back to the CPU)")
-    cpu = cpu_signature() if cpu is None else cpu
     recorded = parity.get("timing") or {}
     if recorded.get("cpu", {}).get("flags") == cpu["flags"] and set(passed) <= set(recorded["seconds"]):
         timings = {v: recorded["seconds"][v] for v in passed}
@@ -350,8 +401,9 @@ def choose_variant(onnx_dir: Path | str, wanted: str = AUTO, threads: int | None
 
 
 class OnnxEncoders:
-    """The channels of one exported model folder: image and text towers in the chosen variant (``fp32`` or
-    ``int8``), the lexical projection when the export has one, and the fusion weights of its manifest.
+    """The channels of one exported model folder: image and text towers in the chosen variant (``fp32``,
+    ``int8`` or ``bf16``; :func:`load_tower`), the lexical projection when the export has one, and the fusion
+    weights of its manifest.
 
     ``device`` (``MM_DEVICE``) picks ONNX Runtime's providers (:func:`execution_providers`)."""
 
@@ -363,8 +415,8 @@ class OnnxEncoders:
         self.manifest = read_manifest(self.onnx_dir)
         threads = threads or os.cpu_count() or 1
         self.providers = execution_providers(device)
-        self.image_session = onnx_session(onnx_file(self.onnx_dir, "image", variant), threads, self.providers)
-        self.text_session = onnx_session(onnx_file(self.onnx_dir, "text", variant), threads, self.providers)
+        self.image_tower = load_tower(self.onnx_dir, "image", variant, threads, self.providers)
+        self.text_tower = load_tower(self.onnx_dir, "text", variant, threads, self.providers)
         self.tokenizer = TextTokenizer(self.onnx_dir / BPE_FILE, self.manifest["context_length"])
         lexical_path = self.onnx_dir / LEXICAL_FILE
         self.lexical = LexicalProjection.load(lexical_path) if lexical_path.exists() else None
@@ -390,7 +442,7 @@ class OnnxEncoders:
     def encode_images(self, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
         # measured on ViT-B/32-384 with 2 cores: batches of 16 run 15% faster than 32 in fp32, as fast in int8
         outputs = [
-            self.image_session.run(None, {"images": np.ascontiguousarray(images[s : s + batch_size])})[0]
+            self.image_tower(np.ascontiguousarray(images[s : s + batch_size]))
             for s in range(0, len(images), batch_size)
         ]
         return np.concatenate(outputs) if outputs else np.zeros((0, self.manifest["embed_dim"]), np.float32)
@@ -404,7 +456,7 @@ class OnnxEncoders:
         result = np.zeros((len(ids), self.manifest["embed_dim"]), dtype=np.float32)
         for start in range(0, len(ids), batch_size):
             index = order[start : start + batch_size]
-            result[index] = self.text_session.run(None, {"input_ids": trim_padding(ids[index])})[0]
+            result[index] = self.text_tower(trim_padding(ids[index]))
         return result
 
     def encode_lexical(self, texts: Sequence[str]) -> np.ndarray | None:

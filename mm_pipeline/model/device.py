@@ -17,7 +17,7 @@ from typing import TypeVar
 import torch
 from torch import nn
 
-from mm_pipeline.inference.encoders import cpuinfo_fields
+from mm_pipeline.inference.encoders import NATIVE_BF16_FLAGS, cpuinfo_fields
 
 DEVICES = ("auto", "cpu", "cuda")
 # bf16 autocast on a native-bf16 CPU (AVX512-BF16, measured by benchmarks/bench_training.py) trains
@@ -28,7 +28,6 @@ CPU_BF16_MIN_PARAMETERS = 50_000_000
 # waits on kernel launches and the casts add more) and at batch 128 at 2.55x (1,054 vs 413 products/s); the
 # compact model at batch 64 runs at 0.28x
 GPU_BF16_MIN_BATCH = 128
-NATIVE_BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})  # /proc/cpuinfo flags of hardware bf16
 
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:

@@ -32,9 +32,10 @@ from mm_pipeline.inference.encoders import (
     BASE_FUSION_WEIGHTS,
     ONNX_VARIANTS,
     cpu_signature,
+    load_tower,
     onnx_file,
-    onnx_session,
     read_manifest,
+    runnable_variants,
     time_variants,
 )
 from mm_pipeline.model.clip import ImageTower, TextTower
@@ -52,7 +53,7 @@ from mm_pipeline.model.lexical import LexicalProjection
 from mm_pipeline.prep.tokens import BOS_ID, EOS_ID, trim_padding
 from mm_pipeline.storage import atomic_dir, write_json
 
-PARITY_FLOORS = {"fp32": 0.9999, "int8": 0.995}
+PARITY_FLOORS = {"fp32": 0.9999, "int8": 0.995, "bf16": 0.995}
 
 
 def weights_version(model_dir: Path) -> str:
@@ -140,7 +141,12 @@ class ParityReport:
 
     @property
     def passed_variants(self) -> list[str]:
-        return [v for v in ONNX_VARIANTS if all(r["passed"] for r in self.rows if r["variant"] == v)]
+        return [v for v in self.checked_variants if all(r["passed"] for r in self.rows if r["variant"] == v)]
+
+    @property
+    def checked_variants(self) -> list[str]:
+        """The variants compared, in ``ONNX_VARIANTS`` order (``bf16`` only where it runs)."""
+        return [v for v in ONNX_VARIANTS if any(r["variant"] == v for r in self.rows)]
 
     @property
     def passed(self) -> bool:
@@ -149,7 +155,7 @@ class ParityReport:
     def summary(self) -> dict[str, float]:
         """Per variant, the worst tower: ``min_cosine_<v>``, ``max_abs_diff_<v>``; and ``bytes_<v>`` of both files."""
         out = {}
-        for variant in ONNX_VARIANTS:
+        for variant in self.checked_variants:
             rows = [r for r in self.rows if r["variant"] == variant]
             out[f"min_cosine_{variant}"] = min(r["min_cosine"] for r in rows)
             out[f"max_abs_diff_{variant}"] = max(r["max_abs_diff"] for r in rows)
@@ -186,12 +192,15 @@ def check_parity(
     ids: np.ndarray,
     texts: Sequence[str] = (),
     lexical: LexicalProjection | None = None,
+    variants: Sequence[str] | None = None,
 ) -> ParityReport:
-    """Compare ONNX fp32/int8 features with ruclip's own torch encoders on real products.
+    """Compare the exported towers' features in each of ``variants`` (default: every variant this machine
+    runs, :func:`~mm_pipeline.inference.encoders.runnable_variants`) with ruclip's own torch encoders on real
+    products; a variant passes at cosine >= its ``PARITY_FLOORS`` entry on every row.
 
-    Torch reads the full 77-token ids; ONNX reads them trimmed after the last EOS, as inference does. When the
-    model has a ``lexical`` projection, the exported copy must give the same vectors for ``texts`` (the same
-    file serves both variants; a missing copy fails both). The torch reference runs on a CPU fp32 copy.
+    Torch reads the full 77-token ids; the export reads them trimmed after the last EOS, as inference does. When
+    the model has a ``lexical`` projection, the exported copy must give the same vectors for ``texts`` (the same
+    file serves every variant; a missing copy fails them all). The torch reference runs on a CPU fp32 copy.
     """
     clip = cpu_fp32(clip)
     reference = {
@@ -200,11 +209,11 @@ def check_parity(
     }
     inputs = {"image": images, "text": trim_padding(ids)}
     rows = []
-    for variant, floor in PARITY_FLOORS.items():
+    for variant in runnable_variants() if variants is None else variants:
+        floor = PARITY_FLOORS[variant]
         for tower in ("image", "text"):
+            output = load_tower(onnx_dir, tower, variant)(inputs[tower])
             path = onnx_file(onnx_dir, tower, variant)
-            sess = onnx_session(path)
-            output = sess.run(None, {sess.get_inputs()[0].name: inputs[tower]})[0]
             rows.append(_parity_row(tower, variant, output, reference[tower], floor, path))
         if lexical is not None:
             path = onnx_dir / LEXICAL_FILE

@@ -8,10 +8,20 @@ import json
 import pytest
 
 from mm_pipeline.inference import encoders
-from mm_pipeline.inference.encoders import ParityError, cpu_signature, fastest, resolve_variant
+from mm_pipeline.inference.encoders import (
+    ParityError,
+    cpu_signature,
+    fastest,
+    resolve_variant,
+    runnable_variants,
+)
 
 AVX2 = {"model": "AMD EPYC 7B12", "flags": ["avx2", "fma"]}
-AMX = {"model": "Intel Xeon Platinum 8480+", "flags": ["avx2", "fma", "avx512f", "amx_tile", "amx_int8"]}
+AMX = {
+    "model": "Intel Xeon Platinum 8480+",
+    "flags": ["avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16"],
+}
+ZEN4 = {"model": "AMD EPYC 9B14", "flags": ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16"]}
 
 
 def write_export(folder, passed, seconds, cpu=AVX2, version="v1"):
@@ -101,8 +111,30 @@ def test_a_configured_variant_and_the_cuda_provider_skip_timing(tmp_path, timed)
     assert resolve_variant(tmp_path, "fp32", cpu=AMX).variant == "fp32"
     cuda = resolve_variant(tmp_path, "auto", providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
     assert cuda.variant == "fp32" and "CUDA" in cuda.reason and calls == []
-    with pytest.raises(ValueError, match="not one of auto, int8, fp32"):
-        resolve_variant(tmp_path, "bf16")
+    with pytest.raises(ValueError, match="not one of auto, int8, fp32, bf16"):
+        resolve_variant(tmp_path, "fp16")
+
+
+@pytest.mark.parametrize("installed", [True, False])
+def test_bf16_runs_only_on_hardware_bf16_with_openvino_installed(tmp_path, timed, monkeypatch, installed):
+    calls, figures = timed
+    monkeypatch.setattr(encoders, "openvino_installed", lambda: installed)
+    bf16_here = ("bf16",) if installed else ()
+    assert runnable_variants(AMX) == ("fp32", "int8", *bf16_here)
+    assert runnable_variants(ZEN4) == ("fp32", "int8", *bf16_here)
+    assert runnable_variants(AVX2) == ("fp32", "int8")
+    # checked and fastest on the CPU onnx_parity ran on
+    write_export(tmp_path, ["fp32", "int8", "bf16"], {"fp32": 0.3, "int8": 0.12, "bf16": 0.04}, cpu=AMX)
+    assert resolve_variant(tmp_path, "auto", cpu=AMX).variant == ("bf16" if installed else "int8")
+    # on a CPU without hardware bf16 it is neither timed nor chosen, even when asked for
+    figures.update(fp32=0.3, int8=0.1, bf16=0.01)
+    assert resolve_variant(tmp_path, "auto", threads=2, cpu=AVX2).variant == "int8"
+    assert calls[-1] == ["fp32", "int8"]
+    asked = resolve_variant(tmp_path, "bf16", cpu=AVX2)
+    assert asked.variant == "fp32" and "does not run here" in asked.reason
+    # where parity never checked it (exported on a CPU without it), it is not used either
+    write_export(tmp_path, ["fp32", "int8"], {"fp32": 0.3, "int8": 0.12}, cpu=AVX2)
+    assert resolve_variant(tmp_path, "bf16", cpu=AMX).reason == "bf16 failed parity"
 
 
 def test_cpu_signature_reads_the_model_and_the_flags_kernels_dispatch_on():

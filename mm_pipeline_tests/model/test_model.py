@@ -18,7 +18,7 @@ import torch
 from ruclip.processor import RuCLIPProcessor
 
 from mm_pipeline.catalog.contract import validate_batch
-from mm_pipeline.inference.encoders import ParityError, choose_variant
+from mm_pipeline.inference.encoders import OnnxEncoders, ParityError, choose_variant, runnable_variants
 from mm_pipeline.layout import Layout
 from mm_pipeline.model.checkpoints import Checkpoints, fingerprint
 from mm_pipeline.model.clip import (
@@ -336,6 +336,28 @@ def test_export_matches_torch_and_broken_pooling_fails_parity(tmp_path, tiny_ruc
     assert not broken_report.passed and broken_report.passed_variants == []
     text_rows = [r for r in broken_report.rows if r["tower"] == "text"]
     assert all(not r["passed"] for r in text_rows)
+
+
+@pytest.mark.skipif(
+    "bf16" not in runnable_variants(), reason="bf16 runs only on CPUs with AVX512-BF16 or AMX, with OpenVINO"
+)
+def test_bf16_variant_runs_the_fp32_export_on_openvino_within_parity(
+    tmp_path, tiny_ruclip_dir, prepared_batches
+):
+    model, _, _, split = _training_setup(tiny_ruclip_dir, prepared_batches)
+    pairs, _ = load_pairs(prepared_batches, TextTokenizer(model.bpe_path), tmp_path / "tokens")
+    rows = np.flatnonzero(split["eval"])[:16]
+    images, ids = pairs.images(rows), pairs.ids(rows)
+    onnx_dir = export_towers(model.clip, tiny_ruclip_dir, tmp_path / "onnx")
+    report = check_parity(model.clip, onnx_dir, images, ids, variants=["fp32", "bf16"])
+    assert report.checked_variants == ["fp32", "bf16"]
+    bf16 = [r for r in report.rows if r["variant"] == "bf16"]
+    # bf16 keeps 8 bits of mantissa: close to fp32, never identical
+    assert all(0.98 < r["min_cosine"] < 1 - 1e-7 for r in bf16)
+    encoders = OnnxEncoders(onnx_dir, "bf16")
+    vectors = encoders.encode_images(images)
+    assert vectors.dtype == np.float32 and vectors.shape == (len(rows), encoders.dims["image"])
+    assert encoders.model_version.endswith("-bf16")
 
 
 def test_choose_variant_only_returns_a_variant_that_passed_parity(tmp_path):
