@@ -100,7 +100,7 @@ def _fuse_without(
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 # The variants of an export, in the order they are checked and reported, and the suffix of the towers' files
-# each reads: image<suffix>.onnx, text<suffix>.onnx. The one list of variants: the others derive from it.
+# each reads: image<suffix>.onnx, text<suffix>.onnx. The one list of variants (VARIANT_ORDER ranks the same names).
 # ``fp32`` and ``int8`` (dynamic quantization) run on ONNX Runtime; ``bf16`` runs the fp32 files on OpenVINO
 # in bf16 (``INFERENCE_PRECISION_HINT``), only on CPUs that compute bf16 in hardware (:func:`runnable_variants`):
 # ONNX Runtime's CPU provider has no bf16 kernels.

@@ -9,6 +9,8 @@ import pytest
 
 from mm_pipeline.inference import encoders
 from mm_pipeline.inference.encoders import (
+    ONNX_VARIANTS,
+    VARIANT_ORDER,
     ParityError,
     cpu_signature,
     fastest,
@@ -101,6 +103,7 @@ def test_the_choice_is_deterministic_given_the_timings():
     assert fastest(timings, ["int8", "fp32"]) == fastest(timings, ["fp32", "int8"]) == "int8"
     assert fastest({"fp32": 0.1, "int8": 0.1}, ["fp32", "int8"]) == "int8"  # a tie: the smaller model
     assert fastest(timings, ["fp32"]) == "fp32"
+    assert sorted(VARIANT_ORDER) == sorted(ONNX_VARIANTS)  # every variant has a rank for ties
     with pytest.raises(ValueError, match="was timed"):
         fastest({"int8": 0.1}, ["fp32"])
 
