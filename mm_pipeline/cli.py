@@ -10,6 +10,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+# MM_ONNX_VARIANT's values (inference.encoders: auto and VARIANT_ORDER), spelled out so that building the parser
+# does not import ONNX Runtime
+EMBED_VARIANTS = ("auto", "int8", "fp32", "bf16")
+
 
 def _progress_bar(description: str):
     bar = tqdm(desc=description, unit="item", file=sys.stderr, disable=None)
@@ -210,7 +214,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     try:
         choice = resolve_variant(model_dir, args.variant)
         encoders = OnnxEncoders(model_dir, choice.variant)
-    except ParityError as exc:
+    except (ParityError, ValueError) as exc:
         print(f"error: {one_line(exc, limit=400)}", file=sys.stderr)
         return 2
     print(f"ONNX variant {choice.variant}: {choice.reason}", file=sys.stderr)
@@ -395,9 +399,10 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--out", type=Path, required=True)
     embed.add_argument(
         "--variant",
-        choices=("auto", "int8", "fp32"),
+        choices=EMBED_VARIANTS,
         default="auto",
-        help="auto: the fastest variant that passed parity on this CPU; int8 falls back to fp32 when it failed",
+        help="auto: the fastest variant that passed parity on this CPU; a forced one falls back to fp32 when it "
+        "failed parity; bf16 (OpenVINO) needs a CPU with AVX512-BF16 or AMX",
     )
     embed.add_argument("--chunk-size", type=POSITIVE, default=256, help="products per ONNX call")
     embed.set_defaults(func=cmd_embed)

@@ -1,4 +1,5 @@
-"""ONNX Runtime encoders for product embeddings. No torch at run time: numpy, youtokentome, onnxruntime.
+"""ONNX encoders for product embeddings. No torch at run time: numpy, youtokentome, onnxruntime (and OpenVINO
+for the ``bf16`` variant).
 
 Channels: ``image`` and ``text`` (the ruCLIP towers) and ``lexical`` (LSA of the text,
 :mod:`mm_pipeline.model.lexical`), each L2-normalized; the fused vector weighs them with the weights chosen
@@ -13,6 +14,7 @@ import importlib.util
 import json
 import os
 import platform
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -164,7 +166,23 @@ def onnx_session(
 
 Tower = Callable[[np.ndarray], np.ndarray]
 """One tower of an export: its single input (uint8 ``[N, R, R, 3]`` images or int64 ``[N, T]`` token ids) →
-float32 ``[N, embed_dim]`` features."""
+float32 ``[N, embed_dim]`` features. Safe to call from several threads."""
+
+
+def import_openvino():
+    """The ``openvino`` module, imported with its usage telemetry declined unless the user already chose:
+    importing it sends usage events to Google Analytics unless ``~/intel/openvino_telemetry`` holds "0"
+    (OpenVINO's ``opt_in_out --opt_out`` writes that file; ``opt_in_out --opt_in`` reverses it). A pipeline
+    should not report home by default, so that file is written as "0" when it does not exist yet."""
+    from openvino_telemetry.utils.opt_in_checker import ConsentCheckResult, OptInChecker
+
+    checker = OptInChecker()
+    if checker.consent_file_base_dir() and not os.path.exists(checker.consent_file()):
+        checker.create_or_check_consent_dir()
+        checker.update_result(ConsentCheckResult.DECLINED)
+    import openvino
+
+    return openvino
 
 
 def load_tower(
@@ -180,13 +198,17 @@ def load_tower(
     Raises ONNX Runtime's ``NoSuchFile`` (OpenVINO's ``RuntimeError``) for a missing file."""
     path = onnx_file(onnx_dir, tower, variant)
     if variant in OPENVINO_VARIANTS:
-        import openvino
-
         config = {"INFERENCE_PRECISION_HINT": variant, "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
-        compiled = openvino.Core().compile_model(str(path), "CPU", config)
-        return lambda x: np.array(compiled(x)[0], dtype=np.float32)
+        compiled = import_openvino().Core().compile_model(str(path), "CPU", config)
+        lock = threading.Lock()  # a compiled model's call reuses one inference request
+
+        def run(x: np.ndarray) -> np.ndarray:
+            with lock:
+                return np.array(compiled(x)[0], dtype=np.float32)
+
+        return run
     session = onnx_session(path, threads, providers)
     name = session.get_inputs()[0].name
     return lambda x: session.run(None, {name: x})[0]
@@ -345,17 +367,25 @@ def resolve_variant(
 ) -> VariantChoice:
     """The variant of the export in ``onnx_dir`` to run, among those that passed parity (``parity.json``).
 
-    ``wanted`` ``int8``, ``fp32`` or ``bf16``: that one if it passed and this machine runs it
-    (:func:`runnable_variants`), else fp32. ``auto``: the fastest passing variant this CPU (``cpu``, default
-    :func:`cpu_signature`) runs: the ranking ``onnx_parity`` timed when it ran on a CPU with the same
-    ``CPU_FLAGS``, else one timed now with ``threads`` (:func:`time_variants`, once per process and export).
-    With CUDA first in ``providers``, ``auto`` runs fp32 (int8 dynamic graphs fall back to the CPU there).
+    ``wanted`` ``int8``, ``fp32`` or ``bf16``: that one if it passed parity, else fp32. ``auto``: the fastest
+    passing variant this CPU (``cpu``, default :func:`cpu_signature`) runs (:func:`runnable_variants`): the
+    ranking ``onnx_parity`` timed when it ran on a CPU with the same ``CPU_FLAGS``, else one timed now with
+    ``threads`` (:func:`time_variants`, once per process and export). With CUDA first in ``providers``,
+    ``auto`` runs fp32 (int8 dynamic graphs fall back to the CPU there).
 
     Raises :class:`ParityError` when the check has not run on this export or failed: an unchecked variant is
-    never used; ``ValueError`` for an unknown ``wanted``.
+    never used; ``ValueError`` for an unknown ``wanted`` or one this machine cannot run (``bf16`` without
+    hardware bf16 or OpenVINO: served silently as fp32, it would mix model versions across machines).
     """
     if wanted not in (AUTO, *VARIANT_ORDER):
         raise ValueError(f"MM_ONNX_VARIANT={wanted!r} is not one of {', '.join((AUTO, *VARIANT_ORDER))}")
+    cpu = cpu_signature() if cpu is None else cpu
+    runnable = runnable_variants(cpu)
+    if wanted not in (AUTO, *runnable):
+        raise ValueError(
+            f"MM_ONNX_VARIANT={wanted} does not run on this machine: it needs a CPU with AVX512-BF16 or AMX "
+            "and OpenVINO installed; use auto, int8 or fp32"
+        )
     onnx_dir = pin(onnx_dir)  # one export version, even while a new one is being written
     if not (onnx_dir / PARITY_FILE).exists():
         raise ParityError(
@@ -370,14 +400,14 @@ def resolve_variant(
             f"{onnx_dir} failed onnx_parity (passed variants: {', '.join(parity['passed_variants']) or 'none'}); "
             "fix and re-export the model"
         )
-    cpu = cpu_signature() if cpu is None else cpu
-    passed = [v for v in parity["passed_variants"] if v in runnable_variants(cpu)]
+    passed = [v for v in parity["passed_variants"] if v in runnable]
     if wanted != AUTO:
         if wanted in passed:
             return VariantChoice(wanted, wanted, "configured")
-        if wanted in parity["passed_variants"]:
+        checked = {row["variant"] for row in parity.get("rows", [])}
+        if checked and wanted not in checked:
             return VariantChoice(
-                "fp32", wanted, f"{wanted} does not run here (needs hardware bf16 and OpenVINO)"
+                "fp32", wanted, f"{wanted} was not checked: onnx_parity ran where it cannot run"
             )
         return VariantChoice("fp32", wanted, f"{wanted} failed parity")
     if providers and providers[0] == CUDA_PROVIDER:

@@ -194,7 +194,7 @@ def embeddings_model_versions(paths: Mapping[str, Path | str]) -> dict[str, list
 
 
 def require_model_version(paths: Mapping[str, Path | str], expected: str | None = None) -> str:
-    """The one model version (``<export version>-<fp32|int8>``) every row of every batch's embeddings file in
+    """The one model version (``<export version>-<variant>``) every row of every batch's embeddings file in
     ``paths`` (batch name → file) carries, so vectors of two models are never served together.
 
     ``expected`` is the version required (the current export's, in the variant in use); ``None`` requires

@@ -129,15 +129,33 @@ def test_bf16_runs_only_on_hardware_bf16_with_openvino_installed(tmp_path, timed
     # checked and fastest on the CPU onnx_parity ran on
     write_export(tmp_path, ["fp32", "int8", "bf16"], {"fp32": 0.3, "int8": 0.12, "bf16": 0.04}, cpu=AMX)
     assert resolve_variant(tmp_path, "auto", cpu=AMX).variant == ("bf16" if installed else "int8")
-    # on a CPU without hardware bf16 it is neither timed nor chosen, even when asked for
+    # on a CPU without hardware bf16 it is neither timed nor chosen ...
     figures.update(fp32=0.3, int8=0.1, bf16=0.01)
     assert resolve_variant(tmp_path, "auto", threads=2, cpu=AVX2).variant == "int8"
     assert calls[-1] == ["fp32", "int8"]
-    asked = resolve_variant(tmp_path, "bf16", cpu=AVX2)
-    assert asked.variant == "fp32" and "does not run here" in asked.reason
-    # where parity never checked it (exported on a CPU without it), it is not used either
+    # ... and asking for it there is an error, not fp32 vectors under another name on some machines
+    with pytest.raises(ValueError, match="does not run on this machine"):
+        resolve_variant(tmp_path, "bf16", cpu=AVX2)
+
+
+def test_a_forced_variant_says_whether_it_failed_parity_or_was_never_checked(tmp_path, monkeypatch):
+    monkeypatch.setattr(encoders, "openvino_installed", lambda: True)
     write_export(tmp_path, ["fp32", "int8"], {"fp32": 0.3, "int8": 0.12}, cpu=AVX2)
+    parity = json.loads((tmp_path / "parity.json").read_text())
+    parity["rows"] = [{"variant": v, "tower": t} for v in ("fp32", "int8") for t in ("image", "text")]
+    (tmp_path / "parity.json").write_text(json.dumps(parity))
+    # exported and checked on an AVX2 CPU, served on an AMX one: bf16 was never compared with torch
+    unchecked = resolve_variant(tmp_path, "bf16", cpu=AMX)
+    assert unchecked.variant == "fp32" and "was not checked" in unchecked.reason
+    parity["rows"].append({"variant": "bf16", "tower": "image"})
+    (tmp_path / "parity.json").write_text(json.dumps(parity))
     assert resolve_variant(tmp_path, "bf16", cpu=AMX).reason == "bf16 failed parity"
+
+
+def test_the_cli_offers_every_variant():
+    from mm_pipeline.cli import EMBED_VARIANTS
+
+    assert list(EMBED_VARIANTS) == ["auto", *VARIANT_ORDER]
 
 
 def test_cpu_signature_reads_the_model_and_the_flags_kernels_dispatch_on():
@@ -149,3 +167,13 @@ def test_cpu_signature_reads_the_model_and_the_flags_kernels_dispatch_on():
         "model": "AMD EPYC 9B14",
         "flags": ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16"],
     }
+
+
+def test_openvino_is_imported_with_its_telemetry_declined_unless_the_user_chose(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    consent = tmp_path / "intel" / "openvino_telemetry"
+    encoders.import_openvino()
+    assert consent.read_text() == "0"
+    consent.write_text("1")  # the user opted in with OpenVINO's opt_in_out: their choice stands
+    encoders.import_openvino()
+    assert consent.read_text() == "1"
