@@ -37,7 +37,6 @@ import torch
 from PIL import Image
 
 from mm_pipeline.inference.encoders import (
-    NATIVE_BF16_FLAGS,
     OnnxEncoders,
     cpu_signature,
     l2_normalize,
@@ -54,6 +53,7 @@ from mm_pipeline.model.clip import (
     load_folder,
     save_folder,
 )
+from mm_pipeline.model.device import cpu_has_native_bf16
 from mm_pipeline.model.export import check_parity, export_towers, write_parity
 from mm_pipeline.model.lexical import LexicalProjection
 from mm_pipeline.prep.images import load_letterboxed
@@ -280,7 +280,7 @@ def main() -> int:
                 for variant, name in onnx_paths.items()
             },
         }
-        if NATIVE_BF16_FLAGS & set(cpu_signature()["flags"]):
+        if cpu_has_native_bf16():
             paths["(e) torch bf16 autocast"] = lambda: torch_eager(
                 clip, tokenizer, files, titles, size, bf16=True
             )

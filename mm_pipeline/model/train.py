@@ -65,9 +65,9 @@ RECIPES = {
     # A recipe that learns from random initialization in minutes on 2 cores. With a few thousand pairs the
     # image↔text loss alone latches onto colour words and leaves embeddings worse than random weights for
     # categories; cropped/jittered views and SLIP-style in-modality losses keep them descriptive. The text
-    # view costs a fifth of a step and is worth it: without it the fused vector's neighbour precision@5 fell
-    # on flipkart1050 and the sample catalogues (drawn every other step: on flipkart1050) while no probe F1
-    # moved beyond noise.
+    # view costs a fifth of a step and is worth it: without it, or drawn only every other step, the fused
+    # vector's neighbour precision@5 fell on flipkart1050 (and without it on the sample catalogues) while no
+    # probe F1 moved beyond noise.
     "compact": TrainConfig(
         epochs=10,
         batch_size=64,
