@@ -92,9 +92,9 @@ def task_rows(layout: Layout, task: str) -> list[tuple[str, str, list[str]]]:
     if task == "duplicates":
         by_kind = table.set_index("kind") if "kind" in table else pd.DataFrame()
         rows = []
-        for metric, column in (("pair F1", "pair_f1"), ("R@5", "recall@5")):
+        for metric, column, se in (("pair F1", "pair_f1", "pair_f1_se"), ("R@5", "recall@5", None)):
             cells = [
-                _cell(float(by_kind.loc[kind, column]))
+                _cell(float(by_kind.loc[kind, column]), by_kind.loc[kind].get(se) if se else None)
                 if kind in by_kind.index and column in by_kind
                 else MISSING
                 for _, _, kind in KINDS.values()

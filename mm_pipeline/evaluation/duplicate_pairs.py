@@ -67,9 +67,11 @@ def duplicates_metric(
         vectors, nm, groups = relisted_vectors(layout, data, vectors, batches, encoders())
         grouped = int(groups.max()) + 1
     # cosine scores for every kind, so thresholds read the same way
-    table = evaluate_duplicates({k: l2_normalize(v) for k, v in vectors.items()}, nm, groups).summary()
+    report = evaluate_duplicates({k: l2_normalize(v) for k, v in vectors.items()}, nm, groups)
+    table = report.summary()
+    numbers = headline(table, report.pair_f1_resamples)
     summary = MetricSummary.from_dict(
-        {"task": TASK, "status": OK, "ground_truth": ground_truth, "groups": grouped, **headline(table)}
+        {"task": TASK, "status": OK, "ground_truth": ground_truth, "groups": grouped, **numbers}
     )
     save_metric(layout, TASK, summary, table)
     return DuplicatesMetric(summary, table)

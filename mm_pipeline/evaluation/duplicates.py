@@ -10,7 +10,9 @@ Two views per vector kind ("image", "text", "fused", ...):
   Neighbours are searched within each half, so score-half vectors cannot influence the tune-half pairs.
 
 Pair recall counts every same-group pair in the half (``n_positive``), so pairs missed by the
-neighbour search count as misses.
+neighbour search count as misses. The standard error of pair F1 (and of the differences :func:`headline`
+reports) comes from a cluster bootstrap of the score half (:func:`bootstrap_pair_f1`): its dup groups and
+loose rows are resampled whole, at the fixed threshold, every kind on the same resamples.
 
 References that learn nothing (``tfidf``, ``pixels``, ``tfidf+pixels``: dense unit rows from
 :func:`mm_pipeline.evaluation.references.reference_vectors`) are scored as kinds of their own, and
@@ -19,9 +21,10 @@ References that learn nothing (``tfidf``, ``pixels``, ``tfidf+pixels``: dense un
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -31,6 +34,7 @@ from mm_pipeline.evaluation.similarity import build_index
 from mm_pipeline.model.split import NO_GROUP  # any negative group id means "not in a dup group"
 
 PAIRS_COLUMNS = ["kind", "nm_a", "nm_b", "score", "same_group"]
+N_RESAMPLES = 200
 
 
 @dataclass(frozen=True)
@@ -54,12 +58,15 @@ class KindMetrics:
     pair_f1: float
     n_pairs: int
     n_positive: int
+    pair_f1_se: float = math.nan  # cluster-bootstrap standard error (:func:`bootstrap_pair_f1`)
 
 
 @dataclass
 class DuplicateReport:
     metrics: dict[str, KindMetrics]
     pairs: pd.DataFrame  # PAIRS_COLUMNS: candidate pairs at or above each kind's threshold, all rows
+    # kind → float [N_RESAMPLES] pair F1 on the score half's bootstrap resamples, the same ones for every kind
+    pair_f1_resamples: dict[str, np.ndarray] = field(default_factory=dict)
 
     def summary(self) -> pd.DataFrame:
         """One row per vector kind with flat metric columns (recall@k, chance@k, threshold, pair metrics)."""
@@ -73,6 +80,7 @@ class DuplicateReport:
                 "pair_precision": m.pair_precision,
                 "pair_recall": m.pair_recall,
                 "pair_f1": m.pair_f1,
+                "pair_f1_se": m.pair_f1_se,
                 "n_pairs": m.n_pairs,
                 "n_positive": m.n_positive,
             }
@@ -270,9 +278,58 @@ def _fit_threshold(tune_vectors: np.ndarray, tune_groups: np.ndarray, k: int, ex
 
 def _score_half(
     score_vectors: np.ndarray, score_groups: np.ndarray, threshold: float, k: int, exact_max: int
-) -> dict[str, float]:
+) -> tuple[dict[str, float], Pairs]:
     pairs = candidate_pairs(score_vectors, score_groups, k, exact_max)
-    return pair_metrics(pairs.score, pairs.same_group, threshold, count_positive_pairs(score_groups))
+    return pair_metrics(pairs.score, pairs.same_group, threshold, count_positive_pairs(score_groups)), pairs
+
+
+def resampling_units(groups: np.ndarray) -> np.ndarray:
+    """Per row, the id (0..units-1) of the unit a cluster bootstrap draws: its dup group when the group has
+    two or more rows, else the row alone."""
+    groups = np.asarray(groups)
+    grouped = group_sizes(groups) >= 2
+    keys = np.where(grouped, groups, groups.max(initial=0) + 1 + np.arange(len(groups)))
+    return np.unique(keys, return_inverse=True)[1]
+
+
+def bootstrap_pair_f1(
+    predicted: Mapping[str, Pairs],
+    groups: np.ndarray,
+    thresholds: Mapping[str, float],
+    n_resamples: int = N_RESAMPLES,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Pair F1 of each kind on ``n_resamples`` cluster-bootstrap resamples of the rows ``groups`` describes:
+    kind → float64 ``[n_resamples]``.
+
+    ``predicted`` holds each kind's candidate pairs over those rows, ``thresholds`` its fixed threshold. A
+    resample draws the units of :func:`resampling_units` with replacement; each unit brings its same-group
+    pairs (the recall's denominator) and the candidate pairs whose first row it holds, as often as it is
+    drawn. Every kind is scored on the same draws, so the spread of a difference between kinds is its
+    standard error (Efron & Tibshirani 1993, ch. 6; resampling clusters whole: Davison & Hinkley 1997,
+    sec. 3.8). NaN where a resample has no positive pair and predicts none.
+    """
+    groups = np.asarray(groups)
+    units = resampling_units(groups)
+    n_units = int(units.max(initial=-1)) + 1
+    sizes = np.bincount(units, minlength=n_units)
+    in_group = np.bincount(units, weights=group_sizes(groups) >= 2, minlength=n_units) > 0
+    positives = np.where(in_group, sizes * (sizes - 1) // 2, 0).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    draws = np.stack(
+        [np.bincount(rng.integers(0, n_units, n_units), minlength=n_units) for _ in range(n_resamples)]
+    )
+    draws = draws.astype(np.float64)
+    resampled = {}
+    for kind, pairs in predicted.items():
+        chosen = pairs.score >= thresholds[kind]
+        owner = units[pairs.row_a]
+        true_positives = np.bincount(owner[chosen & pairs.same_group], minlength=n_units)
+        predictions = np.bincount(owner[chosen], minlength=n_units)
+        denominator = draws @ predictions + draws @ positives
+        with np.errstate(invalid="ignore", divide="ignore"):
+            resampled[kind] = np.where(denominator > 0, 2 * (draws @ true_positives) / denominator, np.nan)
+    return resampled
 
 
 def evaluate_duplicates(
@@ -293,11 +350,15 @@ def evaluate_duplicates(
     k_max = min(max(*ks, pair_k), len(groups) - 1)
     metrics: dict[str, KindMetrics] = {}
     pair_frames = []
+    thresholds, score_pairs = {}, {}
     for kind, kind_vectors in vectors.items():
         if len(kind_vectors) != len(groups):
             raise ValueError(f"{kind}: {len(kind_vectors)} vectors for {len(groups)} rows")
         threshold = _fit_threshold(kind_vectors[tune_mask], groups[tune_mask], pair_k, exact_max)
-        scored = _score_half(kind_vectors[score_mask], groups[score_mask], threshold, pair_k, exact_max)
+        scored, score_pairs[kind] = _score_half(
+            kind_vectors[score_mask], groups[score_mask], threshold, pair_k, exact_max
+        )
+        thresholds[kind] = threshold
 
         scores, neighbour_rows = _neighbours(kind_vectors, np.arange(len(groups)), k_max, exact_max)
         metrics[kind] = KindMetrics(
@@ -314,7 +375,16 @@ def evaluate_duplicates(
         all_pairs = _pairs_from_neighbours(scores[:, :pair_k], neighbour_rows[:, :pair_k], groups)
         pair_frames.append(_pairs_frame(kind, nm, all_pairs, all_pairs.score >= threshold))
     pairs = pd.concat(pair_frames, ignore_index=True) if pair_frames else pd.DataFrame(columns=PAIRS_COLUMNS)
-    return DuplicateReport(metrics=metrics, pairs=pairs)
+    resampled = bootstrap_pair_f1(score_pairs, groups[score_mask], thresholds, seed=seed)
+    for kind, f1 in resampled.items():
+        metrics[kind] = dataclasses.replace(metrics[kind], pair_f1_se=_spread(f1))
+    return DuplicateReport(metrics=metrics, pairs=pairs, pair_f1_resamples=resampled)
+
+
+def _spread(resampled: np.ndarray) -> float:
+    """Standard deviation of the finite resampled values (NaN when there are none)."""
+    finite = resampled[np.isfinite(resampled)]
+    return float(np.std(finite)) if len(finite) else math.nan
 
 
 def _pairs_frame(kind: str, nm: np.ndarray, pairs: Pairs, selected: np.ndarray) -> pd.DataFrame:
@@ -331,9 +401,13 @@ def _pairs_frame(kind: str, nm: np.ndarray, pairs: Pairs, selected: np.ndarray) 
     return frame.sort_values("score", ascending=False, ignore_index=True)
 
 
-def headline(table: pd.DataFrame) -> dict[str, float | str]:
+def headline(
+    table: pd.DataFrame, resampled: Mapping[str, np.ndarray] | None = None
+) -> dict[str, float | str]:
     """The summary numbers of a :meth:`DuplicateReport.summary` table: pair F1 and recall@5 of ``fused`` and
-    ``base_fused``, and the best reference kind (by pair F1) with ``fused_minus_best_reference``.
+    ``base_fused``, and the best reference kind (by pair F1) with ``fused_minus_best_reference``. Given the
+    report's ``pair_f1_resamples``, also the bootstrap standard errors ``fused_f1_se``,
+    ``fused_f1_minus_base_se`` and ``fused_minus_best_reference_se`` (of the paired differences).
 
     Raises ``KeyError`` when the ``fused`` or ``base_fused`` row, or every reference row, is missing.
     """
@@ -354,4 +428,13 @@ def headline(table: pd.DataFrame) -> dict[str, float | str]:
         "reference_pair_f1": float(rows.loc[best, "pair_f1"]),
         "reference_recall_at_5": float(rows.loc[best, "recall@5"]),
         "fused_minus_best_reference": float(fused["pair_f1"] - rows.loc[best, "pair_f1"]),
+    } | (_headline_errors(resampled, str(best)) if resampled else {})
+
+
+def _headline_errors(resampled: Mapping[str, np.ndarray], best: str) -> dict[str, float]:
+    fused = resampled["fused"]
+    return {
+        "fused_f1_se": _spread(fused),
+        "fused_f1_minus_base_se": _spread(fused - resampled["base_fused"]),
+        "fused_minus_best_reference_se": _spread(fused - resampled[best]),
     }

@@ -6,7 +6,7 @@ Written by :func:`mm_pipeline.evaluation.tasks.save_metric` for a label task
 metric's gate (:func:`mm_pipeline.evaluation.tasks.judge`), the review pairs, the quality report and the demo
 summary. The keys those readers use are fields; every other key of the file (the per-task numbers shown as
 asset metadata) stays in ``details``. A field is ``None`` where the file has no such key: a task without
-enough data has no scores, the duplicates metric has no ``reason`` and no standard errors.
+enough data has no scores, the duplicates metric has no ``reason``.
 """
 
 from __future__ import annotations

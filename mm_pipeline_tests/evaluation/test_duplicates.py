@@ -182,3 +182,31 @@ def test_headline_reads_fused_against_the_best_reference():
     assert summary["fused_f1_minus_base"] == pytest.approx(0.1)
     with pytest.raises(KeyError, match="reference"):
         headline(table[~table["kind"].isin(REFERENCE_KINDS)])
+
+
+def test_pair_f1_standard_error_matches_the_spread_over_fresh_catalogues():
+    """The cluster bootstrap of one catalogue predicts how much pair F1 moves between catalogues drawn alike."""
+    f1, se = [], []
+    for seed in range(30):
+        vectors, nm, groups = planted_groups(n_groups=60, n_distractors=200, dim=16, noise=0.9, seed=seed)
+        metrics = evaluate_duplicates({"image": vectors}, nm, groups).metrics["image"]
+        f1.append(metrics.pair_f1)
+        se.append(metrics.pair_f1_se)
+    assert 0.3 < np.mean(f1) < 0.9  # neither trivial nor hopeless, so the spread is real
+    assert 0.6 < np.mean(se) / np.std(f1) < 1.5
+
+
+def test_headline_standard_errors_are_of_paired_differences():
+    vectors, nm, groups = planted_groups(n_groups=150, n_distractors=500, dim=16, noise=0.8, seed=5)
+    noisy = unit_rows(vectors + 0.1 * np.random.default_rng(1).standard_normal(vectors.shape))
+    kinds = {"fused": vectors, "base_fused": vectors, "tfidf": noisy, "pixels": noisy[::-1]}
+    report = evaluate_duplicates(kinds, nm, groups)
+    assert set(report.pair_f1_resamples) == set(kinds)
+    assert all(len(f1) == 200 for f1 in report.pair_f1_resamples.values())
+    summary = headline(report.summary(), report.pair_f1_resamples)
+    assert summary["best_reference"] == "tfidf"
+    assert summary["fused_f1_se"] == pytest.approx(report.metrics["fused"].pair_f1_se)
+    assert summary["fused_f1_se"] > 0
+    assert summary["fused_f1_minus_base_se"] == 0.0  # the same vectors: every resample agrees
+    assert 0 < summary["fused_minus_best_reference_se"] < summary["fused_f1_se"]  # shared rows cancel
+    assert "fused_f1_se" not in headline(report.summary())
