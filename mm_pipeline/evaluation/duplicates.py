@@ -292,6 +292,12 @@ def resampling_units(groups: np.ndarray) -> np.ndarray:
     return np.unique(keys, return_inverse=True)[1]
 
 
+def _pairs_per_unit(pairs: Pairs, mask: np.ndarray, units: np.ndarray, n_units: int) -> np.ndarray:
+    """Per unit, the pairs of ``mask`` it holds: half of each pair for each of its two rows' units."""
+    ends = [np.bincount(units[rows[mask]], minlength=n_units) for rows in (pairs.row_a, pairs.row_b)]
+    return 0.5 * (ends[0] + ends[1])
+
+
 def bootstrap_pair_f1(
     predicted: Mapping[str, Pairs],
     groups: np.ndarray,
@@ -305,9 +311,10 @@ def bootstrap_pair_f1(
     ``predicted`` holds each kind's candidate pairs over those rows, ``thresholds`` its fixed threshold. A
     resample draws the units of :func:`resampling_units` with replacement; each unit brings its same-group
     pairs (the recall's denominator) and the candidate pairs whose first row it holds, as often as it is
-    drawn. Every kind is scored on the same draws, so the spread of a difference between kinds is its
-    standard error (Efron & Tibshirani 1993, ch. 6; resampling clusters whole: Davison & Hinkley 1997,
-    sec. 3.8). NaN where a resample has no positive pair and predicts none.
+    drawn; a predicted pair across two units counts half for each. Every kind is scored on the same draws,
+    so the spread of a difference between kinds is its standard error (Efron & Tibshirani 1993, ch. 6;
+    resampling clusters whole: Davison & Hinkley 1997, sec. 3.8). NaN where a resample has no same-group
+    pair, as :func:`pair_metrics` gives then.
     """
     groups = np.asarray(groups)
     units = resampling_units(groups)
@@ -320,15 +327,15 @@ def bootstrap_pair_f1(
         [np.bincount(rng.integers(0, n_units, n_units), minlength=n_units) for _ in range(n_resamples)]
     )
     draws = draws.astype(np.float64)
+    drawn_positives = draws @ positives
     resampled = {}
     for kind, pairs in predicted.items():
         chosen = pairs.score >= thresholds[kind]
-        owner = units[pairs.row_a]
-        true_positives = np.bincount(owner[chosen & pairs.same_group], minlength=n_units)
-        predictions = np.bincount(owner[chosen], minlength=n_units)
-        denominator = draws @ predictions + draws @ positives
+        true_positives = _pairs_per_unit(pairs, chosen & pairs.same_group, units, n_units)
+        predictions = _pairs_per_unit(pairs, chosen, units, n_units)
         with np.errstate(invalid="ignore", divide="ignore"):
-            resampled[kind] = np.where(denominator > 0, 2 * (draws @ true_positives) / denominator, np.nan)
+            f1 = 2 * (draws @ true_positives) / (draws @ predictions + drawn_positives)
+        resampled[kind] = np.where(drawn_positives > 0, f1, np.nan)
     return resampled
 
 

@@ -10,6 +10,7 @@ that share its label (:mod:`mm_pipeline.evaluation.neighbours`).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -328,14 +329,28 @@ def judge(
         summary = MetricSummary.from_dict(summary)
     if not summary.ok:
         return GateVerdict(True, (f"{INSUFFICIENT}: {summary.reason or ''}",))
+    unreadable = [
+        name
+        for name in ("fused_f1", "fused_f1_minus_base")
+        if getattr(summary, name) is None or not math.isfinite(getattr(summary, name))
+    ]
+    if unreadable:  # NaN compares false with everything: it would pass every threshold
+        return GateVerdict(
+            False, (f"{', '.join(unreadable)} not a finite number: the metric scored nothing",)
+        )
     reasons = []
-    slack = noise_z * (summary.fused_f1_se or 0.0)
+    slack = noise_z * _finite_or_zero(summary.fused_f1_se)
     if summary.fused_f1 + slack < min_f1:
         reasons.append(f"fused F1 {summary.fused_f1:.3f} is below the floor {min_f1:.3f} (noise {slack:.3f})")
-    drop, noise = -summary.fused_f1_minus_base, noise_z * (summary.fused_f1_minus_base_se or 0.0)
+    drop, noise = -summary.fused_f1_minus_base, noise_z * _finite_or_zero(summary.fused_f1_minus_base_se)
     if drop > max_drop_vs_base + noise:
         reasons.append(
             f"fine-tuned fused F1 trails the base model by {drop:.3f} "
             f"(allowed {max_drop_vs_base:.3f} + noise {noise:.3f})"
         )
     return GateVerdict(not reasons, tuple(reasons))
+
+
+def _finite_or_zero(se: float | None) -> float:
+    """A standard error as noise allowance: none where it is missing or not finite."""
+    return se if se is not None and math.isfinite(se) else 0.0

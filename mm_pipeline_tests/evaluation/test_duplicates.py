@@ -193,7 +193,8 @@ def test_pair_f1_standard_error_matches_the_spread_over_fresh_catalogues():
         f1.append(metrics.pair_f1)
         se.append(metrics.pair_f1_se)
     assert 0.3 < np.mean(f1) < 0.9  # neither trivial nor hopeless, so the spread is real
-    assert 0.6 < np.mean(se) / np.std(f1) < 1.5
+    # measured 1.02; resampling rows instead of whole groups gives 1.9, leaving the positives fixed 1.3
+    assert 0.75 < np.mean(se) / np.std(f1) < 1.25
 
 
 def test_headline_standard_errors_are_of_paired_differences():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -190,6 +191,9 @@ def summary(fused: float, base: float, se: float = 0.0) -> dict:
         (0.60, 0.70, 0.00, False, "trails the base model by 0.100"),
         (0.60, 0.70, 0.02, False, "trails the base model by 0.100 (allowed 0.050 + noise 0.033)"),
         (0.60, 0.67, 0.02, True, ""),  # 0.07 drop is inside 0.05 + 1.645 x 0.02
+        (0.48, 0.40, math.nan, False, "below the floor 0.500 (noise 0.000)"),  # an unknown error grants none
+        (math.nan, 0.40, 0.02, False, "fused_f1, fused_f1_minus_base not a finite number"),
+        (0.80, math.nan, 0.02, False, "fused_f1_minus_base not a finite number"),
     ],
 )
 def test_gate_verdicts(fused, base, se, passed, reason):

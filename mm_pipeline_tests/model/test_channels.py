@@ -225,7 +225,8 @@ def test_lexical_random_block_keeps_the_rare_terms_that_tell_near_twins_apart():
     lsa = lexical.pipeline.named_steps["projections"].transformer_list[0][1]
     lsa_alone = recall_at_1(lambda texts: lsa.transform(tfidf.transform(texts)))
     channel = recall_at_1(lexical.transform)
-    assert channel > 0.9 and channel - lsa_alone > 0.3  # measured: 0.935 vs 0.545
+    # measured 0.935 vs 0.545; other seeds of the corpus and the fit give 0.865–0.935 and a margin of 0.35–0.4
+    assert channel > 0.8 and channel - lsa_alone > 0.3
     vectors = lexical.transform(queries)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert vectors.dtype == np.float32

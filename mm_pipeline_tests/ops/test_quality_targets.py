@@ -75,7 +75,7 @@ def test_flipkart_vectors_beat_the_no_learning_references(tmp_path):
         assert not_worse(result["fused_f1_minus_base"], result["fused_f1_minus_base_se"]), task
     duplicates = summary(layout, "duplicates")  # synthetic re-listings: flipkart has no dup_group
     assert not_worse(duplicates["fused_minus_best_reference"], duplicates["fused_minus_best_reference_se"])
-    assert not_worse(duplicates["fused_f1_minus_base"], duplicates["fused_f1_minus_base_se"])
+    assert duplicates["fused_f1_minus_base"] >= 0
     manifest = json.loads(layout.published_manifest.read_text())
     assert manifest["products"] == 1050  # every gate passed, so the vectors were published
 
