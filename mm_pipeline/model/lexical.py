@@ -24,7 +24,7 @@ the channel's cosine is the mean of theirs:
   as usual, whole ``mm-pipeline run``) flipkart1050 went from 0.811 ± 0.031 to 0.913–0.920 ± 0.02 in two
   runs (TF-IDF reference 0.916) and a 10,000-product sample from 0.389 to 0.458 ± 0.043 (TF-IDF 0.421).
   Probe F1 stayed within noise (flipkart category 0.905 → 0.913–0.916, price_range 0.498 → 0.503–0.522;
-  10k price_range 0.574 → 0.572) except price_range on ``make demo``'s 3,000 products (0.562 → 0.545 ±
+  10k price_range 0.574 → 0.572) except price_range on ``make demo``'s 3,000 products (0.562 → 0.542 ±
   0.017), whose duplicates went 0.370 → 0.490.
 
 It carries exact words, brands and model numbers that a small text tower trained on a few thousand pairs
