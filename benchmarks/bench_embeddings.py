@@ -12,6 +12,9 @@ speed does not depend on weight values). Inputs: real Flipkart products (JPEGs +
 (d) ours, ONNX Runtime int8 (dynamic quantization)
 (e) reference: torch bf16 autocast (where the CPU computes bf16 in hardware)
 (f) ours, the fp32 export on OpenVINO in bf16 (the ``bf16`` variant, where the CPU computes bf16 in hardware)
+(g) candidate, not a variant yet: the image tower statically quantized to int8 by NNCF (post-training,
+    calibrated on 96 other Flipkart photos) on OpenVINO, the text tower as in (d); run where ``nncf`` is
+    installed (``make bench`` installs the ``bench`` extra)
 
 The export goes through the parity check and its timing as ``onnx_parity`` does (on the first 16 products),
 and the table marks the variant ``MM_ONNX_VARIANT=auto`` (the default) picks from that timing on this CPU.
@@ -39,7 +42,10 @@ from PIL import Image
 from mm_pipeline.inference.encoders import (
     OnnxEncoders,
     cpu_signature,
+    import_openvino,
     l2_normalize,
+    onnx_file,
+    openvino_installed,
     read_vectors,
     resolve_variant,
     runnable_variants,
@@ -109,6 +115,48 @@ def ours(onnx_dir: Path, variant: str, files, titles, work: Path):
             return np.stack(list(pool.map(lambda f: load_letterboxed(f, size), files[start:stop])))
 
         out = work / f"{variant}.parquet"
+        write_embeddings(encoders, np.arange(len(files)), titles, load, out, chunk_size=64)
+    return read_vectors(out, "image")[1], read_vectors(out, "text")[1]
+
+
+CALIBRATION_PHOTOS = 96
+
+
+def openvino_static_int8(onnx_dir: Path, calibration: np.ndarray):
+    """The image tower of ``onnx_dir`` quantized to int8 by NNCF's post-training quantization (transformer
+    preset: SmoothQuant, fast bias correction), calibrated on uint8 ``calibration`` photos ``[N, S, S, 3]``,
+    compiled by OpenVINO for this CPU: ``(tower, quantization seconds)``, the tower a callable like
+    :func:`mm_pipeline.inference.encoders.load_tower`'s. ``None`` where ``nncf`` is not installed."""
+    try:
+        import nncf
+    except ImportError:
+        return None
+    ov = import_openvino()
+    core = ov.Core()
+    batches = [calibration[s : s + 16] for s in range(0, len(calibration), 16)]
+    started = time.perf_counter()
+    quantized = nncf.quantize(
+        core.read_model(str(onnx_file(onnx_dir, "image", "fp32"))),
+        nncf.Dataset(batches),
+        model_type=nncf.ModelType.TRANSFORMER,
+        subset_size=len(batches),  # items of the dataset: batches of 16 photos
+    )
+    seconds = time.perf_counter() - started
+    compiled = core.compile_model(quantized, "CPU", {"PERFORMANCE_HINT": "LATENCY"})
+    return (lambda x: np.array(compiled(x)[0], dtype=np.float32)), seconds
+
+
+def ours_with_image_tower(onnx_dir: Path, image_tower, files, titles, work: Path):
+    """:func:`ours` with the ``int8`` variant's image tower replaced by ``image_tower``."""
+    encoders = OnnxEncoders(onnx_dir, "int8")
+    encoders.image_tower = image_tower
+    size = encoders.image_size
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+
+        def load(start, stop):
+            return np.stack(list(pool.map(lambda f: load_letterboxed(f, size), files[start:stop])))
+
+        out = work / "static_int8.parquet"
         write_embeddings(encoders, np.arange(len(files)), titles, load, out, chunk_size=64)
     return read_vectors(out, "image")[1], read_vectors(out, "text")[1]
 
@@ -280,6 +328,27 @@ def main() -> int:
                 for variant, name in onnx_paths.items()
             },
         }
+        catalogue = pd.read_parquet(SHARED / "products.parquet")
+        others = catalogue["nm"].iloc[n : n + CALIBRATION_PHOTOS]  # never the timed products
+        static = (
+            openvino_static_int8(
+                onnx_dir,
+                np.stack([load_letterboxed(str(SHARED / "images" / f"{nm}.jpg"), size) for nm in others]),
+            )
+            if openvino_installed() and len(others)
+            else None
+        )
+        if static is None:
+            print(
+                "(g) OpenVINO static int8: skipped (needs nncf, OpenVINO, and photos beyond the timed ones)",
+                file=sys.stderr,
+            )
+        else:
+            tower, seconds = static
+            print(f"(g) NNCF static int8 quantization: {seconds:.0f} s (one-off)", file=sys.stderr)
+            paths["(g) candidate: OpenVINO int8, NNCF static (image), ORT int8 text"] = lambda: (
+                ours_with_image_tower(onnx_dir, tower, files, titles, work)
+            )
         if cpu_has_native_bf16():
             paths["(e) torch bf16 autocast"] = lambda: torch_eager(
                 clip, tokenizer, files, titles, size, bf16=True
@@ -302,7 +371,6 @@ def main() -> int:
             print(f"{name}: {n / seconds:.1f} products/s", file=sys.stderr)
         phases = profile(clip, tokenizer, onnx_dir, files, titles, size)
         # every product, so the embed path runs in chunks as the CLI makes them
-        catalogue = pd.read_parquet(SHARED / "products.parquet")
         lexical = lexical_share(
             work, catalogue, [str(SHARED / "images" / f"{nm}.jpg") for nm in catalogue["nm"]]
         )
