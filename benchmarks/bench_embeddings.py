@@ -106,16 +106,14 @@ def torch_eager(clip, tokenizer: TextTokenizer, files, titles, size: int, bf16: 
     return l2_normalize(torch.cat(images).numpy()), l2_normalize(torch.cat(texts).numpy())
 
 
-def ours(onnx_dir: Path, variant: str, files, titles, work: Path):
+def ours(onnx_dir: Path, variant: str, files, titles, work: Path, image_tower=None):
+    """The embed path with ``variant``'s towers, the image tower replaced by ``image_tower`` when given:
+    ``(image, text)`` vectors."""
     encoders = OnnxEncoders(onnx_dir, variant)
-    size = encoders.image_size
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-
-        def load(start, stop):
-            return np.stack(list(pool.map(lambda f: load_letterboxed(f, size), files[start:stop])))
-
-        out = work / f"{variant}.parquet"
-        write_embeddings(encoders, np.arange(len(files)), titles, load, out, chunk_size=64)
+    if image_tower is not None:
+        encoders.image_tower = image_tower
+    out = work / f"{variant}{'' if image_tower is None else '-own-image-tower'}.parquet"
+    embed_seconds(encoders, files, titles, out, chunk_size=64)
     return read_vectors(out, "image")[1], read_vectors(out, "text")[1]
 
 
@@ -144,21 +142,6 @@ def openvino_static_int8(onnx_dir: Path, calibration: np.ndarray):
     seconds = time.perf_counter() - started
     compiled = core.compile_model(quantized, "CPU", {"PERFORMANCE_HINT": "LATENCY"})
     return (lambda x: np.array(compiled(x)[0], dtype=np.float32)), seconds
-
-
-def ours_with_image_tower(onnx_dir: Path, image_tower, files, titles, work: Path):
-    """:func:`ours` with the ``int8`` variant's image tower replaced by ``image_tower``."""
-    encoders = OnnxEncoders(onnx_dir, "int8")
-    encoders.image_tower = image_tower
-    size = encoders.image_size
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-
-        def load(start, stop):
-            return np.stack(list(pool.map(lambda f: load_letterboxed(f, size), files[start:stop])))
-
-        out = work / "static_int8.parquet"
-        write_embeddings(encoders, np.arange(len(files)), titles, load, out, chunk_size=64)
-    return read_vectors(out, "image")[1], read_vectors(out, "text")[1]
 
 
 def profile(clip, tokenizer: TextTokenizer, onnx_dir: Path, files, titles, size: int) -> pd.DataFrame:
@@ -202,10 +185,12 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 EMBED_CHUNK = 256  # the default of ``mm-pipeline embed --chunk-size``
 
 
-def embed_seconds(encoders: OnnxEncoders, files: list[str], texts: list[str], out: Path) -> float:
+def embed_seconds(
+    encoders: OnnxEncoders, files: list[str], texts: list[str], out: Path, chunk_size: int = EMBED_CHUNK
+) -> float:
     """Wall seconds of what ``mm-pipeline embed`` does with ``encoders``: JPEG decode on a thread pool
     overlapped with the towers, the vector columns and the parquet write (:func:`write_embeddings`, chunks
-    of its default size)."""
+    of the CLI's default size unless ``chunk_size`` says otherwise)."""
     size = encoders.image_size
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
 
@@ -213,7 +198,7 @@ def embed_seconds(encoders: OnnxEncoders, files: list[str], texts: list[str], ou
             return np.stack(list(pool.map(lambda f: load_letterboxed(f, size), files[start:stop])))
 
         started = time.perf_counter()
-        write_embeddings(encoders, np.arange(len(files)), texts, load, out, chunk_size=EMBED_CHUNK)
+        write_embeddings(encoders, np.arange(len(files)), texts, load, out, chunk_size=chunk_size)
         return time.perf_counter() - started
 
 
@@ -346,8 +331,8 @@ def main() -> int:
         else:
             tower, seconds = static
             print(f"(g) NNCF static int8 quantization: {seconds:.0f} s (one-off)", file=sys.stderr)
-            paths["(g) candidate: OpenVINO int8, NNCF static (image), ORT int8 text"] = lambda: (
-                ours_with_image_tower(onnx_dir, tower, files, titles, work)
+            paths["(g) candidate: OpenVINO int8, NNCF static (image), ORT int8 text"] = lambda: ours(
+                onnx_dir, "int8", files, titles, work, image_tower=tower
             )
         if cpu_has_native_bf16():
             paths["(e) torch bf16 autocast"] = lambda: torch_eager(

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from mm_pipeline.evaluation.probes.protocol import resample_counts
 from mm_pipeline.evaluation.references import REFERENCE_KINDS
 from mm_pipeline.evaluation.similarity import build_index
 from mm_pipeline.model.split import NO_GROUP  # any negative group id means "not in a dup group"
@@ -309,24 +310,18 @@ def bootstrap_pair_f1(
     kind → float64 ``[n_resamples]``.
 
     ``predicted`` holds each kind's candidate pairs over those rows, ``thresholds`` its fixed threshold. A
-    resample draws the units of :func:`resampling_units` with replacement; each unit brings its same-group
-    pairs (the recall's denominator) and the candidate pairs whose first row it holds, as often as it is
-    drawn; a predicted pair across two units counts half for each. Every kind is scored on the same draws,
+    resample draws the units of :func:`resampling_units` with replacement; each unit brings, as often as it is
+    drawn, its same-group pairs (the recall's denominator) and the candidate pairs its rows are in (a pair
+    across two units half for each). Every kind is scored on the same draws,
     so the spread of a difference between kinds is its standard error (Efron & Tibshirani 1993, ch. 6;
     resampling clusters whole: Davison & Hinkley 1997, sec. 3.8). NaN where a resample has no same-group
     pair, as :func:`pair_metrics` gives then.
     """
-    groups = np.asarray(groups)
     units = resampling_units(groups)
     n_units = int(units.max(initial=-1)) + 1
     sizes = np.bincount(units, minlength=n_units)
-    in_group = np.bincount(units, weights=group_sizes(groups) >= 2, minlength=n_units) > 0
-    positives = np.where(in_group, sizes * (sizes - 1) // 2, 0).astype(np.float64)
-    rng = np.random.default_rng(seed)
-    draws = np.stack(
-        [np.bincount(rng.integers(0, n_units, n_units), minlength=n_units) for _ in range(n_resamples)]
-    )
-    draws = draws.astype(np.float64)
+    positives = (sizes * (sizes - 1) // 2).astype(np.float64)  # a loose row's unit holds none
+    draws = resample_counts(n_units, n_resamples, seed)
     drawn_positives = draws @ positives
     resampled = {}
     for kind, pairs in predicted.items():

@@ -139,18 +139,24 @@ def score_predictions(codes: np.ndarray, predicted: np.ndarray, prepared: Prepar
     return {"f1": f1, "precision": precision, "recall": recall, "macro_f1": macro}
 
 
+def resample_counts(n: int, n_resamples: int, seed: int = 0) -> np.ndarray:
+    """How often each of ``n`` units is drawn in each of ``n_resamples`` bootstrap resamples (n draws with
+    replacement, seeded): float64 ``[n_resamples, n]``, so a resampled sum is ``counts @ per_unit``."""
+    rng = np.random.default_rng(seed)
+    return np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_resamples)]).astype(
+        np.float64
+    )
+
+
 def bootstrap_f1(
     prepared: PreparedLabels, predictions: Sequence[np.ndarray], n_resamples: int = 200, seed: int = 0
 ) -> np.ndarray:
     """F1 (the task's averaging) of each prediction vector on ``n_resamples`` row resamples, shape
     ``[len(predictions), n_resamples]``. Every vector is scored on the same resamples, so differences
     between rows of the result are paired."""
-    codes, n = prepared.codes, len(prepared.codes)
+    codes = prepared.codes
     n_classes = len(prepared.classes)
-    rng = np.random.default_rng(seed)
-    weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_resamples)]).astype(
-        np.float64
-    )
+    weights = resample_counts(len(codes), n_resamples, seed)
     truth = np.eye(n_classes)[codes]  # [n, classes]
     support = weights @ truth
     scores = []
