@@ -35,7 +35,6 @@ ui: install
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 bench: install
-	$(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/python benchmarks/run_all.py
 
 quality: install

@@ -12,9 +12,8 @@ speed does not depend on weight values). Inputs: real Flipkart products (JPEGs +
 (d) ours, ONNX Runtime int8 (dynamic quantization)
 (e) reference: torch bf16 autocast (where the CPU computes bf16 in hardware)
 (f) ours, the fp32 export on OpenVINO in bf16 (the ``bf16`` variant, where the CPU computes bf16 in hardware)
-(g) candidate, not a variant yet: the image tower statically quantized to int8 by NNCF (post-training,
-    calibrated on 96 other Flipkart photos) on OpenVINO, the text tower as in (d); run where ``nncf`` is
-    installed (``make bench`` installs the ``bench`` extra)
+(g) ours, the ``int8-static`` variant: the image tower statically quantized to int8 by NNCF at export
+    (post-training, calibrated on 96 other Flipkart photos) on OpenVINO, the text tower as in (d)
 
 The export goes through the parity check and its timing as ``onnx_parity`` does (on the first 16 products),
 and the table marks the variant ``MM_ONNX_VARIANT=auto`` (the default) picks from that timing on this CPU.
@@ -42,10 +41,8 @@ from PIL import Image
 from mm_pipeline.inference.encoders import (
     OnnxEncoders,
     cpu_signature,
-    import_openvino,
+    exported_variants,
     l2_normalize,
-    onnx_file,
-    openvino_installed,
     read_vectors,
     resolve_variant,
     runnable_variants,
@@ -106,42 +103,14 @@ def torch_eager(clip, tokenizer: TextTokenizer, files, titles, size: int, bf16: 
     return l2_normalize(torch.cat(images).numpy()), l2_normalize(torch.cat(texts).numpy())
 
 
-def ours(onnx_dir: Path, variant: str, files, titles, work: Path, image_tower=None):
-    """The embed path with ``variant``'s towers, the image tower replaced by ``image_tower`` when given:
-    ``(image, text)`` vectors."""
-    encoders = OnnxEncoders(onnx_dir, variant)
-    if image_tower is not None:
-        encoders.image_tower = image_tower
-    out = work / f"{variant}{'' if image_tower is None else '-own-image-tower'}.parquet"
-    embed_seconds(encoders, files, titles, out, chunk_size=64)
+def ours(onnx_dir: Path, variant: str, files, titles, work: Path):
+    """The embed path with ``variant``'s towers: ``(image, text)`` vectors."""
+    out = work / f"{variant}.parquet"
+    embed_seconds(OnnxEncoders(onnx_dir, variant), files, titles, out, chunk_size=64)
     return read_vectors(out, "image")[1], read_vectors(out, "text")[1]
 
 
-CALIBRATION_PHOTOS = 96
-
-
-def openvino_static_int8(onnx_dir: Path, calibration: np.ndarray):
-    """The image tower of ``onnx_dir`` quantized to int8 by NNCF's post-training quantization (transformer
-    preset: SmoothQuant, fast bias correction), calibrated on uint8 ``calibration`` photos ``[N, S, S, 3]``,
-    compiled by OpenVINO for this CPU: ``(tower, quantization seconds)``, the tower a callable like
-    :func:`mm_pipeline.inference.encoders.load_tower`'s. ``None`` where ``nncf`` is not installed."""
-    try:
-        import nncf
-    except ImportError:
-        return None
-    ov = import_openvino()
-    core = ov.Core()
-    batches = [calibration[s : s + 16] for s in range(0, len(calibration), 16)]
-    started = time.perf_counter()
-    quantized = nncf.quantize(
-        core.read_model(str(onnx_file(onnx_dir, "image", "fp32"))),
-        nncf.Dataset(batches),
-        model_type=nncf.ModelType.TRANSFORMER,
-        subset_size=len(batches),  # items of the dataset: batches of 16 photos
-    )
-    seconds = time.perf_counter() - started
-    compiled = core.compile_model(quantized, "CPU", {"PERFORMANCE_HINT": "LATENCY"})
-    return (lambda x: np.array(compiled(x)[0], dtype=np.float32)), seconds
+CALIBRATION_PHOTOS = 96  # for the int8-static image tower, photos beyond the timed ones
 
 
 def profile(clip, tokenizer: TextTokenizer, onnx_dir: Path, files, titles, size: int) -> pd.DataFrame:
@@ -278,10 +247,18 @@ def main() -> int:
         model = load_folder(folder)
         clip, size = model.clip.eval(), model.config["image_resolution"]
         tokenizer = model.tokenizer
+        catalogue = pd.read_parquet(SHARED / "products.parquet")
+        others = catalogue["nm"].iloc[n : n + CALIBRATION_PHOTOS]  # never the timed products
+        calibration = (
+            np.stack([load_letterboxed(str(SHARED / "images" / f"{nm}.jpg"), size) for nm in others])
+            if len(others)
+            else None
+        )
         started = time.perf_counter()
-        onnx_dir = export_towers(clip, folder, work / "onnx")
+        onnx_dir = export_towers(clip, folder, work / "onnx", calibration_images=calibration)
         print(
-            f"ONNX export + int8 quantization: {time.perf_counter() - started:.0f} s (one-off)",
+            f"ONNX export, int8 dynamic quantization and NNCF static int8 ({len(others)} calibration photos): "
+            f"{time.perf_counter() - started:.0f} s (one-off)",
             file=sys.stderr,
         )
 
@@ -299,7 +276,9 @@ def main() -> int:
             "fp32": "(c) ours: ORT fp32, trimmed text",
             "int8": "(d) ours: ORT int8, trimmed text",
             "bf16": "(f) ours: OpenVINO bf16, trimmed text",
+            "int8-static": "(g) ours: OpenVINO int8 static image (NNCF), ORT int8 text",
         }
+        onnx_paths = {v: name for v, name in onnx_paths.items() if v in exported_variants(onnx_dir)}
         onnx_paths = {v: name for v, name in onnx_paths.items() if v in runnable_variants()}
         paths = {
             "(a) seed: torch + Predictor, 6 templates, bs 10": lambda: seed_style(
@@ -313,27 +292,6 @@ def main() -> int:
                 for variant, name in onnx_paths.items()
             },
         }
-        catalogue = pd.read_parquet(SHARED / "products.parquet")
-        others = catalogue["nm"].iloc[n : n + CALIBRATION_PHOTOS]  # never the timed products
-        static = (
-            openvino_static_int8(
-                onnx_dir,
-                np.stack([load_letterboxed(str(SHARED / "images" / f"{nm}.jpg"), size) for nm in others]),
-            )
-            if openvino_installed() and len(others)
-            else None
-        )
-        if static is None:
-            print(
-                "(g) OpenVINO static int8: skipped (needs nncf, OpenVINO, and photos beyond the timed ones)",
-                file=sys.stderr,
-            )
-        else:
-            tower, seconds = static
-            print(f"(g) NNCF static int8 quantization: {seconds:.0f} s (one-off)", file=sys.stderr)
-            paths["(g) candidate: OpenVINO int8, NNCF static (image), ORT int8 text"] = lambda: ours(
-                onnx_dir, "int8", files, titles, work, image_tower=tower
-            )
         if cpu_has_native_bf16():
             paths["(e) torch bf16 autocast"] = lambda: torch_eager(
                 clip, tokenizer, files, titles, size, bf16=True

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 # MM_ONNX_VARIANT's values (inference.encoders: auto and VARIANT_ORDER), spelled out so that building the parser
 # does not import ONNX Runtime
-EMBED_VARIANTS = ("auto", "int8", "fp32", "bf16")
+EMBED_VARIANTS = ("auto", "int8", "int8-static", "fp32", "bf16")
 
 
 def _progress_bar(description: str):
@@ -402,7 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=EMBED_VARIANTS,
         default="auto",
         help="auto: the fastest variant that passed parity on this CPU; a forced one falls back to fp32 when it "
-        "failed parity; bf16 (OpenVINO) needs a CPU with AVX512-BF16 or AMX",
+        "failed parity or the export lacks it; int8-static and bf16 run on OpenVINO, bf16 needs a CPU with "
+        "AVX512-BF16 or AMX",
     )
     embed.add_argument("--chunk-size", type=POSITIVE, default=256, help="products per ONNX call")
     embed.set_defaults(func=cmd_embed)

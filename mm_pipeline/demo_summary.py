@@ -14,13 +14,26 @@ if TYPE_CHECKING:
     from mm_pipeline.defs.in_process.runner import CheckOutcome
 
 
+def rejection_kinds(reasons: pd.Series, top: int = 3) -> list[str]:
+    """The ``top`` most common kinds of ``reject_reason`` (the text before its first ":"), most common first,
+    each as "<count> × <kind>, e.g. <a full reason>"."""
+    kinds = reasons.astype(str).str.split(":", n=1).str[0]
+    return [
+        f"{count} × {kind}, e.g. {reasons[kinds == kind].iloc[0]}"
+        for kind, count in kinds.value_counts().head(top).items()
+    ]
+
+
 def print_summary(layout: Layout, batches: Sequence[str], checks: Sequence[CheckOutcome]) -> None:
     print("\nbatch            accepted  rejected")
     for batch in batches:
         accepted, rejected = layout.raw_accepted(batch), layout.raw_rejected(batch)
         n_acc = len(pd.read_parquet(accepted, columns=["nm"])) if accepted.exists() else "-"
-        n_rej = len(pd.read_parquet(rejected, columns=["nm"])) if rejected.exists() else "-"
-        print(f"{batch:<16} {n_acc:>8}  {n_rej:>8}")
+        reasons = pd.read_parquet(rejected, columns=["reject_reason"]) if rejected.exists() else None
+        print(f"{batch:<16} {n_acc:>8}  {'-' if reasons is None else len(reasons):>8}")
+        if reasons is not None and len(reasons):
+            print(f"  rejected rows with their reason: {rejected}")
+            print("\n".join(f"    {line}" for line in rejection_kinds(reasons["reject_reason"])))
     print("\ncheck                     result  verdict")
     for check in checks:
         print(f"{check.check:<25} {'pass' if check.passed else 'FAIL':<7} {check.verdict}")

@@ -1,5 +1,5 @@
 """ONNX encoders for product embeddings. No torch at run time: numpy, youtokentome, onnxruntime (and OpenVINO
-for the ``bf16`` variant).
+for the ``bf16`` and ``int8-static`` variants).
 
 Channels: ``image`` and ``text`` (the ruCLIP towers) and ``lexical`` (LSA of the text,
 :mod:`mm_pipeline.model.lexical`), each L2-normalized; the fused vector weighs them with the weights chosen
@@ -101,22 +101,37 @@ def _fuse_without(
 
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
-# The variants of an export, in the order they are checked and reported, and the suffix of the towers' files
-# each reads: image<suffix>.onnx, text<suffix>.onnx. The one list of variants (VARIANT_ORDER ranks the same names).
-# ``fp32`` and ``int8`` (dynamic quantization) run on ONNX Runtime; ``bf16`` runs the fp32 files on OpenVINO
-# in bf16 (``INFERENCE_PRECISION_HINT``), only on CPUs that compute bf16 in hardware (:func:`runnable_variants`):
-# ONNX Runtime's CPU provider has no bf16 kernels.
-VARIANT_SUFFIXES = {"fp32": "", "int8": ".int8", "bf16": ""}
-ONNX_VARIANTS = tuple(VARIANT_SUFFIXES)
-OPENVINO_VARIANTS = frozenset({"bf16"})
-# preference among variants that time the same (ties): the quantized one, then the fp32 files on ONNX Runtime
-VARIANT_ORDER = ("int8", "fp32", "bf16")
+# The variants of an export, in the order they are checked and reported, and the file each tower reads. The one
+# list of variants (VARIANT_ORDER ranks the same names). ``fp32`` and ``int8`` (dynamic quantization) run on
+# ONNX Runtime. ``bf16`` runs the fp32 files on OpenVINO in bf16 (``INFERENCE_PRECISION_HINT``), only on CPUs
+# that compute bf16 in hardware (:func:`runnable_variants`): ONNX Runtime's CPU provider has no bf16 kernels.
+# ``int8-static`` runs an image tower statically quantized to int8 by NNCF (calibrated on training photos at
+# export, saved as OpenVINO IR) on OpenVINO, and the dynamically quantized text tower on ONNX Runtime: on the
+# image tower, 3x ORT's fp32 on the compact CNN and 1.6x ORT's int8 on ViT-B/32-384 (Zen 4, ``make bench``).
+VARIANT_FILES = {
+    "fp32": {"image": "image.onnx", "text": "text.onnx"},
+    "int8": {"image": "image.int8.onnx", "text": "text.int8.onnx"},
+    "bf16": {"image": "image.onnx", "text": "text.onnx"},
+    "int8-static": {"image": "image.int8-static.xml", "text": "text.int8.onnx"},
+}
+ONNX_VARIANTS = tuple(VARIANT_FILES)
+OPENVINO_VARIANTS = frozenset({"bf16", "int8-static"})  # variants that need OpenVINO installed
+OPENVINO_IR_SUFFIX = ".xml"  # an OpenVINO IR model file; its weights are the ``.bin`` of the same name
+# preference among variants that time the same (ties): the quantized ones, then the fp32 files on ONNX Runtime
+VARIANT_ORDER = ("int8", "int8-static", "fp32", "bf16")
 NATIVE_BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})  # /proc/cpuinfo flags of hardware bf16
 
 
-def onnx_file(folder: Path | str, tower: str, variant: str) -> Path:
-    """The file of ``tower`` (``image`` or ``text``) in ``variant`` in the export folder ``folder``."""
-    return Path(folder) / f"{tower}{VARIANT_SUFFIXES[variant]}.onnx"
+def tower_file(folder: Path | str, tower: str, variant: str) -> Path:
+    """The model file of ``tower`` (``image`` or ``text``) in ``variant`` in the export folder ``folder``: an
+    ONNX file, or an OpenVINO IR ``.xml`` (weights in the ``.bin`` beside it)."""
+    return Path(folder) / VARIANT_FILES[variant][tower]
+
+
+def exported_variants(folder: Path | str) -> tuple[str, ...]:
+    """The variants whose files are all in the export folder ``folder``, in ``ONNX_VARIANTS`` order
+    (``int8-static`` is only there when the export was given calibration photos)."""
+    return tuple(v for v in ONNX_VARIANTS if all(tower_file(folder, t, v).exists() for t in VARIANT_FILES[v]))
 
 
 def read_manifest(onnx_dir: Path | str) -> dict:
@@ -193,12 +208,14 @@ def load_tower(
     providers: Sequence[str] = ("CPUExecutionProvider",),
 ) -> Tower:
     """``tower`` (``image`` or ``text``) of the export in ``onnx_dir`` in ``variant``, on ``threads`` threads
-    (0: the runtime's default, one per core): an ONNX Runtime session (``providers``), or for ``bf16`` an
-    OpenVINO CPU model compiled with bf16 inference precision (OpenVINO is imported only then).
-    Raises ONNX Runtime's ``NoSuchFile`` (OpenVINO's ``RuntimeError``) for a missing file."""
-    path = onnx_file(onnx_dir, tower, variant)
-    if variant in OPENVINO_VARIANTS:
-        config = {"INFERENCE_PRECISION_HINT": variant, "PERFORMANCE_HINT": "LATENCY"}
+    (0: the runtime's default, one per core): an ONNX Runtime session (``providers``), or an OpenVINO CPU
+    model, compiled in bf16 for ``bf16`` and in fp32 around the int8 layers of an OpenVINO IR file (OpenVINO
+    is imported only then). Raises ONNX Runtime's ``NoSuchFile`` (OpenVINO's ``RuntimeError``) for a missing
+    file."""
+    path = tower_file(onnx_dir, tower, variant)
+    if variant == "bf16" or path.suffix == OPENVINO_IR_SUFFIX:
+        precision = "bf16" if variant == "bf16" else "f32"
+        config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         compiled = import_openvino().Core().compile_model(str(path), "CPU", config)
@@ -221,11 +238,15 @@ def openvino_installed() -> bool:
 
 def runnable_variants(cpu: dict | None = None) -> tuple[str, ...]:
     """The variants this machine can run, in ``ONNX_VARIANTS`` order: ``fp32`` and ``int8`` everywhere;
-    ``bf16`` where OpenVINO is installed and the CPU (``cpu``, default :func:`cpu_signature`) has one of
-    ``NATIVE_BF16_FLAGS`` (elsewhere bf16 is emulated, several times slower than fp32)."""
+    ``int8-static`` where OpenVINO is installed; ``bf16`` where besides the CPU (``cpu``, default
+    :func:`cpu_signature`) has one of ``NATIVE_BF16_FLAGS`` (elsewhere bf16 is emulated, several times slower
+    than fp32)."""
     cpu = cpu_signature() if cpu is None else cpu
-    bf16 = bool(NATIVE_BF16_FLAGS & set(cpu["flags"])) and openvino_installed()
-    return tuple(v for v in ONNX_VARIANTS if v not in OPENVINO_VARIANTS or bf16)
+    openvino = openvino_installed()
+    bf16 = bool(NATIVE_BF16_FLAGS & set(cpu["flags"]))
+    return tuple(
+        v for v in ONNX_VARIANTS if v not in OPENVINO_VARIANTS or (openvino and (bf16 or v != "bf16"))
+    )
 
 
 AUTO = "auto"
@@ -367,7 +388,7 @@ def resolve_variant(
 ) -> VariantChoice:
     """The variant of the export in ``onnx_dir`` to run, among those that passed parity (``parity.json``).
 
-    ``wanted`` ``int8``, ``fp32`` or ``bf16``: that one if it passed parity, else fp32. ``auto``: the fastest
+    ``wanted`` one of ``VARIANT_ORDER``: that one if it passed parity, else fp32. ``auto``: the fastest
     passing variant this CPU (``cpu``, default :func:`cpu_signature`) runs (:func:`runnable_variants`): the
     ranking ``onnx_parity`` timed when it ran on a CPU with the same ``CPU_FLAGS``, else one timed now with
     ``threads`` (:func:`time_variants`, once per process and export). With CUDA first in ``providers``,
@@ -382,9 +403,9 @@ def resolve_variant(
     cpu = cpu_signature() if cpu is None else cpu
     runnable = runnable_variants(cpu)
     if wanted not in (AUTO, *runnable):
+        needs = "a CPU with AVX512-BF16 or AMX and OpenVINO installed" if wanted == "bf16" else "OpenVINO"
         raise ValueError(
-            f"MM_ONNX_VARIANT={wanted} does not run on this machine: it needs a CPU with AVX512-BF16 or AMX "
-            "and OpenVINO installed; use auto, int8 or fp32"
+            f"MM_ONNX_VARIANT={wanted} does not run on this machine: it needs {needs}; use auto, int8 or fp32"
         )
     onnx_dir = pin(onnx_dir)  # one export version, even while a new one is being written
     if not (onnx_dir / PARITY_FILE).exists():
@@ -407,7 +428,9 @@ def resolve_variant(
         checked = {row["variant"] for row in parity.get("rows", [])}
         if checked and wanted not in checked:
             return VariantChoice(
-                "fp32", wanted, f"{wanted} was not checked: onnx_parity ran where it cannot run"
+                "fp32",
+                wanted,
+                f"{wanted} was not checked: not in this export, or onnx_parity ran where it cannot run",
             )
         return VariantChoice("fp32", wanted, f"{wanted} failed parity")
     if providers and providers[0] == CUDA_PROVIDER:
@@ -431,8 +454,8 @@ def choose_variant(onnx_dir: Path | str, wanted: str = AUTO, threads: int | None
 
 
 class OnnxEncoders:
-    """The channels of one exported model folder: image and text towers in the chosen variant (``fp32``,
-    ``int8`` or ``bf16``; :func:`load_tower`), the lexical projection when the export has one, and the fusion
+    """The channels of one exported model folder: image and text towers in the chosen variant (one of
+    ``ONNX_VARIANTS``; :func:`load_tower`), the lexical projection when the export has one, and the fusion
     weights of its manifest.
 
     ``device`` (``MM_DEVICE``) picks ONNX Runtime's providers (:func:`execution_providers`)."""

@@ -1,18 +1,21 @@
-"""ONNX export of the two towers, int8 dynamic quantization, and the torch↔ONNX parity check.
+"""ONNX export of the two towers, int8 quantization, and the torch↔ONNX parity check.
 
 The exported folder is self-contained for inference without torch: ``image.onnx`` (uint8 NHWC images in),
-``text.onnx`` (token ids in, dynamic batch and sequence length), their ``*.int8.onnx`` variants,
-``bpe.model``, ``config.json``, the lexical projection (``lexical.joblib``) when the model has one, and
+``text.onnx`` (token ids in, dynamic batch and sequence length), their dynamically quantized
+``*.int8.onnx`` variants, the image tower statically quantized for OpenVINO when calibration photos are given
+(``image.int8-static.xml`` and ``.bin``), ``bpe.model``, ``config.json``, the lexical projection (``lexical.joblib``) when the model has one, and
 ``manifest.json`` (model version, sizes, fusion weights). The parity check writes
 ``parity.json`` beside them, with the passing variants' speed on the CPU it ran on;
 :func:`mm_pipeline.inference.encoders.resolve_variant` is the one way to pick a variant that passed it. The
 file names are :mod:`mm_pipeline.model.files`; the towers' files, variants and sessions are those of
-:mod:`mm_pipeline.inference.encoders`, which reads the folder.
+:mod:`mm_pipeline.inference.encoders`, which reads the folder (:data:`~mm_pipeline.inference.encoders.VARIANT_FILES`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import logging
 import shutil
@@ -32,13 +35,15 @@ from mm_pipeline.inference.encoders import (
     BASE_FUSION_WEIGHTS,
     ONNX_VARIANTS,
     cpu_signature,
+    exported_variants,
+    import_openvino,
     load_tower,
-    onnx_file,
     read_manifest,
     runnable_variants,
     time_variants,
+    tower_file,
 )
-from mm_pipeline.model.clip import ImageTower, TextTower
+from mm_pipeline.model.clip import ConvTower, ImageTower, TextTower
 from mm_pipeline.model.device import cpu_fp32
 from mm_pipeline.model.files import (
     BPE_FILE,
@@ -53,7 +58,8 @@ from mm_pipeline.model.lexical import LexicalProjection
 from mm_pipeline.prep.tokens import BOS_ID, EOS_ID, trim_padding
 from mm_pipeline.storage import atomic_dir, write_json
 
-PARITY_FLOORS = {"fp32": 0.9999, "int8": 0.995, "bf16": 0.995}
+PARITY_FLOORS = {"fp32": 0.9999, "int8": 0.995, "bf16": 0.995, "int8-static": 0.995}
+CALIBRATION_BATCH = 16  # photos per calibration batch fed to NNCF
 
 
 def weights_version(model_dir: Path) -> str:
@@ -80,13 +86,47 @@ def _export(module: nn.Module, example: torch.Tensor, name: str, dims: dict, tar
     program.save(str(target), external_data=False)
 
 
+def quantize_image_static(clip: CLIP, onnx_dir: Path, calibration_images: np.ndarray) -> Path:
+    """Quantize the fp32 image tower in ``onnx_dir`` to int8 with NNCF's post-training quantization (Nagel et
+    al. 2021's recipe as NNCF implements it: min-max ranges of activations on the calibration photos, fast bias
+    correction; for a ViT also SmoothQuant, Xiao et al. 2023) and save it as OpenVINO IR
+    (``image.int8-static.xml`` and ``.bin``) in ``onnx_dir``. ``calibration_images``: uint8
+    ``[N, R, R, 3]`` training photos (never eval ones). Returns the ``.xml`` path."""
+    # heavy, imported only here; its torch backend's import warns that a CPU machine has no CUDA runtime
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    import nncf
+
+    ov = import_openvino()
+    batches = [
+        calibration_images[s : s + CALIBRATION_BATCH]
+        for s in range(0, len(calibration_images), CALIBRATION_BATCH)
+    ]
+    transformer = not isinstance(clip.visual, ConvTower)
+    with contextlib.redirect_stdout(io.StringIO()):  # NNCF draws its progress bars on stdout
+        quantized = nncf.quantize(
+            ov.Core().read_model(str(tower_file(onnx_dir, "image", "fp32"))),
+            nncf.Dataset(batches),
+            model_type=nncf.ModelType.TRANSFORMER if transformer else None,
+            subset_size=len(batches),  # items of the dataset: batches of photos
+        )
+    target = tower_file(onnx_dir, "image", "int8-static")
+    ov.save_model(quantized, str(target), compress_to_fp16=False)
+    return target
+
+
 def export_towers(
-    clip: CLIP, model_dir: Path, target: Path | str, text_module: nn.Module | None = None
+    clip: CLIP,
+    model_dir: Path,
+    target: Path | str,
+    text_module: nn.Module | None = None,
+    calibration_images: np.ndarray | None = None,
 ) -> Path:
-    """Export both towers (and int8 variants) of ``clip`` loaded from ``model_dir`` into ``target``.
+    """Export both towers and their int8 variants of ``clip`` loaded from ``model_dir`` into ``target``.
 
     Tracing always runs on the CPU in fp32: a model on a GPU or in another dtype is exported from a CPU fp32
-    copy. ``text_module`` replaces the text tower (tests use it to plant a broken export).
+    copy. ``calibration_images`` (uint8 ``[N, R, R, 3]`` training photos) add the ``int8-static`` image
+    tower (:func:`quantize_image_static`). ``text_module`` replaces the text tower (tests use it to plant a
+    broken export).
     """
     clip = cpu_fp32(clip).eval()
     resolution = clip.visual.input_resolution
@@ -94,23 +134,25 @@ def export_towers(
     ids = torch.zeros((2, 8), dtype=torch.int64)
     ids[:, 0], ids[:, 1:5], ids[:, 5] = BOS_ID, 7, EOS_ID
     with atomic_dir(target) as tmp:
-        _export(ImageTower(clip), images, "images", {0: Dim("batch")}, onnx_file(tmp, "image", "fp32"))
+        _export(ImageTower(clip), images, "images", {0: Dim("batch")}, tower_file(tmp, "image", "fp32"))
         _export(
             text_module or TextTower(clip),
             ids,
             "input_ids",
             {0: Dim("batch"), 1: Dim("sequence", max=clip.context_length)},
-            onnx_file(tmp, "text", "fp32"),
+            tower_file(tmp, "text", "fp32"),
         )
         for tower in ("image", "text"):
             # 7-bit weights: CPUs without VNNI (AVX2) multiply u8 x s8 pairs into saturating int16; with
             # 8-bit weights ViT-B/32 image vectors drift to cosine 0.988 there, with 7 bits 0.9996
             quantize_dynamic(
-                onnx_file(tmp, tower, "fp32"),
-                onnx_file(tmp, tower, "int8"),
+                tower_file(tmp, tower, "fp32"),
+                tower_file(tmp, tower, "int8"),
                 weight_type=QuantType.QInt8,
                 reduce_range=True,
             )
+        if calibration_images is not None and len(calibration_images):
+            quantize_image_static(clip, tmp, calibration_images)
         for name in (BPE_FILE, CONFIG_FILE, LEXICAL_FILE):
             if (model_dir / name).exists():
                 shutil.copyfile(model_dir / name, tmp / name)
@@ -123,7 +165,12 @@ def export_towers(
             "context_length": clip.context_length,
             "embed_dim": int(clip.text_projection.shape[1]),
             "fusion_weights": fusion.get("weights", BASE_FUSION_WEIGHTS),
-            "files": {p.name: p.stat().st_size for p in sorted(tmp.glob("*.onnx"))},
+            "calibration_photos": 0 if calibration_images is None else len(calibration_images),
+            "files": {
+                p.name: p.stat().st_size
+                for p in sorted(tmp.iterdir())
+                if p.suffix in (".onnx", ".xml", ".bin")
+            },
         }
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
     return Path(target)
@@ -145,7 +192,8 @@ class ParityReport:
 
     @property
     def checked_variants(self) -> list[str]:
-        """The variants compared, in ``ONNX_VARIANTS`` order (``bf16`` only where it runs)."""
+        """The variants compared, in ``ONNX_VARIANTS`` order (``bf16`` only where it runs, ``int8-static`` only
+        where exported)."""
         return [v for v in ONNX_VARIANTS if any(r["variant"] == v for r in self.rows)]
 
     @property
@@ -180,7 +228,10 @@ def _parity_row(
         "max_abs_diff": float(np.abs(output - reference).max()),
         "floor": floor,
         "passed": bool(cosine.min() >= floor),
-        "file_bytes": path.stat().st_size if path else 0,
+        # an OpenVINO IR's weights are the .bin beside its .xml
+        "file_bytes": sum(f.stat().st_size for f in (path, path.with_suffix(".bin")) if f.exists())
+        if path
+        else 0,
     }
 
 
@@ -194,9 +245,9 @@ def check_parity(
     lexical: LexicalProjection | None = None,
     variants: Sequence[str] | None = None,
 ) -> ParityReport:
-    """Compare the exported towers' features in each of ``variants`` (default: every variant this machine
-    runs, :func:`~mm_pipeline.inference.encoders.runnable_variants`) with ruclip's own torch encoders on real
-    products; a variant passes at cosine >= its ``PARITY_FLOORS`` entry on every row.
+    """Compare the exported towers' features in each of ``variants`` (default: every variant the export has
+    and this machine runs, :func:`~mm_pipeline.inference.encoders.runnable_variants`) with ruclip's own torch
+    encoders on real products; a variant passes at cosine >= its ``PARITY_FLOORS`` entry on every row.
 
     Torch reads the full 77-token ids; the export reads them trimmed after the last EOS, as inference does. When
     the model has a ``lexical`` projection, the exported copy must give the same vectors for ``texts`` (the same
@@ -209,11 +260,13 @@ def check_parity(
     }
     inputs = {"image": images, "text": trim_padding(ids)}
     rows = []
-    for variant in runnable_variants() if variants is None else variants:
+    if variants is None:
+        variants = [v for v in runnable_variants() if v in exported_variants(onnx_dir)]
+    for variant in variants:
         floor = PARITY_FLOORS[variant]
         for tower in ("image", "text"):
             output = load_tower(onnx_dir, tower, variant)(inputs[tower])
-            path = onnx_file(onnx_dir, tower, variant)
+            path = tower_file(onnx_dir, tower, variant)
             rows.append(_parity_row(tower, variant, output, reference[tower], floor, path))
         if lexical is not None:
             path = onnx_dir / LEXICAL_FILE

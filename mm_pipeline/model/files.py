@@ -8,7 +8,7 @@ ruCLIP's layout (plus the lexical projection, :class:`mm_pipeline.model.lexical.
 folder by :mod:`mm_pipeline.model.export`, a checkpoint folder by
 :class:`mm_pipeline.model.checkpoints.Checkpoints`. They live here rather than in those modules so that
 ``Layout``, which names the copies under the data directory with them, stays importable without torch. The
-towers' files are :func:`mm_pipeline.inference.encoders.onnx_file`.
+towers' files are :func:`mm_pipeline.inference.encoders.tower_file`.
 """
 
 # a model folder (ruCLIP's layout, read by CLIP.from_pretrained and RuCLIPProcessor.from_pretrained)

@@ -332,10 +332,10 @@ def _with_note(issues, note: str | None) -> str:
 def length_stats(texts: pd.Series, context_tokens: int = 77) -> dict[str, float | int]:
     """Character/word length summary. ``over_context`` counts texts with more words than the context holds
     tokens after BOS/EOS: a lower bound of the texts the model truncates (a word is at least one BPE token)."""
+    if len(texts) == 0:  # a batch whose every row was rejected: an empty column has no string dtype
+        return {"count": 0}
     chars = texts.str.len().to_numpy()
     words = texts.str.split().str.len().fillna(0).to_numpy()
-    if len(chars) == 0:
-        return {"count": 0}
     return {
         "count": int(len(chars)),
         "chars_mean": round(float(chars.mean()), 1),

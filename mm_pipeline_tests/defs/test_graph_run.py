@@ -6,6 +6,7 @@ import dataclasses
 import re
 
 import dagster as dg
+import pandas as pd
 import pytest
 
 from mm_pipeline.defs.in_process.runner import CheckOutcome, GraphRun
@@ -54,3 +55,18 @@ def test_failed_gates_and_the_summary_read_the_outcomes(tmp_path, capsys):
 
     print_summary(Layout(tmp_path), run.batches, run.checks[:1])
     assert "NOT updated" not in capsys.readouterr().out
+
+
+def test_the_summary_says_why_rows_were_rejected_and_where_they_are(tmp_path, capsys):
+    layout = Layout(tmp_path)
+    batch = "b1"
+    layout.raw_accepted(batch).parent.mkdir(parents=True)
+    pd.DataFrame({"nm": [1]}).to_parquet(layout.raw_accepted(batch))
+    reasons = ["missing image: 2.jpg not found", "missing image: 3.jpg not found", "price: 'x' is not a number"]
+    pd.DataFrame({"nm": [2, 3, 4], "reject_reason": reasons}).to_parquet(layout.raw_rejected(batch))
+    print_summary(layout, [batch], [])
+    out = capsys.readouterr().out
+    assert re.search(r"^b1 +1 +3$", out, re.M)
+    assert str(layout.raw_rejected(batch)) in out
+    kinds = re.findall(r"^ +(\d+) × ([^,]+), e\.g\. (.*)$", out, re.M)
+    assert kinds == [("2", "missing image", reasons[0]), ("1", "price", reasons[2])]

@@ -114,7 +114,7 @@ def test_a_configured_variant_and_the_cuda_provider_skip_timing(tmp_path, timed)
     assert resolve_variant(tmp_path, "fp32", cpu=AMX).variant == "fp32"
     cuda = resolve_variant(tmp_path, "auto", providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
     assert cuda.variant == "fp32" and "CUDA" in cuda.reason and calls == []
-    with pytest.raises(ValueError, match="not one of auto, int8, fp32, bf16"):
+    with pytest.raises(ValueError, match="not one of auto, int8, int8-static, fp32, bf16"):
         resolve_variant(tmp_path, "fp16")
 
 
@@ -122,10 +122,11 @@ def test_a_configured_variant_and_the_cuda_provider_skip_timing(tmp_path, timed)
 def test_bf16_runs_only_on_hardware_bf16_with_openvino_installed(tmp_path, timed, monkeypatch, installed):
     calls, figures = timed
     monkeypatch.setattr(encoders, "openvino_installed", lambda: installed)
-    bf16_here = ("bf16",) if installed else ()
+    bf16_here = ("bf16", "int8-static") if installed else ()
     assert runnable_variants(AMX) == ("fp32", "int8", *bf16_here)
     assert runnable_variants(ZEN4) == ("fp32", "int8", *bf16_here)
-    assert runnable_variants(AVX2) == ("fp32", "int8")
+    # int8 kernels exist on every CPU OpenVINO runs on; only bf16 needs hardware bf16
+    assert runnable_variants(AVX2) == ("fp32", "int8", *(("int8-static",) if installed else ()))
     # checked and fastest on the CPU onnx_parity ran on
     write_export(tmp_path, ["fp32", "int8", "bf16"], {"fp32": 0.3, "int8": 0.12, "bf16": 0.04}, cpu=AMX)
     assert resolve_variant(tmp_path, "auto", cpu=AMX).variant == ("bf16" if installed else "int8")

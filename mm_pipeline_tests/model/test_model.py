@@ -18,7 +18,13 @@ import torch
 from ruclip.processor import RuCLIPProcessor
 
 from mm_pipeline.catalog.contract import validate_batch
-from mm_pipeline.inference.encoders import OnnxEncoders, ParityError, choose_variant, runnable_variants
+from mm_pipeline.inference.encoders import (
+    OnnxEncoders,
+    ParityError,
+    choose_variant,
+    exported_variants,
+    runnable_variants,
+)
 from mm_pipeline.layout import Layout
 from mm_pipeline.model.checkpoints import Checkpoints, fingerprint
 from mm_pipeline.model.clip import (
@@ -360,6 +366,36 @@ def test_bf16_variant_runs_the_fp32_export_on_openvino_within_parity(
     assert encoders.model_version.endswith("-bf16")
 
 
+def test_int8_static_image_tower_is_calibrated_at_export_and_checked_like_every_variant(
+    tmp_path, tiny_ruclip_dir, prepared_batches
+):
+    model, _, _, split = _training_setup(tiny_ruclip_dir, prepared_batches)
+    pairs, _ = load_pairs(prepared_batches, TextTokenizer(model.bpe_path), tmp_path / "tokens")
+    eval_rows = np.flatnonzero(split["eval"])[:16]
+    images, ids = pairs.images(eval_rows), pairs.ids(eval_rows)
+    calibration = pairs.images(np.flatnonzero(split["train"])[:32])
+
+    plain = export_towers(model.clip, tiny_ruclip_dir, tmp_path / "plain")
+    assert "int8-static" not in exported_variants(plain)
+    assert "int8-static" not in check_parity(model.clip, plain, images, ids).checked_variants
+
+    onnx_dir = export_towers(model.clip, tiny_ruclip_dir, tmp_path / "onnx", calibration_images=calibration)
+    manifest = json.loads((onnx_dir / "manifest.json").read_text())
+    assert {"image.int8-static.xml", "image.int8-static.bin"} <= set(manifest["files"])
+    assert manifest["calibration_photos"] == 32
+    report = check_parity(model.clip, onnx_dir, images, ids)
+    static = {r["tower"]: r for r in report.rows if r["variant"] == "int8-static"}
+    assert set(static) == {"image", "text"}
+    # the IR's weights (.bin) count: an int8 tower, smaller than its fp32 ONNX file
+    assert 0 < static["image"]["file_bytes"] < (onnx_dir / "image.onnx").stat().st_size
+    # int8 arithmetic: close to fp32 torch, never identical (a tiny random model may miss the 0.995 floor)
+    assert 0.97 < static["image"]["min_cosine"] < 1 - 1e-6
+    encoders = OnnxEncoders(onnx_dir, "int8-static")
+    vectors = encoders.encode_images(images)
+    assert vectors.dtype == np.float32 and vectors.shape == (len(eval_rows), encoders.dims["image"])
+    assert encoders.model_version.endswith("-int8-static")
+
+
 def test_choose_variant_only_returns_a_variant_that_passed_parity(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"model_version": "v1"}))
     with pytest.raises(ParityError, match="no parity report"):
@@ -400,10 +436,12 @@ def test_compact_convolutional_tower_round_trips_through_its_folder_and_onnx(tmp
     with torch.no_grad():
         expected = ImageTower(clip.eval())(torch.from_numpy(images))
         assert torch.equal(ImageTower(loaded.clip)(torch.from_numpy(images)), expected)
-    onnx_dir = export_towers(loaded.clip, folder, tmp_path / "onnx")
+    calibration = np.load(prepared_batches[1].image_tensors)[:32]  # other photos than the checked ones
+    onnx_dir = export_towers(loaded.clip, folder, tmp_path / "onnx", calibration_images=calibration)
     report = check_parity(loaded.clip, onnx_dir, images, loaded.tokenizer.encode(texts[:16]))
     image_rows = {r["variant"]: r for r in report.rows if r["tower"] == "image"}
     assert image_rows["fp32"]["passed"] and image_rows["int8"]["passed"]
+    assert image_rows["int8-static"]["passed"]  # NNCF's convolutional preset: no SmoothQuant
 
 
 def test_grid_pooled_tower_exports_at_any_resolution_and_old_folders_pool_globally(tmp_path):

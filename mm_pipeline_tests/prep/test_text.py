@@ -167,6 +167,12 @@ def test_sample_catalogue_colour_reaches_the_text(small_sample):
         assert f"Цвет: {clean_text(colour)}" in text
 
 
+def test_a_batch_with_no_accepted_row_cleans_to_no_text_and_counts_none():
+    nothing = pd.DataFrame({"title": [None], "brend": ["Nord"], "description": [""], "category": ["Одежда"]})
+    cleaned = clean_products(nothing.iloc[:0])  # every row of the batch was rejected
+    assert len(cleaned) == 0 and length_stats(cleaned["text"]) == {"count": 0}
+
+
 def test_length_stats_flags_texts_over_the_context():
     stats = length_stats(pd.Series(["слово " * 100, "слово " * 39, "коротко", ""]), context_tokens=40)
     assert stats["count"] == 4 and stats["over_context"] == 2 and stats["empty"] == 1
