@@ -43,6 +43,7 @@ from mm_pipeline.evaluation.references import pixel_vectors
 from mm_pipeline.evaluation.summary import INSUFFICIENT, OK, MetricSummary
 from mm_pipeline.inference.encoders import BASE_FUSION_WEIGHTS, fuse, l2_normalize
 from mm_pipeline.layout import Layout
+from mm_pipeline.model.split import group_codes
 from mm_pipeline.storage import atomic_dir, write_json, write_parquet
 
 TASK_BY_NAME: dict[str, TaskSpec] = {task.name: task for task in TASKS}
@@ -154,7 +155,12 @@ def evaluate_task(
     known = labels.notna().to_numpy()
     rows = np.flatnonzero(known)
     y = labels[known].astype(str).to_numpy()
-    options = {"n_splits": n_splits, "seed": seed, "positive_label": task.positive_label}
+    options = {
+        "n_splits": n_splits,
+        "seed": seed,
+        "positive_label": task.positive_label,
+        "groups": group_codes(data.products)[rows],  # a product's listings stay in one fold
+    }
     try:
         runs = {
             "fine_tuned": cross_validate(

@@ -164,6 +164,29 @@ def test_metric_folder_holds_summary_table_and_neighbours(tmp_path, category):
     pd.testing.assert_frame_equal(pd.read_parquet(layout.metric_table("category")), result.table)
 
 
+def test_every_probe_of_a_task_keeps_a_products_listings_in_one_fold(monkeypatch):
+    """The embeddings', the base model's and the references' folds all come from the dup groups."""
+    from mm_pipeline.evaluation.probes import baselines, cross_validation, protocol
+
+    data = eval_set(120)
+    data.products["dup_group"] = np.repeat(np.arange(60), 2)  # every product listed twice
+    folds_of = []
+
+    def recording(codes, n_splits, seed, groups=None):
+        folds = protocol.stratified_folds(codes, n_splits, seed, groups)
+        folds_of.append((groups, folds))
+        return folds
+
+    monkeypatch.setattr(cross_validation, "stratified_folds", recording)
+    monkeypatch.setattr(baselines, "stratified_folds", recording)
+    evaluate_task("category", data)
+    assert len(folds_of) == 3  # fine-tuned, base, references
+    for groups, folds in folds_of:
+        assert groups is not None
+        for train_rows, test_rows in folds:
+            assert not set(groups[train_rows]) & set(groups[test_rows])
+
+
 def test_a_task_without_labels_reports_insufficient_data():
     result = evaluate_task("isadult", eval_set())  # every product is "not adult": one class
     assert result.status == INSUFFICIENT and "one class" in result.reason

@@ -107,6 +107,7 @@ def reference_probes(
     mlp: MLPSettings = DEFAULT_MLP,
     n_threads: int | None = None,
     counts: Sequence[sparse.csr_matrix] | None = None,
+    groups: np.ndarray | None = None,
 ) -> ProbeRun:
     """Out-of-fold predictions of the references that learn nothing, one per row of ``REFERENCE_ROWS``, on the
     rows, labels and folds :func:`~mm_pipeline.evaluation.probes.cross_validate` uses for the same arguments,
@@ -128,7 +129,8 @@ def reference_probes(
     costs a pass over ~10M nonzeros. ``seconds``: each row's fits plus its share of the fold's feature
     preparation. ``counts``: the :func:`tfidf_counts` blocks of ``texts`` (same ``char_prefix``) when the caller
     has them, e.g. rows of the counts of a superset of the texts: terms absent from a training fold are
-    dropped and the others keep their order, so the features are the same as those counted here. Raises
+    dropped and the others keep their order, so the features are the same as those counted here.
+    ``groups``: as for :func:`~mm_pipeline.evaluation.probes.cross_validate`, the same folds. Raises
     :class:`~mm_pipeline.evaluation.probes.InsufficientData` when the task cannot be scored and ValueError
     when ``texts`` or ``pixels`` do not match ``labels``.
     """
@@ -186,5 +188,6 @@ def reference_probes(
             generator = fold_generator(seed, fold, *row)
             run.fit_fold(row, fit_predict, train, test, fold_rows, generator, preparation)
 
-    solvers.run_folds(fit_fold, stratified_folds(codes, prepared.n_splits, seed), elements, n_threads)
+    folds = stratified_folds(codes, prepared.n_splits, seed, None if groups is None else groups[keep])
+    solvers.run_folds(fit_fold, folds, elements, n_threads)
     return run

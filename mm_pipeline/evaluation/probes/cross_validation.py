@@ -45,13 +45,15 @@ def cross_validate(
     logreg: LogRegSettings = DEFAULT_LOGREG,
     mlp: MLPSettings = DEFAULT_MLP,
     n_threads: int | None = None,
+    groups: np.ndarray | None = None,
 ) -> ProbeRun:
     """Out-of-fold predictions of each (feature set, probe).
 
     ``features`` maps a feature-set name to an (n, d) matrix aligned with ``labels`` (strings, no missing
     values). When ``fused`` is given and ``pca_components`` is set, ``pca_fused`` (PCA of ``fused`` fitted
     inside each training fold on at most ``pca_max_rows`` sampled rows) is evaluated right after it.
-    ``n_threads``: see :func:`~mm_pipeline.evaluation.probes.solvers.run_folds`. Each (fold, feature set,
+    ``n_threads``: see :func:`~mm_pipeline.evaluation.probes.solvers.run_folds`. ``groups``: dup group per
+    row (negative: none), kept in one fold (:func:`stratified_folds`). Each (fold, feature set,
     probe) draws from its own seeded generator (:func:`fold_generator`). ``seconds`` is the wall time of that
     row's fits plus an equal share of the fold's feature preparation. Raises :class:`InsufficientData` when
     the task cannot be scored.
@@ -92,7 +94,9 @@ def cross_validate(
                 generator = fold_generator(seed, fold, *row)
                 run.fit_fold(row, fit_predict[probe], x_train, x_test, rows, generator, preparation)
 
-    folds = stratified_folds(codes, prepared.n_splits, seed)
+    folds = stratified_folds(
+        codes, prepared.n_splits, seed, None if groups is None else groups[prepared.keep]
+    )
     solvers.run_folds(fit_fold, folds, len(codes) * max(x.shape[1] for x in matrices.values()), n_threads)
     return run
 

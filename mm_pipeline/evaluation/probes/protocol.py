@@ -7,8 +7,11 @@ place a result row is made.
 
 Protocol (one code path for every task):
 
-* Rows are split with ``StratifiedKFold(n_splits, shuffle=True, random_state=seed)``. Every fitted transform
-  (scaling, PCA for ``pca_fused``, TF-IDF vocabulary) is fitted on the training fold only.
+* Rows are split with ``StratifiedKFold(n_splits, shuffle=True, random_state=seed)``, or where the rows
+  carry dup groups with ``StratifiedGroupKFold``, so that a product's listings fall in one fold
+  (:func:`stratified_folds`). Every fitted transform (scaling, PCA for ``pca_fused``, TF-IDF vocabulary) and
+  every logistic probe's L2 strength (chosen on a validation split of the training fold,
+  :func:`~mm_pipeline.evaluation.probes.solvers.fit_predict_logreg`) come from the training fold only.
 * Dense features are centred and divided by one factor
   (:func:`~mm_pipeline.evaluation.probes.solvers.center_and_scale`), not scaled per dimension: a
   probe reads the vector's geometry as a cosine search does (the fused vector's channel weights, the LSA
@@ -40,7 +43,7 @@ import pandas as pd
 import torch
 from scipy import sparse
 from sklearn.metrics import f1_score, precision_recall_fscore_support
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 MIN_ROWS = 20
 OTHER_CLASS = "other"
@@ -122,9 +125,33 @@ def as_matrix(x: np.ndarray, n_rows: int) -> np.ndarray:
     return matrix
 
 
-def stratified_folds(codes: np.ndarray, n_splits: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def stratified_folds(
+    codes: np.ndarray, n_splits: int, seed: int, groups: np.ndarray | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(training rows, test rows)`` of each fold: ``StratifiedKFold``, or with ``groups`` (int per row, a
+    dup group; negative: none) where some group has two or more rows, ``StratifiedGroupKFold``, so that the
+    listings of one product are never split between a probe's training and test rows (a probe would score
+    its memory of the product). Falls back to ``StratifiedKFold`` when a class spans fewer groups than
+    folds."""
+    if groups is not None and _groups_fill_folds(codes, groups, n_splits):
+        units = np.where(groups >= 0, groups, groups.max() + 1 + np.arange(len(groups)))
+        splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        return list(splitter.split(np.zeros(len(codes)), codes, units))
     splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     return list(splitter.split(np.zeros(len(codes)), codes))
+
+
+def _groups_fill_folds(codes: np.ndarray, groups: np.ndarray, n_splits: int) -> bool:
+    """Whether some group holds two or more rows and every class spans at least ``n_splits`` groups (a row
+    without a group counts as its own)."""
+    grouped = groups >= 0
+    if len(np.unique(groups[grouped])) == grouped.sum():
+        return False
+    for code in np.unique(codes):
+        mine = codes == code
+        if len(np.unique(groups[mine & grouped])) + int((mine & ~grouped).sum()) < n_splits:
+            return False
+    return True
 
 
 def score_predictions(codes: np.ndarray, predicted: np.ndarray, prepared: PreparedLabels) -> dict[str, float]:
