@@ -62,7 +62,11 @@ def test_the_summary_says_why_rows_were_rejected_and_where_they_are(tmp_path, ca
     batch = "b1"
     layout.raw_accepted(batch).parent.mkdir(parents=True)
     pd.DataFrame({"nm": [1]}).to_parquet(layout.raw_accepted(batch))
-    reasons = ["missing image: 2.jpg not found", "missing image: 3.jpg not found", "price: 'x' is not a number"]
+    reasons = [
+        "missing image: 2.jpg not found",
+        "missing image: 3.jpg not found",
+        "price: 'x' is not a number",
+    ]
     pd.DataFrame({"nm": [2, 3, 4], "reject_reason": reasons}).to_parquet(layout.raw_rejected(batch))
     print_summary(layout, [batch], [])
     out = capsys.readouterr().out
