@@ -35,6 +35,10 @@ from mm_pipeline.evaluation.similarity import build_index
 from mm_pipeline.model.split import NO_GROUP  # any negative group id means "not in a dup group"
 
 PAIRS_COLUMNS = ["kind", "nm_a", "nm_b", "score", "same_group"]
+# The cosine of two float32 unit vectors carries rounding noise of ~1e-7 (the order of a sum): listings with
+# the same text and photo score 0.99999994 or 1.0000001 from run to run, and a threshold fitted at such a tie
+# cut between them (lamoda_hats: pair F1 1.000 in one run, 0.891 in another). Rounded, they tie.
+SCORE_DECIMALS = 5
 N_RESAMPLES = 200
 
 
@@ -115,7 +119,8 @@ def count_positive_pairs(groups: np.ndarray) -> int:
 def _neighbours(
     vectors: np.ndarray, query_rows: np.ndarray, k: int, exact_max: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` (scores, rows) among all ``vectors`` for each query row, the query itself excluded.
+    """Top-``k`` (scores, rows) among all ``vectors`` for each query row, the query itself excluded; scores
+    rounded to ``SCORE_DECIMALS``.
 
     Slots with no neighbour (fewer than k other rows) hold row -1 and score -inf.
     """
@@ -127,7 +132,7 @@ def _neighbours(
     rows = np.take_along_axis(rows, order, axis=1)
     scores = np.take_along_axis(scores, order, axis=1)
     kept = np.take_along_axis(keep, order, axis=1)
-    return np.where(kept, scores, -np.inf), np.where(kept, rows, -1)
+    return np.where(kept, np.round(scores, SCORE_DECIMALS), -np.inf), np.where(kept, rows, -1)
 
 
 def _same_group(groups: np.ndarray, rows_a: np.ndarray, rows_b: np.ndarray) -> np.ndarray:

@@ -124,6 +124,24 @@ def test_pair_metrics_counts_missed_pairs_in_recall():
     }
 
 
+def test_listings_that_differ_by_float_rounding_are_one_tie():
+    """Listings with one text score a cosine of 1 give or take float32 rounding. The tune half's twins are
+    exact copies, the score half's differ by a relative 1e-3 (cosine 1 - 5e-7): unrounded, the threshold
+    fitted on the copies would pass none of them."""
+    rng = np.random.default_rng(7)
+    products = unit_rows(rng.standard_normal((80, 64)))
+    groups = np.repeat(np.arange(80), 2)
+    tune, _ = split_groups(groups, seed=0)
+    twins = products[groups].astype(np.float64)
+    nudged = np.arange(len(groups)) % 2 == 1
+    noise = rng.standard_normal(twins.shape)
+    twins[nudged & ~tune] += (
+        1e-3 * noise[nudged & ~tune] / np.linalg.norm(noise[nudged & ~tune], axis=1)[:, None]
+    )
+    report = evaluate_duplicates({"fused": unit_rows(twins)}, np.arange(len(groups)), groups)
+    assert report.metrics["fused"].pair_f1 == 1.0
+
+
 def test_symmetric_pairs_are_deduplicated(planted):
     vectors, nm, groups = planted
     pairs = candidate_pairs(vectors, groups, k=10)
