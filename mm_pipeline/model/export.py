@@ -88,8 +88,9 @@ def _export(module: nn.Module, example: torch.Tensor, name: str, dims: dict, tar
 
 def quantize_image_static(clip: CLIP, onnx_dir: Path, calibration_images: np.ndarray) -> Path:
     """Quantize the fp32 image tower in ``onnx_dir`` to int8 with NNCF's post-training quantization (Nagel et
-    al. 2021's recipe as NNCF implements it: min-max ranges of activations on the calibration photos, fast bias
-    correction; for a ViT also SmoothQuant, Xiao et al. 2023) and save it as OpenVINO IR
+    al. 2021's recipe as NNCF implements it: min-max ranges of activations on the calibration photos, per-channel
+    symmetric weights, asymmetric activations, fast bias correction; for a ViT also SmoothQuant, Xiao et al.
+    2023) and save it as OpenVINO IR
     (``image.int8-static.xml`` and ``.bin``) in ``onnx_dir``. ``calibration_images``: uint8
     ``[N, R, R, 3]`` training photos (never eval ones). Returns the ``.xml`` path."""
     # heavy, imported only here; its torch backend's import warns that a CPU machine has no CUDA runtime
@@ -107,6 +108,9 @@ def quantize_image_static(clip: CLIP, onnx_dir: Path, calibration_images: np.nda
             ov.Core().read_model(str(tower_file(onnx_dir, "image", "fp32"))),
             nncf.Dataset(batches),
             model_type=nncf.ModelType.TRANSFORMER if transformer else None,
+            # asymmetric activations (the transformer type's default too): after a ReLU a symmetric range
+            # spends half its levels on negatives; on the compact CNN min cosine to fp32 0.9958 -> 0.9964
+            preset=nncf.QuantizationPreset.MIXED,
             subset_size=len(batches),  # items of the dataset: batches of photos
         )
     target = tower_file(onnx_dir, "image", "int8-static")
