@@ -78,6 +78,9 @@ SIGNAL = {
     "isadult": 0.8,
 }
 
+# sklearn's objective at its default C=1: what Parts 2 and 3 compare with sklearn's LogisticRegression
+SKLEARN_C = LogRegSettings(C_grid=())
+
 
 def make_synthetic(n: int, half_dim: int, seed: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Two L2-normalised halves (text, image): label prototypes plus noise in a low-dimensional latent space,
@@ -163,7 +166,7 @@ def compare_with_sklearn(
     for task in ("category", "sub_category", "gender"):
         kind, y = TASKS[task][0], labels[task][:rows]
         ours = cross_validate(
-            {"fused": x}, y, kind, seed=seed, pca_components=None, n_threads=n_threads
+            {"fused": x}, y, kind, seed=seed, pca_components=None, n_threads=n_threads, logreg=SKLEARN_C
         ).table()
         ours = ours.set_index("probe")
         references = {
@@ -200,7 +203,7 @@ def compare_one_full_fold(
     x = features["fused"]
     print(f"\n## Part 3: one fold at full size ({len(x)} rows), fused {x.shape[1]}-d, ours vs sklearn")
     ours = {
-        "logreg": partial(fit_predict_logreg, settings=LogRegSettings()),
+        "logreg": partial(fit_predict_logreg, settings=SKLEARN_C),
         "mlp": partial(fit_predict_mlp, settings=MLPSettings()),
     }
     lines = []

@@ -16,7 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mm_pipeline.evaluation.duplicates import count_groups, evaluate_duplicates, headline, unique_pairs
+from mm_pipeline.evaluation.duplicates import (
+    SCORE_DECIMALS,
+    count_groups,
+    evaluate_duplicates,
+    headline,
+    unique_pairs,
+)
 from mm_pipeline.evaluation.references import images_of, reference_vectors
 from mm_pipeline.evaluation.relisting import MIN_GROUPS, RELISTED_PRODUCTS, make_relistings
 from mm_pipeline.evaluation.similarity import SimilarityIndex
@@ -114,6 +120,7 @@ def write_review_pairs(
     index = SimilarityIndex.load(pin(layout.index_dir) / layout.index_file.name)
     scores, ids = index.search(vectors, k + 1)
     nm_a, nm_b, score = unique_pairs(lookup["nm"].to_numpy(), ids, scores)
+    score = np.round(score, SCORE_DECIMALS)  # as the metric rounds them: its threshold admits the same ties
     keep = score >= threshold
     pairs = pd.DataFrame({"nm_a": nm_a[keep], "nm_b": nm_b[keep], "score": score[keep]})
     pairs = pairs.sort_values("score", ascending=False, ignore_index=True)

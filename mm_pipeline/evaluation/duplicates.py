@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from mm_pipeline.evaluation.probes.protocol import resample_counts
+from mm_pipeline.evaluation.probes.protocol import product_units, resample_counts
 from mm_pipeline.evaluation.references import REFERENCE_KINDS
 from mm_pipeline.evaluation.similarity import build_index
 from mm_pipeline.model.split import NO_GROUP  # any negative group id means "not in a dup group"
@@ -132,7 +132,7 @@ def _neighbours(
     rows = np.take_along_axis(rows, order, axis=1)
     scores = np.take_along_axis(scores, order, axis=1)
     kept = np.take_along_axis(keep, order, axis=1)
-    return np.where(kept, np.round(scores, SCORE_DECIMALS), -np.inf), np.where(kept, rows, -1)
+    return np.round(np.where(kept, scores, -np.inf), SCORE_DECIMALS), np.where(kept, rows, -1)
 
 
 def _same_group(groups: np.ndarray, rows_a: np.ndarray, rows_b: np.ndarray) -> np.ndarray:
@@ -289,15 +289,6 @@ def _score_half(
     return pair_metrics(pairs.score, pairs.same_group, threshold, count_positive_pairs(score_groups)), pairs
 
 
-def resampling_units(groups: np.ndarray) -> np.ndarray:
-    """Per row, the id (0..units-1) of the unit a cluster bootstrap draws: its dup group when the group has
-    two or more rows, else the row alone."""
-    groups = np.asarray(groups)
-    grouped = group_sizes(groups) >= 2
-    keys = np.where(grouped, groups, groups.max(initial=0) + 1 + np.arange(len(groups)))
-    return np.unique(keys, return_inverse=True)[1]
-
-
 def _pairs_per_unit(pairs: Pairs, mask: np.ndarray, units: np.ndarray, n_units: int) -> np.ndarray:
     """Per unit, the pairs of ``mask`` it holds: half of each pair for each of its two rows' units."""
     ends = [np.bincount(units[rows[mask]], minlength=n_units) for rows in (pairs.row_a, pairs.row_b)]
@@ -315,14 +306,14 @@ def bootstrap_pair_f1(
     kind → float64 ``[n_resamples]``.
 
     ``predicted`` holds each kind's candidate pairs over those rows, ``thresholds`` its fixed threshold. A
-    resample draws the units of :func:`resampling_units` with replacement; each unit brings, as often as it is
+    resample draws the units of :func:`~mm_pipeline.evaluation.probes.protocol.product_units` with replacement; each unit brings, as often as it is
     drawn, its same-group pairs (the recall's denominator) and the candidate pairs its rows are in (a pair
     across two units half for each). Every kind is scored on the same draws,
     so the spread of a difference between kinds is its standard error (Efron & Tibshirani 1993, ch. 6;
     resampling clusters whole: Davison & Hinkley 1997, sec. 3.8). NaN where a resample has no same-group
     pair, as :func:`pair_metrics` gives then.
     """
-    units = resampling_units(groups)
+    units = product_units(groups)
     n_units = int(units.max(initial=-1)) + 1
     sizes = np.bincount(units, minlength=n_units)
     positives = (sizes * (sizes - 1) // 2).astype(np.float64)  # a loose row's unit holds none

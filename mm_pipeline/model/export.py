@@ -129,7 +129,8 @@ def export_towers(
 
     Tracing always runs on the CPU in fp32: a model on a GPU or in another dtype is exported from a CPU fp32
     copy. ``calibration_images`` (uint8 ``[N, R, R, 3]`` training photos) add the ``int8-static`` image
-    tower (:func:`quantize_image_static`). ``text_module`` replaces the text tower (tests use it to plant a
+    tower (:func:`quantize_image_static`); where NNCF or OpenVINO fails, the export goes on without it, the
+    error logged and kept in the manifest (``int8_static_error``). ``text_module`` replaces the text tower (tests use it to plant a
     broken export).
     """
     clip = cpu_fp32(clip).eval()
@@ -155,8 +156,16 @@ def export_towers(
                 weight_type=QuantType.QInt8,
                 reduce_range=True,
             )
+        calibrated, static_error = 0, None
         if calibration_images is not None and len(calibration_images):
-            quantize_image_static(clip, tmp, calibration_images)
+            try:
+                quantize_image_static(clip, tmp, calibration_images)
+                calibrated = len(calibration_images)
+            except (
+                Exception
+            ) as error:  # an optional variant: the export serves fp32, int8 and bf16 without it
+                static_error = f"{type(error).__name__}: {error}"
+                logging.getLogger(__name__).warning("int8-static left out of the export: %s", static_error)
         for name in (BPE_FILE, CONFIG_FILE, LEXICAL_FILE):
             if (model_dir / name).exists():
                 shutil.copyfile(model_dir / name, tmp / name)
@@ -169,7 +178,8 @@ def export_towers(
             "context_length": clip.context_length,
             "embed_dim": int(clip.text_projection.shape[1]),
             "fusion_weights": fusion.get("weights", BASE_FUSION_WEIGHTS),
-            "calibration_photos": 0 if calibration_images is None else len(calibration_images),
+            "calibration_photos": calibrated,  # 0: no int8-static tower
+            **({"int8_static_error": static_error} if static_error else {}),
             "files": {
                 p.name: p.stat().st_size
                 for p in sorted(tmp.iterdir())

@@ -3,6 +3,7 @@ import threading
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
@@ -132,6 +133,11 @@ def test_listings_of_one_product_stay_in_one_fold():
     split = evaluate_probes({"fused": x}, y, "multiclass", **options)["f1"].iloc[0]
     together = evaluate_probes({"fused": x}, y, "multiclass", groups=groups, **options)["f1"].iloc[0]
     assert split > 0.7 and together < 0.45  # measured 0.76 and 0.35; chance is 0.33
+    # inside a training fold, the logistic probe's validation split keeps them together as well
+    codes = torch.from_numpy(prepared.codes)
+    fit_rows, validation_rows = probes.solvers._validation_split(codes, 0.2, torch.Generator(), groups)
+    assert not set(groups[fit_rows.numpy()]) & set(groups[validation_rows.numpy()])
+    assert 0.15 < len(validation_rows) / len(groups) < 0.25
     # no group of two rows: the folds are StratifiedKFold's, as without groups
     singles = stratified_folds(prepared.codes, 5, seed=0, groups=np.full(len(y), -1))
     for (train, test), (train_plain, test_plain) in zip(

@@ -119,7 +119,9 @@ def test_a_configured_variant_and_the_cuda_provider_skip_timing(tmp_path, timed)
 
 
 @pytest.mark.parametrize("installed", [True, False])
-def test_bf16_runs_only_on_hardware_bf16_with_openvino_installed(tmp_path, timed, monkeypatch, installed):
+def test_openvino_variants_need_openvino_and_bf16_needs_hardware_bf16(
+    tmp_path, timed, monkeypatch, installed
+):
     calls, figures = timed
     monkeypatch.setattr(encoders, "openvino_installed", lambda: installed)
     bf16_here = ("bf16", "int8-static") if installed else ()

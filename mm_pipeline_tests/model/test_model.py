@@ -395,6 +395,14 @@ def test_int8_static_image_tower_is_calibrated_at_export_and_checked_like_every_
     assert vectors.dtype == np.float32 and vectors.shape == (len(eval_rows), encoders.dims["image"])
     assert encoders.model_version.endswith("-int8-static")
 
+    # photos the tower cannot take: NNCF fails, the export goes on without the variant and says why
+    wrong = export_towers(
+        model.clip, tiny_ruclip_dir, tmp_path / "wrong", calibration_images=calibration[:, :8, :8]
+    )
+    manifest = json.loads((wrong / "manifest.json").read_text())
+    assert manifest["calibration_photos"] == 0 and manifest["int8_static_error"]
+    assert "int8-static" not in exported_variants(wrong) and "int8" in exported_variants(wrong)
+
 
 def test_choose_variant_only_returns_a_variant_that_passed_parity(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"model_version": "v1"}))
@@ -441,7 +449,7 @@ def test_compact_convolutional_tower_round_trips_through_its_folder_and_onnx(tmp
     report = check_parity(loaded.clip, onnx_dir, images, loaded.tokenizer.encode(texts[:16]))
     image_rows = {r["variant"]: r for r in report.rows if r["tower"] == "image"}
     assert image_rows["fp32"]["passed"] and image_rows["int8"]["passed"]
-    assert image_rows["int8-static"]["passed"]  # NNCF's convolutional preset: no SmoothQuant
+    assert image_rows["int8-static"]["passed"]  # a CNN: no SmoothQuant
 
 
 def test_grid_pooled_tower_exports_at_any_resolution_and_old_folders_pool_globally(tmp_path):

@@ -177,6 +177,7 @@ def onnx_model(context: dg.AssetExecutionContext, settings: PipelineSettings) ->
             "path": dg.MetadataValue.path(str(export.path)),
             "model_version": export.manifest["model_version"],
             "calibration_photos": export.manifest["calibration_photos"],
+            **{k: export.manifest[k] for k in ("int8_static_error",) if k in export.manifest},
             "files": dg.MetadataValue.md(markdown_table(files)),
             "seconds": round(time.perf_counter() - started, 1),
         }

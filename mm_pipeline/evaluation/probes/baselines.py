@@ -24,6 +24,7 @@ from mm_pipeline.evaluation.probes.protocol import (
     ProbeRun,
     as_matrix,
     fold_generator,
+    kept_groups,
     prepare_labels,
     stratified_folds,
 )
@@ -155,6 +156,7 @@ def reference_probes(
 
     def fit_fold(fold: int, fold_rows: solvers.Fold) -> None:
         train_rows, test_rows = fold_rows
+        train_groups = None if groups is None else groups[train_rows]
         started = time.perf_counter()
         vectorizers = [fit_tfidf(m, train_rows, max_features) for m in counts]
         text = tuple(
@@ -178,16 +180,20 @@ def reference_probes(
             for t, i in zip(text, image, strict=True)
         )
         both_seconds = time.perf_counter() - started
+        sparse_logreg_fit, dense_logreg_fit = (
+            partial(f, groups=train_groups) for f in (sparse_fit, dense_fit)
+        )
         fits = {
-            tfidf_rows: (text, text_seconds, sparse_fit),
-            pixel_logreg: (image, image_seconds / 2, dense_fit),
+            tfidf_rows: (text, text_seconds, sparse_logreg_fit),
+            pixel_logreg: (image, image_seconds / 2, dense_logreg_fit),
             pixel_mlp: (image, image_seconds / 2, mlp_fit),
-            both_rows: (both, both_seconds, sparse_fit),
+            both_rows: (both, both_seconds, sparse_logreg_fit),
         }
         for row, ((train, test), preparation, fit_predict) in fits.items():
             generator = fold_generator(seed, fold, *row)
             run.fit_fold(row, fit_predict, train, test, fold_rows, generator, preparation)
 
-    folds = stratified_folds(codes, prepared.n_splits, seed, None if groups is None else groups[keep])
+    groups = kept_groups(groups, prepared)
+    folds = stratified_folds(codes, prepared.n_splits, seed, groups)
     solvers.run_folds(fit_fold, folds, elements, n_threads)
     return run

@@ -23,6 +23,7 @@ from mm_pipeline.evaluation.probes.protocol import (
     ProbeRun,
     as_matrix,
     fold_generator,
+    kept_groups,
     prepare_labels,
     stratified_folds,
 )
@@ -74,10 +75,14 @@ def cross_validate(
         "mlp": partial(solvers.fit_predict_mlp, settings=mlp),
     }
     codes = prepared.codes
+    groups = kept_groups(groups, prepared)
     run = ProbeRun.start(prepared, [(s, p) for s in feature_sets for p in probes])
 
     def fit_fold(fold: int, rows: solvers.Fold) -> None:
         train_idx, test_idx = (torch.from_numpy(r) for r in rows)
+        # the logistic probe's validation split keeps a product's listings together too
+        train_groups = None if groups is None else groups[rows[0]]
+        fits = {**fit_predict, "logreg": partial(fit_predict["logreg"], groups=train_groups)}
         for name in feature_sets:
             started = time.perf_counter()
             if name in matrices:
@@ -92,11 +97,9 @@ def cross_validate(
             for probe in probes:
                 row = (name, probe)
                 generator = fold_generator(seed, fold, *row)
-                run.fit_fold(row, fit_predict[probe], x_train, x_test, rows, generator, preparation)
+                run.fit_fold(row, fits[probe], x_train, x_test, rows, generator, preparation)
 
-    folds = stratified_folds(
-        codes, prepared.n_splits, seed, None if groups is None else groups[prepared.keep]
-    )
+    folds = stratified_folds(codes, prepared.n_splits, seed, groups)
     solvers.run_folds(fit_fold, folds, len(codes) * max(x.shape[1] for x in matrices.values()), n_threads)
     return run
 

@@ -125,6 +125,27 @@ def as_matrix(x: np.ndarray, n_rows: int) -> np.ndarray:
     return matrix
 
 
+def product_units(groups: np.ndarray) -> np.ndarray:
+    """Per row, the id (0..units-1) of its product: its dup group (``groups``: int per row, negative: none)
+    when the group has two or more rows, else the row alone. What a fold, a validation split or a cluster
+    bootstrap keeps whole."""
+    groups = np.asarray(groups)
+    _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    grouped = (groups >= 0) & (counts[inverse] >= 2)
+    keys = np.where(grouped, groups, groups.max(initial=0) + 1 + np.arange(len(groups)))
+    return np.unique(keys, return_inverse=True)[1]
+
+
+def kept_groups(groups: np.ndarray | None, prepared: PreparedLabels) -> np.ndarray | None:
+    """``groups`` (int per input row) of the rows :func:`prepare_labels` kept; ValueError for another length."""
+    if groups is None:
+        return None
+    groups = np.asarray(groups)
+    if len(groups) != len(prepared.keep):
+        raise ValueError(f"{len(groups)} groups do not match {len(prepared.keep)} labels")
+    return groups[prepared.keep]
+
+
 def stratified_folds(
     codes: np.ndarray, n_splits: int, seed: int, groups: np.ndarray | None = None
 ) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -134,9 +155,8 @@ def stratified_folds(
     its memory of the product). Falls back to ``StratifiedKFold`` when a class spans fewer groups than
     folds."""
     if groups is not None and _groups_fill_folds(codes, groups, n_splits):
-        units = np.where(groups >= 0, groups, groups.max() + 1 + np.arange(len(groups)))
         splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-        return list(splitter.split(np.zeros(len(codes)), codes, units))
+        return list(splitter.split(np.zeros(len(codes)), codes, product_units(groups)))
     splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     return list(splitter.split(np.zeros(len(codes)), codes))
 

@@ -2,11 +2,12 @@
 
 Probes are torch (CPU, float32) re-implementations of the sklearn defaults, faster on a few cores:
 
-* ``logreg``: sklearn ``LogisticRegression(C=1.0)`` objective (mean log-loss + ||W||^2 / (2 C n), intercept
+* ``logreg``: sklearn ``LogisticRegression`` objective (mean log-loss + ||W||^2 / (2 C n), intercept
   unpenalised; one weight vector for binary with ``class_weight="balanced"``, multinomial softmax otherwise)
-  on scaled features,
-  minimised by full-batch L-BFGS in a preconditioned basis (W = L^-T V with L L^T ~ the loss Hessian). The
-  basis only changes the path of the optimiser, not the optimum; 50 iterations reach it to ~0.001 F1.
+  on scaled features, C chosen per fit on a validation split of the training rows (``LogRegSettings.C_grid``;
+  without a grid, sklearn's C = 1), minimised by full-batch L-BFGS in a preconditioned basis (W = L^-T V with
+  L L^T ~ the loss Hessian). The basis only changes the path of the optimiser, not the optimum; 50 iterations
+  reach it to ~0.001 F1.
 * ``mlp``: sklearn ``MLPClassifier`` defaults (100 ReLU units, Adam lr 1e-3, batches of 200, alpha 1e-4,
   Glorot init) trained for a fixed budget (>= 600 steps and >= 5 epochs, <= 200 epochs) instead of sklearn's
   "until the training loss stalls" loop, which runs tens of epochs at 24k rows. Where that long run
@@ -26,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from scipy import sparse
+
+from mm_pipeline.evaluation.probes.protocol import product_units
 
 PARALLEL_MIN_ELEMENTS = 1 << 20  # training-matrix size from which torch uses every core
 
@@ -177,7 +180,7 @@ class _Design:
             self.dense = x
             sample = _sample_rows(x, rows, generator)
             self.gram = (sample.T @ sample) / len(sample)
-            self.column_scale = self.gram.diagonal()
+            self.column_scale = x.square().mean(0)
 
     @property
     def mean_squared_norm(self) -> float:
@@ -259,18 +262,24 @@ def _targets(y: torch.Tensor, n_classes: int, balanced: bool) -> tuple[torch.Ten
 
 
 def _validation_split(
-    y: torch.Tensor, fraction: float, generator: torch.Generator
+    y: torch.Tensor, fraction: float, generator: torch.Generator, groups: np.ndarray | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(fit rows, validation rows)``: ``fraction`` of each class's rows drawn for validation, at least one
-    of every class with two or more rows and never a class's last row."""
-    validation = []
-    for label in torch.unique(y):
-        rows = torch.nonzero(y == label).flatten()
-        take = min(len(rows) - 1, max(1, round(fraction * len(rows))))
-        validation.append(rows[torch.randperm(len(rows), generator=generator)[:take]])
-    held_out = torch.zeros(len(y), dtype=torch.bool)
-    held_out[torch.cat(validation)] = True
-    return torch.nonzero(~held_out).flatten(), torch.nonzero(held_out).flatten()
+    """``(fit rows, validation rows)``: ``fraction`` of each class's products drawn for validation, at least
+    one of every class with two or more and never a class's last. A product is a row, or with ``groups`` (dup
+    group per row, negative: none) all the rows of its group
+    (:func:`~mm_pipeline.evaluation.probes.protocol.product_units`), so a listing's twin is never fitted on
+    while the listing is validated; it counts in the class of its first row."""
+    labels = y.numpy()
+    units = np.arange(len(labels)) if groups is None else product_units(groups)
+    unit_ids, first_row = np.unique(units, return_index=True)
+    unit_labels = labels[first_row]
+    held_out_units = []
+    for label in np.unique(unit_labels):
+        mine = unit_ids[unit_labels == label]
+        take = min(len(mine) - 1, max(1, round(fraction * len(mine))))
+        held_out_units.append(mine[torch.randperm(len(mine), generator=generator).numpy()[:take]])
+    held_out = np.isin(units, np.concatenate(held_out_units))
+    return torch.from_numpy(np.flatnonzero(~held_out)), torch.from_numpy(np.flatnonzero(held_out))
 
 
 def _validation_loss(
@@ -292,6 +301,40 @@ def _rows(x: torch.Tensor | sparse.csr_matrix, index: torch.Tensor) -> torch.Ten
     return x[index.numpy()] if sparse.issparse(x) else x[index]
 
 
+def _choose_C(
+    x_train: torch.Tensor | sparse.csr_matrix,
+    y_train: torch.Tensor,
+    split: tuple[torch.Tensor, torch.Tensor],
+    n_classes: int,
+    settings: LogRegSettings,
+    generator: torch.Generator,
+) -> tuple[float, tuple[torch.Tensor, torch.Tensor]]:
+    """The regularisation path of :func:`fit_predict_logreg` on ``split`` = (fit rows, validation rows) of the
+    training rows: ``(relative C, (W, b))`` of the grid point with the least validation loss."""
+    fit_rows, validation_rows = split
+    curvature = 0.25 if n_classes == 2 else 0.5
+    design = _Design(_rows(x_train, fit_rows), curvature, settings.preconditioner_rows, generator)
+    target, weight = _targets(y_train[fit_rows], n_classes, settings.balanced_binary)
+    x_validation = _rows(x_train, validation_rows)
+    x_validation = _torch_csr(x_validation) if sparse.issparse(x_validation) else x_validation
+    validation_target, validation_weight = _targets(
+        y_train[validation_rows], n_classes, settings.balanced_binary
+    )
+    start = (torch.zeros(x_train.shape[1], target.shape[1]), torch.zeros(target.shape[1]))
+    inf = (float("inf"), float("inf"))
+    best, rises, previous = (inf, settings.C_grid[0], start), 0, inf
+    for relative in sorted(settings.C_grid):
+        if rises == settings.patience:
+            break
+        penalty = design.mean_squared_norm / (relative * design.n)
+        start = _fit_logreg(design, target, weight, penalty, start, settings.path_iter, settings)
+        loss = _validation_loss(x_validation @ start[0] + start[1], validation_target, validation_weight)
+        rises, previous = (rises + 1 if loss >= previous else 0), loss
+        if loss < best[0]:
+            best = (loss, relative, start)
+    return best[1], best[2]
+
+
 def fit_predict_logreg(
     x_train: torch.Tensor | sparse.csr_matrix,
     y_train: torch.Tensor,
@@ -299,47 +342,31 @@ def fit_predict_logreg(
     n_classes: int,
     settings: LogRegSettings,
     generator: torch.Generator,
+    groups: np.ndarray | None = None,
 ) -> np.ndarray:
     """sklearn LogisticRegression objective minimised by L-BFGS; returns class indices for ``x_test``.
 
     With ``settings.C_grid`` the inverse L2 strength is chosen per fit, as the linear probes of CLIP (Radford
     et al. 2021) and Kornblith et al. 2019 choose it: each C of the grid (relative to the rows' mean squared
-    norm) is fitted on ``1 - validation_fraction`` of the training rows, strongest penalty first, each fit
-    warm-started from the previous one (``path_iter`` iterations) until the validation loss
-    (:func:`_validation_loss`: accuracy, ties broken by log-loss) has risen ``patience`` times in a row, and the
-    C with the least validation loss is refitted on every training row from that fit. Without a grid, ``settings.C`` as sklearn's C.
-    Binary tasks use balanced class weights unless ``settings.balanced_binary`` is off (see there).
+    norm) is fitted on ``1 - validation_fraction`` of the training rows (``groups``, a dup group per row, keeps a
+    product's listings on one side), strongest penalty first, each fit warm-started from the previous one
+    (``path_iter`` iterations) until the validation loss (:func:`_validation_loss`: accuracy, ties broken by
+    log-loss) has risen ``patience`` times in a row; the C with the least validation loss is refitted on every
+    training row from that fit. Without a grid, or where no class has two products to split, ``settings.C``
+    is sklearn's C. Binary tasks use balanced class weights unless ``settings.balanced_binary`` is off (see
+    there).
     """
     binary = n_classes == 2  # one logit and a sigmoid, as sklearn
-    curvature = 0.25 if binary else 0.5
-    design = _Design(x_train, curvature, settings.preconditioner_rows, generator)
+    design = _Design(x_train, 0.25 if binary else 0.5, settings.preconditioner_rows, generator)
     target, row_weight = _targets(y_train, n_classes, settings.balanced_binary)
+    penalty = 1 / (settings.C * design.n)
     start = (torch.zeros(x_train.shape[1], target.shape[1]), torch.zeros(target.shape[1]))
-    C = settings.C
     if settings.C_grid:
-        fit_rows, validation_rows = _validation_split(y_train, settings.validation_fraction, generator)
-        inner = _Design(_rows(x_train, fit_rows), curvature, settings.preconditioner_rows, generator)
-        inner_target, inner_weight = _targets(y_train[fit_rows], n_classes, settings.balanced_binary)
-        x_validation = _rows(x_train, validation_rows)
-        x_validation = _torch_csr(x_validation) if sparse.issparse(x_validation) else x_validation
-        validation_target, validation_weight = _targets(
-            y_train[validation_rows], n_classes, settings.balanced_binary
-        )
-        inf = (float("inf"), float("inf"))
-        best, rises, previous = (inf, C, start), 0, inf
-        for relative in sorted(settings.C_grid):
-            if rises == settings.patience:
-                break
-            C_here = relative / inner.mean_squared_norm
-            start = _fit_logreg(
-                inner, inner_target, inner_weight, 1 / (C_here * inner.n), start, settings.path_iter, settings
-            )
-            loss = _validation_loss(x_validation @ start[0] + start[1], validation_target, validation_weight)
-            rises, previous = (rises + 1 if loss >= previous else 0), loss
-            if loss < best[0]:
-                best = (loss, relative / design.mean_squared_norm, start)
-        _, C, start = best
-    w, b = _fit_logreg(design, target, row_weight, 1 / (C * design.n), start, settings.max_iter, settings)
+        split = _validation_split(y_train, settings.validation_fraction, generator, groups)
+        if len(split[1]):
+            relative, start = _choose_C(x_train, y_train, split, n_classes, settings, generator)
+            penalty = design.mean_squared_norm / (relative * design.n)
+    w, b = _fit_logreg(design, target, row_weight, penalty, start, settings.max_iter, settings)
     x_test = _torch_csr(x_test) if sparse.issparse(x_test) else x_test
     return _decide(x_test @ w + b, binary)
 
