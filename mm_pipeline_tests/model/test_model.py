@@ -314,11 +314,17 @@ def test_resume_after_interruption_restores_counters_and_optimizer(
     assert other_job.resumed_from is None
 
 
+def _eval_products(tmp_path, model_dir, batches, n: int):
+    """``(model, pairs, split, images, ids)``: the tiny model, its paired data and split, and the images and
+    token ids of its first ``n`` eval products."""
+    model, _, _, split = _training_setup(model_dir, batches)
+    pairs, _ = load_pairs(batches, TextTokenizer(model.bpe_path), tmp_path / "tokens")
+    rows = np.flatnonzero(split["eval"])[:n]
+    return model, pairs, split, pairs.images(rows), pairs.ids(rows)
+
+
 def test_export_matches_torch_and_broken_pooling_fails_parity(tmp_path, tiny_ruclip_dir, prepared_batches):
-    model, _, _, split = _training_setup(tiny_ruclip_dir, prepared_batches)
-    pairs, _ = load_pairs(prepared_batches, TextTokenizer(model.bpe_path), tmp_path / "tokens")
-    rows = np.flatnonzero(split["eval"])[:48]
-    images, ids = pairs.images(rows), pairs.ids(rows)
+    model, _, _, images, ids = _eval_products(tmp_path, tiny_ruclip_dir, prepared_batches, 48)
 
     onnx_dir = export_towers(model.clip, tiny_ruclip_dir, tmp_path / "onnx")
     manifest = json.loads((onnx_dir / "manifest.json").read_text())
@@ -350,10 +356,7 @@ def test_export_matches_torch_and_broken_pooling_fails_parity(tmp_path, tiny_ruc
 def test_bf16_variant_runs_the_fp32_export_on_openvino_within_parity(
     tmp_path, tiny_ruclip_dir, prepared_batches
 ):
-    model, _, _, split = _training_setup(tiny_ruclip_dir, prepared_batches)
-    pairs, _ = load_pairs(prepared_batches, TextTokenizer(model.bpe_path), tmp_path / "tokens")
-    rows = np.flatnonzero(split["eval"])[:16]
-    images, ids = pairs.images(rows), pairs.ids(rows)
+    model, _, _, images, ids = _eval_products(tmp_path, tiny_ruclip_dir, prepared_batches, 16)
     onnx_dir = export_towers(model.clip, tiny_ruclip_dir, tmp_path / "onnx")
     report = check_parity(model.clip, onnx_dir, images, ids, variants=["fp32", "bf16"])
     assert report.checked_variants == ["fp32", "bf16"]
@@ -362,17 +365,14 @@ def test_bf16_variant_runs_the_fp32_export_on_openvino_within_parity(
     assert all(0.98 < r["min_cosine"] < 1 - 1e-7 for r in bf16)
     encoders = OnnxEncoders(onnx_dir, "bf16")
     vectors = encoders.encode_images(images)
-    assert vectors.dtype == np.float32 and vectors.shape == (len(rows), encoders.dims["image"])
+    assert vectors.dtype == np.float32 and vectors.shape == (len(images), encoders.dims["image"])
     assert encoders.model_version.endswith("-bf16")
 
 
 def test_int8_static_image_tower_is_calibrated_at_export_and_checked_like_every_variant(
     tmp_path, tiny_ruclip_dir, prepared_batches
 ):
-    model, _, _, split = _training_setup(tiny_ruclip_dir, prepared_batches)
-    pairs, _ = load_pairs(prepared_batches, TextTokenizer(model.bpe_path), tmp_path / "tokens")
-    eval_rows = np.flatnonzero(split["eval"])[:16]
-    images, ids = pairs.images(eval_rows), pairs.ids(eval_rows)
+    model, pairs, split, images, ids = _eval_products(tmp_path, tiny_ruclip_dir, prepared_batches, 16)
     calibration = pairs.images(np.flatnonzero(split["train"])[:32])
 
     plain = export_towers(model.clip, tiny_ruclip_dir, tmp_path / "plain")
@@ -392,7 +392,7 @@ def test_int8_static_image_tower_is_calibrated_at_export_and_checked_like_every_
     assert 0.97 < static["image"]["min_cosine"] < 1 - 1e-6
     encoders = OnnxEncoders(onnx_dir, "int8-static")
     vectors = encoders.encode_images(images)
-    assert vectors.dtype == np.float32 and vectors.shape == (len(eval_rows), encoders.dims["image"])
+    assert vectors.dtype == np.float32 and vectors.shape == (len(images), encoders.dims["image"])
     assert encoders.model_version.endswith("-int8-static")
 
     # photos the tower cannot take: NNCF fails, the export goes on without the variant and says why
