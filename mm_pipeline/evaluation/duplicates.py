@@ -306,12 +306,12 @@ def bootstrap_pair_f1(
     kind → float64 ``[n_resamples]``.
 
     ``predicted`` holds each kind's candidate pairs over those rows, ``thresholds`` its fixed threshold. A
-    resample draws the units of :func:`~mm_pipeline.evaluation.probes.protocol.product_units` with replacement; each unit brings, as often as it is
-    drawn, its same-group pairs (the recall's denominator) and the candidate pairs its rows are in (a pair
-    across two units half for each). Every kind is scored on the same draws,
-    so the spread of a difference between kinds is its standard error (Efron & Tibshirani 1993, ch. 6;
-    resampling clusters whole: Davison & Hinkley 1997, sec. 3.8). NaN where a resample has no same-group
-    pair, as :func:`pair_metrics` gives then.
+    resample draws the units of :func:`~mm_pipeline.evaluation.probes.protocol.product_units` with
+    replacement; each unit brings, as often as it is drawn, its same-group pairs (the recall's denominator)
+    and the candidate pairs its rows are in (a pair across two units half for each). Every kind is scored on
+    the same draws, so the spread of a difference between kinds is its standard error (Efron & Tibshirani
+    1993, ch. 6; resampling clusters whole: Davison & Hinkley 1997, sec. 3.8). NaN where a resample has no
+    same-group pair, as :func:`pair_metrics` gives then.
     """
     units = product_units(groups)
     n_units = int(units.max(initial=-1)) + 1

@@ -243,10 +243,8 @@ def runnable_variants(cpu: dict | None = None) -> tuple[str, ...]:
     than fp32)."""
     cpu = cpu_signature() if cpu is None else cpu
     openvino = openvino_installed()
-    bf16 = bool(NATIVE_BF16_FLAGS & set(cpu["flags"]))
-    return tuple(
-        v for v in ONNX_VARIANTS if v not in OPENVINO_VARIANTS or (openvino and (bf16 or v != "bf16"))
-    )
+    runs = {"bf16": openvino and bool(NATIVE_BF16_FLAGS & set(cpu["flags"])), "int8-static": openvino}
+    return tuple(v for v in ONNX_VARIANTS if runs.get(v, True))
 
 
 AUTO = "auto"

@@ -2,13 +2,14 @@
 
 The exported folder is self-contained for inference without torch: ``image.onnx`` (uint8 NHWC images in),
 ``text.onnx`` (token ids in, dynamic batch and sequence length), their dynamically quantized
-``*.int8.onnx`` variants, the image tower statically quantized for OpenVINO when calibration photos are given
-(``image.int8-static.xml`` and ``.bin``), ``bpe.model``, ``config.json``, the lexical projection (``lexical.joblib``) when the model has one, and
-``manifest.json`` (model version, sizes, fusion weights). The parity check writes
-``parity.json`` beside them, with the passing variants' speed on the CPU it ran on;
+``*.int8.onnx`` variants, the image tower statically quantized for OpenVINO when calibration photos are
+given (``image.int8-static.xml`` and ``.bin``), ``bpe.model``, ``config.json``, the lexical projection
+(``lexical.joblib``) when the model has one, and ``manifest.json`` (model version, sizes, fusion weights).
+The parity check writes ``parity.json`` beside them, with the passing variants' speed on the CPU it ran on;
 :func:`mm_pipeline.inference.encoders.resolve_variant` is the one way to pick a variant that passed it. The
 file names are :mod:`mm_pipeline.model.files`; the towers' files, variants and sessions are those of
-:mod:`mm_pipeline.inference.encoders`, which reads the folder (:data:`~mm_pipeline.inference.encoders.VARIANT_FILES`).
+:mod:`mm_pipeline.inference.encoders`, which reads the folder
+(:data:`~mm_pipeline.inference.encoders.VARIANT_FILES`).
 """
 
 from __future__ import annotations
@@ -88,11 +89,11 @@ def _export(module: nn.Module, example: torch.Tensor, name: str, dims: dict, tar
 
 def quantize_image_static(clip: CLIP, onnx_dir: Path, calibration_images: np.ndarray) -> Path:
     """Quantize the fp32 image tower in ``onnx_dir`` to int8 with NNCF's post-training quantization (Nagel et
-    al. 2021's recipe as NNCF implements it: min-max ranges of activations on the calibration photos, per-channel
-    symmetric weights, asymmetric activations, fast bias correction; for a ViT also SmoothQuant, Xiao et al.
-    2023) and save it as OpenVINO IR
-    (``image.int8-static.xml`` and ``.bin``) in ``onnx_dir``. ``calibration_images``: uint8
-    ``[N, R, R, 3]`` training photos (never eval ones). Returns the ``.xml`` path."""
+    al. 2021's recipe as NNCF implements it: min-max ranges of activations on the calibration photos,
+    per-channel symmetric weights, asymmetric activations, fast bias correction; for a ViT also SmoothQuant,
+    Xiao et al. 2023) and save it as OpenVINO IR (``image.int8-static.xml`` and ``.bin``) in ``onnx_dir``.
+    ``calibration_images``: uint8 ``[N, R, R, 3]`` training photos (never eval ones). Returns the ``.xml``
+    path."""
     # heavy, imported only here; its torch backend's import warns that a CPU machine has no CUDA runtime
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     import nncf
@@ -130,8 +131,8 @@ def export_towers(
     Tracing always runs on the CPU in fp32: a model on a GPU or in another dtype is exported from a CPU fp32
     copy. ``calibration_images`` (uint8 ``[N, R, R, 3]`` training photos) add the ``int8-static`` image
     tower (:func:`quantize_image_static`); where NNCF or OpenVINO fails, the export goes on without it, the
-    error logged and kept in the manifest (``int8_static_error``). ``text_module`` replaces the text tower (tests use it to plant a
-    broken export).
+    error logged and kept in the manifest (``int8_static_error``). ``text_module`` replaces the text tower
+    (tests use it to plant a broken export).
     """
     clip = cpu_fp32(clip).eval()
     resolution = clip.visual.input_resolution
@@ -161,9 +162,8 @@ def export_towers(
             try:
                 quantize_image_static(clip, tmp, calibration_images)
                 calibrated = len(calibration_images)
-            except (
-                Exception
-            ) as error:  # an optional variant: the export serves fp32, int8 and bf16 without it
+            # an optional variant: whatever NNCF raises, the export serves fp32, int8 and bf16 without it
+            except Exception as error:
                 static_error = f"{type(error).__name__}: {error}"
                 logging.getLogger(__name__).warning("int8-static left out of the export: %s", static_error)
         for name in (BPE_FILE, CONFIG_FILE, LEXICAL_FILE):
@@ -275,7 +275,8 @@ def check_parity(
     inputs = {"image": images, "text": trim_padding(ids)}
     rows = []
     if variants is None:
-        variants = [v for v in runnable_variants() if v in exported_variants(onnx_dir)]
+        exported = exported_variants(onnx_dir)
+        variants = [v for v in runnable_variants() if v in exported]
     for variant in variants:
         floor = PARITY_FLOORS[variant]
         for tower in ("image", "text"):

@@ -59,8 +59,8 @@ def title_prefix(text: str) -> str:
 
 
 class LexicalProjection:
-    """Texts → float32 ``[N, dim]`` unit vectors: ``min(LSA_DIM, texts - 1, features - 1)`` (at least 1) LSA dimensions
-    followed by ``min(RANDOM_DIM, features)`` random-projection ones (512 on a catalogue of a few hundred
+    """Texts → float32 ``[N, dim]`` unit vectors: ``min(LSA_DIM, texts - 1, features - 1)`` (at least 1) LSA
+    dimensions followed by ``min(RANDOM_DIM, features)`` random-projection ones (512 on a catalogue of a few hundred
     products or more). A projection saved before the random part existed (LSA only) loads and applies as
     it was fitted."""
 

@@ -154,24 +154,20 @@ def stratified_folds(
     listings of one product are never split between a probe's training and test rows (a probe would score
     its memory of the product). Falls back to ``StratifiedKFold`` when a class spans fewer groups than
     folds."""
-    if groups is not None and _groups_fill_folds(codes, groups, n_splits):
+    units = None if groups is None else product_units(groups)
+    if units is not None and _units_fill_folds(codes, units, n_splits):
         splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-        return list(splitter.split(np.zeros(len(codes)), codes, product_units(groups)))
+        return list(splitter.split(np.zeros(len(codes)), codes, units))
     splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     return list(splitter.split(np.zeros(len(codes)), codes))
 
 
-def _groups_fill_folds(codes: np.ndarray, groups: np.ndarray, n_splits: int) -> bool:
-    """Whether some group holds two or more rows and every class spans at least ``n_splits`` groups (a row
-    without a group counts as its own)."""
-    grouped = groups >= 0
-    if len(np.unique(groups[grouped])) == grouped.sum():
+def _units_fill_folds(codes: np.ndarray, units: np.ndarray, n_splits: int) -> bool:
+    """Whether some product (:func:`product_units`) holds two or more rows and every class spans at least
+    ``n_splits`` products."""
+    if units.max(initial=-1) + 1 == len(units):
         return False
-    for code in np.unique(codes):
-        mine = codes == code
-        if len(np.unique(groups[mine & grouped])) + int((mine & ~grouped).sum()) < n_splits:
-            return False
-    return True
+    return all(len(np.unique(units[codes == code])) >= n_splits for code in np.unique(codes))
 
 
 def score_predictions(codes: np.ndarray, predicted: np.ndarray, prepared: PreparedLabels) -> dict[str, float]:

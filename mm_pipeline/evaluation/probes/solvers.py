@@ -301,6 +301,11 @@ def _rows(x: torch.Tensor | sparse.csr_matrix, index: torch.Tensor) -> torch.Ten
     return x[index.numpy()] if sparse.issparse(x) else x[index]
 
 
+def _as_torch(x: torch.Tensor | sparse.csr_matrix) -> torch.Tensor:
+    """``x`` as a torch tensor that multiplies a weight matrix: dense as it is, CSR as a torch CSR tensor."""
+    return _torch_csr(x) if sparse.issparse(x) else x
+
+
 def _choose_C(
     x_train: torch.Tensor | sparse.csr_matrix,
     y_train: torch.Tensor,
@@ -315,8 +320,7 @@ def _choose_C(
     curvature = 0.25 if n_classes == 2 else 0.5
     design = _Design(_rows(x_train, fit_rows), curvature, settings.preconditioner_rows, generator)
     target, weight = _targets(y_train[fit_rows], n_classes, settings.balanced_binary)
-    x_validation = _rows(x_train, validation_rows)
-    x_validation = _torch_csr(x_validation) if sparse.issparse(x_validation) else x_validation
+    x_validation = _as_torch(_rows(x_train, validation_rows))
     validation_target, validation_weight = _targets(
         y_train[validation_rows], n_classes, settings.balanced_binary
     )
@@ -348,8 +352,8 @@ def fit_predict_logreg(
 
     With ``settings.C_grid`` the inverse L2 strength is chosen per fit, as the linear probes of CLIP (Radford
     et al. 2021) and Kornblith et al. 2019 choose it: each C of the grid (relative to the rows' mean squared
-    norm) is fitted on ``1 - validation_fraction`` of the training rows (``groups``, a dup group per row, keeps a
-    product's listings on one side), strongest penalty first, each fit warm-started from the previous one
+    norm) is fitted on ``1 - validation_fraction`` of the training rows (``groups``, a dup group per row,
+    keeps a product's listings on one side), strongest penalty first, each fit warm-started from the previous one
     (``path_iter`` iterations) until the validation loss (:func:`_validation_loss`: accuracy, ties broken by
     log-loss) has risen ``patience`` times in a row; the C with the least validation loss is refitted on every
     training row from that fit. Without a grid, or where no class has two products to split, ``settings.C``
@@ -367,8 +371,7 @@ def fit_predict_logreg(
             relative, start = _choose_C(x_train, y_train, split, n_classes, settings, generator)
             penalty = design.mean_squared_norm / (relative * design.n)
     w, b = _fit_logreg(design, target, row_weight, penalty, start, settings.max_iter, settings)
-    x_test = _torch_csr(x_test) if sparse.issparse(x_test) else x_test
-    return _decide(x_test @ w + b, binary)
+    return _decide(_as_torch(x_test) @ w + b, binary)
 
 
 def fit_predict_mlp(
