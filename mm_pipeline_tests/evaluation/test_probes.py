@@ -146,6 +146,33 @@ def test_listings_of_one_product_stay_in_one_fold():
         assert np.array_equal(test, test_plain) and np.array_equal(train, train_plain)
 
 
+def test_folds_of_the_same_rows_are_split_once(monkeypatch):
+    """A task's three probe runs ask for the same folds: StratifiedGroupKFold runs once, and a caller that
+    changes its copy does not change the next caller's folds."""
+    from mm_pipeline.evaluation.probes import protocol
+
+    splits = []
+    real = protocol.StratifiedGroupKFold
+
+    class Counting(real):
+        def split(self, *args, **kwargs):
+            splits.append(1)
+            return super().split(*args, **kwargs)
+
+    monkeypatch.setattr(protocol, "StratifiedGroupKFold", Counting)
+    protocol._cached_folds.cache_clear()
+    codes = np.repeat(np.arange(3), 40)
+    groups = np.repeat(np.arange(60), 2)
+    first = stratified_folds(codes, 5, seed=3, groups=groups)
+    expected = [test.copy() for _, test in first]
+    first[0][1][:] = -1
+    again = stratified_folds(codes.astype(np.int32), 5, seed=3, groups=groups)
+    assert len(splits) == 1
+    assert all(np.array_equal(test, kept) for (_, test), kept in zip(again, expected, strict=True))
+    stratified_folds(codes, 5, seed=4, groups=groups)  # another seed, other folds
+    assert len(splits) == 2
+
+
 def test_probe_keeps_the_weights_of_a_vectors_parts():
     """A fused vector whose noisy part carries a small weight scores like its informative part: the probe
     scales the vector as a whole, so it does not blow the down-weighted noise up to the signal's size."""
