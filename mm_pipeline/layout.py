@@ -80,7 +80,7 @@ class Layout:
     checkpoint_last = _Path("checkpoints_dir", LAST_CHECKPOINT_FILE)  # resumed by a rerun of the same job
     checkpoint_best = _Path("checkpoints_dir", BEST_CHECKPOINT_FILE)  # the best epoch's weights so far
     token_dir = _Path("checkpoints_dir", "tokens")  # int32 token memmaps per batch and tokenizer
-    onnx_dir = _Path("store", "onnx")  # image/text towers, fp32 and int8, one set
+    onnx_dir = _Path("store", "onnx")  # image/text towers of every exported variant, one set
     onnx_manifest = _Path("onnx_dir", MANIFEST_FILE)  # model version, files, fusion weights
     onnx_parity = _Path("onnx_dir", PARITY_FILE)  # onnx_parity's report and timing
 

@@ -1,11 +1,11 @@
 """ONNX encoders for product embeddings. No torch at run time: numpy, youtokentome, onnxruntime (and OpenVINO
 for the ``bf16`` and ``int8-static`` variants).
 
-Channels: ``image`` and ``text`` (the ruCLIP towers) and ``lexical`` (LSA of the text,
-:mod:`mm_pipeline.model.lexical`), each L2-normalized; the fused vector weighs them with the weights chosen
-at fine-tuning (``fuse``, the one place that rule lives). Texts are sorted by token length and each batch is
-trimmed after its longest EOS, which is exact for ruCLIP's causal text tower; image decoding for the next
-chunk overlaps inference.
+Channels: ``image`` and ``text`` (the ruCLIP towers) and ``lexical`` (LSA and a sparse random projection of
+the text's TF-IDF, :mod:`mm_pipeline.model.lexical`), each L2-normalized; the fused vector weighs them with
+the weights chosen at fine-tuning (``fuse``, the one place that rule lives). Texts are sorted by token length
+and each batch is trimmed after its longest EOS, which is exact for ruCLIP's causal text tower; image decoding
+for the next chunk overlaps inference.
 """
 
 from __future__ import annotations
@@ -394,7 +394,8 @@ def resolve_variant(
 
     Raises :class:`ParityError` when the check has not run on this export or failed: an unchecked variant is
     never used; ``ValueError`` for an unknown ``wanted`` or one this machine cannot run (``bf16`` without
-    hardware bf16 or OpenVINO: served silently as fp32, it would mix model versions across machines).
+    hardware bf16 or OpenVINO, ``int8-static`` without OpenVINO: served silently as fp32, it would mix
+    model versions across machines).
     """
     if wanted not in (AUTO, *VARIANT_ORDER):
         raise ValueError(f"MM_ONNX_VARIANT={wanted!r} is not one of {', '.join((AUTO, *VARIANT_ORDER))}")

@@ -21,7 +21,7 @@ from mm_pipeline.inference.encoders import NATIVE_BF16_FLAGS, cpuinfo_fields
 
 DEVICES = ("auto", "cpu", "cuda")
 # bf16 autocast on a native-bf16 CPU (AVX512-BF16, measured by benchmarks/bench_training.py) trains
-# ViT-B/32-384 (150 M parameters) 1.5-1.8x faster but the compact model (2.6 M) at 0.5-0.7x: small models' many
+# ViT-B/32-384 (150 M parameters) 1.5-1.8x faster but the compact model (3.2 M) at 0.5-0.7x: small models' many
 # small operations lose more to conversions than their matrix products gain
 CPU_BF16_MIN_PARAMETERS = 50_000_000
 # on an H200 (benchmarks/device_check.sh) bf16 autocast trains ViT-B/32-384 at batch 32 at 0.6x fp32 (the GPU

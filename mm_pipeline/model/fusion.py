@@ -38,8 +38,8 @@ MAX_ROWS = 2000
 @dataclass(frozen=True)
 class FusionChoice:
     weights: dict[str, float]
-    score: float  # mean neighbour precision@k of the chosen weights on the selection rows
-    channel_scores: dict[str, float]  # each channel alone
+    score: float  # the chosen weights' objective: the mean of the objectives above on the selection rows
+    channel_scores: dict[str, float]  # each channel alone, the same objective
     rows: int
     tasks: list[str]
     support_probe_f1: dict[str, float] = field(default_factory=dict)  # "+"-joined channels → probe F1
@@ -47,8 +47,8 @@ class FusionChoice:
     def as_dict(self) -> dict:
         return {
             "weights": self.weights,
-            "neighbour_precision": self.score,
-            "channel_neighbour_precision": self.channel_scores,
+            "objective": self.score,
+            "channel_objective": self.channel_scores,
             "support_probe_f1": self.support_probe_f1,
             "selection_rows": self.rows,
             "label_tasks": self.tasks,

@@ -98,7 +98,7 @@ class FineTuned:
         """One row per channel: its fusion weight and its neighbour precision alone."""
         fusion = self.channels.fusion
         return [
-            {"channel": c, "weight": w, "neighbour_precision_alone": fusion.channel_scores.get(c)}
+            {"channel": c, "weight": w, "objective_alone": fusion.channel_scores.get(c)}
             for c, w in fusion.weights.items()
         ]
 

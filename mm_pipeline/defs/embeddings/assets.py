@@ -1,4 +1,5 @@
-"""Embeddings: image, text and fused vectors per catalogue batch, computed with ONNX Runtime."""
+"""Embeddings: image, text, lexical and fused vectors per catalogue batch, computed by the ONNX export
+(ONNX Runtime, or OpenVINO for the ``bf16`` and ``int8-static`` variants)."""
 
 import warnings
 

@@ -117,7 +117,7 @@ def fine_tuned_model(
             "fusion_weights": dg.MetadataValue.md(markdown_table(tuned.fusion_rows(), 3)),
             "fusion_chosen_on": f"{selection} ({fusion.rows} products; tasks: "
             f"{', '.join(fusion.tasks) or 'none, equal weights'})",
-            "fused_neighbour_precision_at_5_selection": dg.MetadataValue.float(fusion.score),
+            "fusion_objective_selection": dg.MetadataValue.float(fusion.score),
         }
     )
 
