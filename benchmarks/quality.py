@@ -1,6 +1,6 @@
 """``make quality``: the whole graph on every real catalogue in ../shared/data, one quality table each.
 
-    python benchmarks/quality.py                      # every set found (flipkart1050, lamoda_hats)
+    python benchmarks/quality.py                      # flipkart1050, lamoda_hats and any other set found
     python benchmarks/quality.py --sets lamoda_hats --epochs 2
 
 Each set (``products.parquet`` + ``images/<nm>.jpg``) runs through ``mm-pipeline run`` in a subprocess, as
@@ -11,7 +11,8 @@ when a stage fails. Then :func:`mm_pipeline.quality.format_report` prints the se
 fused / text / image / lexical / TF-IDF / pixels / TF-IDF+pixels / base fused, best-probe F1 and neighbour
 precision@5 with their standard errors, duplicates pair F1 and recall@5, and the run's wall and CPU time
 (CPU time is what to compare when other work shares the cores). Absent sets are skipped with a message.
-W&B is disabled (the runs are thrown away).
+W&B is disabled (the runs are thrown away). By default the shared sets run (each reported as skipped when
+absent), then every other folder of ``--data`` holding a ``products.parquet``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import time
 from pathlib import Path
 
 from mm_pipeline.layout import Layout
-from mm_pipeline.quality import cpu_model, format_report
+from mm_pipeline.quality import SET_FILE, cpu_model, find_sets, format_report
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -40,7 +41,7 @@ def run_set(folder: Path, epochs: int | None) -> tuple[int, str]:
         work = Path(temporary)
         incoming = work / "incoming"
         incoming.mkdir()
-        (incoming / f"{name}.parquet").symlink_to(folder / "products.parquet")
+        (incoming / f"{name}.parquet").symlink_to(folder / SET_FILE)
         command = [sys.executable, "-m", "mm_pipeline.cli", "run", "--incoming", str(incoming)]
         command += ["--images", str(folder / "images"), "--data-dir", str(work / "data")]
         command += ["--epochs", str(epochs)] if epochs else []
@@ -66,15 +67,17 @@ def _children_cpu_seconds() -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=SHARED_DATA, help="folder holding the sets")
-    parser.add_argument("--sets", nargs="+", default=list(SETS))
+    parser.add_argument(
+        "--sets", nargs="+", help="set names (default: the shared sets, then any other found)"
+    )
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the recipe's)")
     args = parser.parse_args(argv)
     print(f"CPU: {cpu_model()}", flush=True)
     started, failures, reports = time.perf_counter(), 0, []
-    for name in args.sets:
+    for name in args.sets or find_sets(args.data, SETS):
         folder = args.data / name
-        if not (folder / "products.parquet").exists():
-            print(f"skipping {name}: {folder / 'products.parquet'} is absent", flush=True)
+        if not (folder / SET_FILE).exists():
+            print(f"skipping {name}: {folder / SET_FILE} is absent", flush=True)
             continue
         print(f"\n=== {name}", flush=True)
         code, report = run_set(folder, args.epochs)

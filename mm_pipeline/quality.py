@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -32,6 +33,16 @@ KINDS = {
 }
 NEIGHBOURS_K = 5
 CELL = 12
+
+
+SET_FILE = "products.parquet"  # a set is a folder with this file and ``images/<nm>.jpg``
+
+
+def find_sets(data: Path, expected: Sequence[str] = ()) -> list[str]:
+    """The sets to run from ``data``: the ``expected`` names first (whether present or not, so that a
+    missing one is reported), then every other folder of ``data`` that holds a ``SET_FILE``, by name."""
+    found = sorted(path.parent.name for path in Path(data).glob(f"*/{SET_FILE}"))
+    return list(dict.fromkeys([*expected, *found]))
 
 
 def cpu_model() -> str:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from mm_pipeline.layout import Layout
-from mm_pipeline.quality import KINDS, MISSING, cpu_model, format_report
+from mm_pipeline.quality import KINDS, MISSING, SET_FILE, cpu_model, find_sets, format_report
 from mm_pipeline.storage import write_json
 from mm_pipeline_tests.conftest import REPO, shared_set
 
@@ -115,6 +115,22 @@ def test_report_reads_every_kind_with_errors_and_marks_what_is_missing(tmp_path)
 def test_report_of_an_empty_run_says_so(tmp_path):
     assert "(no metrics under" in format_report("empty", Layout(tmp_path), 1.0, 1.0)
     assert re.search(r", \d+ cores$", cpu_model())
+
+
+def test_quality_runs_the_shared_sets_and_every_other_set_it_finds(tmp_path):
+    """A set dropped beside the shared ones (a products.parquet in its own folder) is run too; the shared
+    names come first even when absent, so their absence is reported."""
+    for name in ("zz_catalogue", "lamoda_hats", "a_catalogue"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / SET_FILE).touch()
+    (tmp_path / "notes").mkdir()  # no products file: not a set
+    assert find_sets(tmp_path, ("flipkart1050", "lamoda_hats")) == [
+        "flipkart1050",
+        "lamoda_hats",
+        "a_catalogue",
+        "zz_catalogue",
+    ]
+    assert find_sets(tmp_path / "absent") == []
 
 
 @pytest.mark.real_data
