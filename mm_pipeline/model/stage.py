@@ -95,7 +95,7 @@ class FineTuned:
     eval_products: int  # never trained on
 
     def fusion_rows(self) -> list[dict]:
-        """One row per channel: its fusion weight and its neighbour precision alone."""
+        """One row per channel: its fusion weight and the fusion objective it scores alone."""
         fusion = self.channels.fusion
         return [
             {"channel": c, "weight": w, "objective_alone": fusion.channel_scores.get(c)}
