@@ -15,6 +15,25 @@ from tqdm import tqdm
 EMBED_VARIANTS = ("auto", "int8", "int8-static", "fp32", "bf16")
 
 
+def _path_problem(flag: str, path: Path, *, directory: bool) -> str | None:
+    """Why ``path`` cannot be the ``flag`` argument: an input folder that is not one (``directory``), or an
+    output file whose place is taken by a folder or lies under a file; ``None`` when it can."""
+    if directory:
+        return None if path.is_dir() else f"{flag} {path} is not a directory"
+    if path.is_dir():
+        return f"{flag} {path} is a directory; give a file name"
+    taken = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
+    return None if taken is None else f"{flag} {path}: {taken} is a file, not a directory"
+
+
+def _report_problems(*problems: str | None) -> bool:
+    """Print each problem as one ``error:`` line; whether there was any."""
+    found = [problem for problem in problems if problem]
+    for problem in found:
+        print(f"error: {problem}", file=sys.stderr)
+    return bool(found)
+
+
 def _progress_bar(description: str):
     bar = tqdm(desc=description, unit="item", file=sys.stderr, disable=None)
 
@@ -62,6 +81,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from mm_pipeline.prep.text import clean_products, one_line
     from mm_pipeline.storage import write_parquet
 
+    out_problem = None
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        out_problem = f"--out {args.out} is a file; give a directory"
+    if _report_problems(_path_problem("--images", args.images, directory=True), out_problem):
+        return 2
     try:
         batch_name(args.batch)  # a file the sensor would refuse to register is refused here too
         result = validate_batch(args.batch, args.images)
@@ -86,6 +110,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         rejected_path = write_parquet(result.rejected, args.out / "rejected.parquet")
         print(f"accepted rows (with data_issues and the model's text) -> {accepted_path}")
         print(f"rejected rows (with reject_reason) -> {rejected_path}")
+    if result.n_input and result.accepted.empty:
+        print(f"error: {result.source}: every row was rejected", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -122,10 +149,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     import tempfile
 
     started = time.perf_counter()
-    for flag, folder in (("--incoming", args.incoming), ("--images", args.images)):
-        if not folder.is_dir():
-            print(f"error: {flag} {folder} is not a directory", file=sys.stderr)
-            return 2
+    if _report_problems(
+        *(
+            _path_problem(flag, folder, directory=True)
+            for flag, folder in (("--incoming", args.incoming), ("--images", args.images))
+        )
+    ):
+        return 2
     from mm_pipeline.catalog.contract import BatchFileError, batch_name
 
     files = sorted(p for p in args.incoming.glob("*.parquet") if not p.name.startswith("."))
@@ -200,23 +230,32 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from mm_pipeline.prep.text import clean_products, one_line
     from mm_pipeline.storage import pin, write_parquet
 
-    try:
+    out = Path(args.out)
+    rejected_path = out.with_name(out.stem + ".rejected.parquet")
+    overwrites = args.products.exists() and any(
+        path.exists() and path.samefile(args.products) for path in (out, rejected_path)
+    )
+    if _report_problems(
+        _path_problem("--images", args.images, directory=True),
+        _path_problem("--model", args.model, directory=True),
+        _path_problem("--out", out, directory=False),
+        f"--out {out} would overwrite --products {args.products}" if overwrites else None,
+    ):
+        return 2
+    model_dir = pin(args.model)
+    try:  # the model is checked before any output is written
+        choice = resolve_variant(model_dir, args.variant)
+        encoders = OnnxEncoders(model_dir, choice.variant)
         result = validate_batch(args.products, args.images)
     except BatchFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    rejected_path = out.with_name(out.stem + ".rejected.parquet")
-    write_parquet(result.rejected, rejected_path)
-    for line in result.rejection_lines():
-        print(line, file=sys.stderr)
-    model_dir = pin(args.model)
-    try:
-        choice = resolve_variant(model_dir, args.variant)
-        encoders = OnnxEncoders(model_dir, choice.variant)
     except (ParityError, ValueError) as exc:
         print(f"error: {one_line(exc, limit=400)}", file=sys.stderr)
         return 2
+    write_parquet(result.rejected, rejected_path)
+    for line in result.rejection_lines():
+        print(line, file=sys.stderr)
     print(f"ONNX variant {choice.variant}: {choice.reason}", file=sys.stderr)
     products = clean_products(result.accepted)
     files = products["image_file"].tolist()
@@ -395,13 +434,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     embed.add_argument("--products", type=Path, required=True)
     embed.add_argument("--images", type=Path, required=True)
-    embed.add_argument("--model", type=Path, default=Path("data/store/onnx"), help="the onnx_model folder")
+    embed.add_argument(
+        "--model",
+        type=Path,
+        default=Path(os.environ.get("MM_DATA_DIR", "data")) / "store" / "onnx",
+        help="the onnx_model folder (default: MM_DATA_DIR/store/onnx, MM_DATA_DIR defaulting to data)",
+    )
     embed.add_argument("--out", type=Path, required=True)
     embed.add_argument(
         "--variant",
         choices=EMBED_VARIANTS,
-        default="auto",
-        help="auto: the fastest variant that passed parity on this CPU; a forced one falls back to fp32 when it "
+        default=os.environ.get("MM_ONNX_VARIANT", "auto"),
+        help="default: MM_ONNX_VARIANT or auto. auto: the fastest variant that passed parity on this CPU; a forced one falls back to fp32 when it "
         "failed parity or the export lacks it; int8-static and bf16 run on OpenVINO, bf16 needs a CPU with "
         "AVX512-BF16 or AMX",
     )
@@ -411,14 +455,22 @@ def build_parser() -> argparse.ArgumentParser:
     similar = sub.add_parser("similar", help="nearest products of an nm from the similarity index")
     similar.add_argument("--nm", type=int, required=True)
     similar.add_argument("--k", type=POSITIVE, default=10, help="neighbours to print")
-    similar.add_argument("--data-dir", default=os.environ.get("MM_DATA_DIR", "data"))
+    similar.add_argument(
+        "--data-dir",
+        default=os.environ.get("MM_DATA_DIR", "data"),
+        help="the pipeline's data dir (default: MM_DATA_DIR or data)",
+    )
     similar.set_defaults(func=cmd_similar)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading: no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

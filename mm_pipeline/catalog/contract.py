@@ -77,10 +77,11 @@ class ValidationResult:
         return len(self.accepted) + len(self.rejected)
 
     def rejection_lines(self, limit: int | None = None) -> list[str]:
-        """``<file>: rejected nm=<nm> (row <row>): <reason>``, one line per rejected row."""
+        """``<file>: rejected nm=<nm> (row <row>): <reason>``, one line per rejected row; the file as it was
+        given (``source``), as the summary line names it."""
         rows = self.rejected.head(limit) if limit is not None else self.rejected
         return [
-            f"{r.source_file}: rejected nm={one_line(r.nm)} (row {r.source_row}): {r.reject_reason}"
+            f"{self.source}: rejected nm={one_line(r.nm)} (row {r.source_row}): {r.reject_reason}"
             for r in rows.itertuples()
         ]
 

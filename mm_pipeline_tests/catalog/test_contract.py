@@ -338,6 +338,32 @@ def test_validate_cli_prints_rejects_and_exits_cleanly(catalogue, tmp_path, caps
     assert err.count("\n") == 1 and str(bad) in err and "Traceback" not in err
 
 
+def test_validate_cli_exit_status_says_whether_the_file_is_usable(catalogue, tmp_path, capsys):
+    """Every row rejected: the lines, then exit 1. A missing images folder or an --out that is a file: one
+    line, exit 2. Row lines name the file as given."""
+    rows = good_rows(2)
+    rows["title"] = ""
+    path, images = catalogue(rows)
+    assert cli_main(["validate", str(path), "--images", str(images)]) == 1
+    captured = capsys.readouterr()
+    assert f"{path}: rejected nm=1000 (row 0): empty title\n" in captured.out
+    assert captured.err == f"error: {path}: every row was rejected\n"
+    assert cli_main(["validate", str(path), "--images", str(tmp_path / "absent")]) == 2
+    assert capsys.readouterr().err == f"error: --images {tmp_path / 'absent'} is not a directory\n"
+    taken = tmp_path / "taken.csv"
+    taken.write_text("x")
+    assert cli_main(["validate", str(path), "--images", str(images), "--out", str(taken)]) == 2
+    assert "is a file" in capsys.readouterr().err and taken.read_text() == "x"
+
+
+def test_validate_cli_piped_into_a_reader_that_stops_early_prints_no_traceback(catalogue):
+    rows = pd.concat([good_rows(1)] * 3000, ignore_index=True).assign(nm=lambda f: 1000 + f.index)
+    path, images = catalogue(rows, images_for=[])  # every row: missing image
+    command = f"{sys.executable} -m mm_pipeline.cli validate {path} --images {images} | head -1"
+    done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=300)
+    assert done.stdout.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+
+
 def test_validate_cli_reports_an_unexpected_failure_in_one_line(catalogue, monkeypatch, capsys):
     path, images = catalogue(good_rows(1))
 
@@ -352,17 +378,17 @@ def test_validate_cli_reports_an_unexpected_failure_in_one_line(catalogue, monke
 BAD_BATCHES = {
     "nm_list": (
         pa.table({"nm": [[1, 2]], "title": ["x"]}),
-        0,
+        1,
         "rejected nm=[1 2] (row 0): bad type in column nm",
     ),
     "nm_1e30": (
         pa.table({"nm": [1e30, 1.0], "title": ["x", "y"], "image_path": ["1.jpg", None]}),
-        0,
+       0,
         "rejected nm=1e+30 (row 0): bad type in column nm: 1e+30 is out of int64 range",
     ),
     "long_image_path": (
         pa.table({"nm": [1], "title": ["x"], "image_path": ["a" * 5000]}),
-        0,
+        1,
         "rejected nm=1 (row 0): unreadable image: aaa",
     ),
     "source_row_column": (
@@ -391,10 +417,11 @@ def test_validate_cli_never_prints_a_traceback(tmp_path, case):
         timeout=120,
     )
     assert done.returncode == exit_code and "Traceback" not in done.stderr, done.stderr
-    if exit_code:
+    if exit_code == 2:  # the file cannot be read as a batch
         assert done.stderr.startswith(f"error: {path}: {expected}") and done.stderr.count("\n") == 1
-    else:
-        assert f"{path.name}: {expected}" in done.stdout and done.stderr == ""
+    else:  # rejected rows, each with its reason; exit 1 when none was accepted
+        assert f"{path}: {expected}" in done.stdout
+        assert done.stderr == (f"error: {path}: every row was rejected\n" if exit_code else "")
 
 
 def test_extra_columns_are_kept(catalogue):

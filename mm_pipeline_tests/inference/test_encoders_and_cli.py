@@ -158,6 +158,51 @@ def test_embed_cli_refuses_an_export_without_a_parity_report(tmp_path, catalogue
     assert not (tmp_path / "e.parquet").exists()
 
 
+def test_embed_cli_checks_its_paths_and_model_before_writing_anything(tmp_path, catalogue, onnx_dir):
+    """A missing images folder or model folder, an --out that is a folder or the products file itself: one
+    line, exit 2, and no output file (the products file unchanged)."""
+    path, images = catalogue(good_rows(2), images_for=[1000, 1001])
+    products = path.read_bytes()
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    cases = {
+        "--images": (["--images", str(tmp_path / "absent")], tmp_path / "a.parquet"),
+        "--model": (["--model", str(tmp_path / "no_model")], tmp_path / "b.parquet"),
+        "is a directory": ([], folder),
+        "would overwrite --products": ([], path),
+    }
+    for expected, (options, out) in cases.items():
+        args = {"--images": str(images), "--model": str(onnx_dir)}
+        args.update(dict(zip(options[::2], options[1::2], strict=True)))
+        flat = [item for pair in args.items() for item in pair]
+        done = run_cli("embed", "--products", str(path), *flat, "--out", str(out))
+        assert done.returncode == 2 and expected in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+        assert not out.with_name(out.stem + ".rejected.parquet").exists()
+    assert path.read_bytes() == products and not any(folder.iterdir())
+
+
+def test_embed_cli_takes_its_defaults_from_the_environment(
+    tmp_path, catalogue, onnx_dir, monkeypatch, capsys
+):
+    """MM_ONNX_VARIANT picks the variant and MM_DATA_DIR the model folder (MM_DATA_DIR/store/onnx), as for
+    the assets; an unknown variant is refused in one line."""
+    from mm_pipeline.cli import main as cli_main
+
+    path, images = catalogue(good_rows(2), images_for=[1000, 1001])
+    data = tmp_path / "data"
+    (data / "store").mkdir(parents=True)
+    (data / "store" / "onnx").symlink_to(onnx_dir)
+    monkeypatch.setenv("MM_DATA_DIR", str(data))
+    monkeypatch.setenv("MM_ONNX_VARIANT", "fp32")
+    args = ["embed", "--products", str(path), "--images", str(images), "--out", str(tmp_path / "e.parquet")]
+    assert cli_main(args) == 0
+    assert "ONNX variant fp32" in capsys.readouterr().err
+    monkeypatch.setenv("MM_ONNX_VARIANT", "bogus")
+    assert cli_main(args) == 2
+    assert "MM_ONNX_VARIANT='bogus'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("chunk_size", [1, 2, 5])
 def test_embed_cli_writes_and_reports_every_product_whatever_the_chunk_size(
     tmp_path, catalogue, onnx_dir, capsys, chunk_size
