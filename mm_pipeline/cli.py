@@ -290,21 +290,25 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def _index_problem(layout, lookup) -> str | None:
-    """Why the index's rows cannot be served (a repeated nm, batches embedded by another model than the
-    index's), or ``None``."""
+    """Why the index's rows cannot be served (a repeated nm, a batch's embeddings missing or made by another
+    model than the index's) and what to rematerialize, or ``None``."""
     from mm_pipeline.publish.vectors import one_row_per_nm_problem, require_model_version
 
+    rebuild = "rematerialize similarity_index"
     problem = one_row_per_nm_problem(lookup["nm"], lookup["batch"])
     if problem:
-        return f"the index has {problem}"
+        return f"the index has {problem}; {rebuild}"
     versions = sorted(lookup["model_version"].unique()) if "model_version" in lookup.columns else []
     if len(versions) > 1:
-        return f"the index mixes model versions {', '.join(versions)}"
+        return f"the index mixes model versions {', '.join(versions)}; {rebuild}"
     paths = {batch: layout.embeddings(batch) for batch in sorted(lookup["batch"].unique())}
+    missing = [f"{batch} ({path})" for batch, path in paths.items() if not path.exists()]
+    if missing:
+        return f"the index serves batches whose embeddings are missing: {', '.join(missing)}; rematerialize embeddings for them, then similarity_index"
     try:
         require_model_version(paths, versions[0] if versions else None)
-    except (ValueError, OSError) as exc:  # stale batches (named), a missing embeddings file
-        return str(exc)
+    except (ValueError, OSError) as exc:  # stale batches (named), an unreadable embeddings file
+        return f"{exc}; {rebuild}"
     return None
 
 
@@ -328,7 +332,7 @@ def cmd_similar(args: argparse.Namespace) -> int:
         return 1
     problem = _index_problem(layout, lookup)
     if problem:
-        print(f"error: {problem}; rematerialize similarity_index", file=sys.stderr)
+        print(f"error: {problem}", file=sys.stderr)
         return 1
     lookup = lookup.set_index("nm")
     if args.nm not in lookup.index:

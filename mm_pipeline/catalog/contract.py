@@ -394,6 +394,7 @@ def resolve_image(images_dir: Path, nm: int, image_path: str) -> Path:
     """Where the row's image lives; raises ``ImageProblem`` for paths escaping ``images_dir``."""
     root = images_dir.resolve()
     relative = image_path.strip()
+    named = f"image_path {_shown(relative)}" if relative else f"image {nm}.jpg (no image_path)"
     if not relative:
         candidate = images_dir / f"{nm}.jpg"
     elif os.path.isabs(relative):
@@ -405,9 +406,9 @@ def resolve_image(images_dir: Path, nm: int, image_path: str) -> Path:
     try:
         real = candidate.resolve()
     except (OSError, ValueError) as exc:  # e.g. an embedded NUL byte
-        raise ImageProblem(f"bad image_path {_shown(relative)}: {exc}") from None
+        raise ImageProblem(f"bad {named}: {exc}") from None
     if not real.is_relative_to(root):
-        raise ImageProblem(f"image_path {_shown(relative)} points outside the images folder")
+        raise ImageProblem(f"{named} points outside the images folder")
     return real
 
 
@@ -490,8 +491,9 @@ def _validate_row(row: dict, cast: CastRow, images_dir: Path, max_image_pixels: 
     if not clean_text(record["title"]):  # blank, a missing-value spelling, or only markup, emoji, controls
         spelled = [n.removeprefix("title: ") for n in cast.notes if n.startswith("title: ")]
         raise ValueError(": ".join(["empty title", *spelled[:1]]))
-    image = resolve_image(images_dir, record["nm"], record.pop("image_path"))
-    check_image(image, max_pixels=max_image_pixels)
+    given = record.pop("image_path")
+    image = resolve_image(images_dir, record["nm"], given)
+    check_image(image, max_pixels=max_image_pixels, shown=given.strip() or f"{record['nm']}.jpg")
     record[IMAGE_FILE] = str(image)
     record[DATA_ISSUES] = "; ".join(cast.notes)
     return record

@@ -47,41 +47,41 @@ def _open_header(path: Path) -> Image.Image:
             Image.MAX_IMAGE_PIXELS = saved
 
 
-def _open(path: Path, max_pixels: int) -> Image.Image:
+def _open(path: Path, max_pixels: int, shown: str | None = None) -> Image.Image:
+    name = shown or path.name
     try:
         status = path.stat()
     except (FileNotFoundError, NotADirectoryError):
-        raise ImageProblem(f"missing image: {path.name} not found") from None
+        raise ImageProblem(f"missing image: {name} not found") from None
     except OSError as exc:  # e.g. a file name too long for the file system
-        raise ImageProblem(f"unreadable image: {shorten(path.name)} ({exc.strerror or exc})") from None
+        raise ImageProblem(f"unreadable image: {shorten(name)} ({exc.strerror or exc})") from None
     if stat.S_ISDIR(status.st_mode):
-        raise ImageProblem(f"unreadable image: {path.name} is a directory")
+        raise ImageProblem(f"unreadable image: {name} is a directory")
     if status.st_size == 0:
-        raise ImageProblem(f"unreadable image: {path.name} is an empty file")
+        raise ImageProblem(f"unreadable image: {name} is an empty file")
     try:
         image = _open_header(path)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise ImageProblem(f"unreadable image: {path.name} ({exc})") from None
+        raise ImageProblem(f"unreadable image: {name} ({exc})") from None
     width, height = image.size
     if width * height > max_pixels:
         image.close()
-        raise ImageProblem(
-            f"image too large: {path.name} is {width}x{height}, over the {max_pixels} pixel limit"
-        )
+        raise ImageProblem(f"image too large: {name} is {width}x{height}, over the {max_pixels} pixel limit")
     if min(width, height) < MIN_IMAGE_SIDE:
         image.close()
-        raise ImageProblem(f"image too small: {path.name} is {width}x{height}, under {MIN_IMAGE_SIDE} px")
+        raise ImageProblem(f"image too small: {name} is {width}x{height}, under {MIN_IMAGE_SIDE} px")
     return image
 
 
-def check_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
-    """Raise :class:`ImageProblem` unless ``path`` decodes fully into a usable image (header checked first)."""
-    image = _open(path, max_pixels)
+def check_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS, shown: str | None = None) -> None:
+    """Raise :class:`ImageProblem` unless ``path`` decodes fully into a usable image (header checked first);
+    its message names the file as ``shown`` (e.g. its path in the images folder), by default by its name."""
+    image = _open(path, max_pixels, shown)
     try:
         image.draft("RGB", (64, 64))  # full pass over the data at reduced scale: catches truncation cheaply
         image.load()
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageProblem(f"unreadable image: {path.name} ({exc})") from None
+        raise ImageProblem(f"unreadable image: {shown or path.name} ({exc})") from None
     finally:
         image.close()
 

@@ -257,6 +257,18 @@ def test_image_path_cannot_escape_the_images_folder(catalogue, tmp_path):
     assert 1003 not in why
 
 
+def test_image_reasons_name_the_file_as_the_row_gives_it(catalogue, tmp_path):
+    """Two missing files of one name in two folders read apart; a row without image_path names <nm>.jpg."""
+    rows = good_rows(3)
+    rows["image_path"] = ["sub/missing.jpg", "other/missing.jpg", None]
+    path, images = catalogue(rows, images_for=[])
+    os.symlink(write_jpeg(tmp_path / "outside" / "secret.jpg"), images / "1002.jpg")
+    why = reasons(validate_batch(path, images))
+    assert why[1000] == "missing image: sub/missing.jpg not found"
+    assert why[1001] == "missing image: other/missing.jpg not found"
+    assert why[1002] == "image 1002.jpg (no image_path) points outside the images folder"
+
+
 def test_odd_nm_and_image_path_values_become_rejected_rows(tmp_path, catalogue):
     rows = good_rows(4).assign(image_path=["a" * 5000, "x\x00.jpg", "/" + "b" * 5000, None])
     why = reasons(validate_batch(*catalogue(rows)))
@@ -383,7 +395,7 @@ BAD_BATCHES = {
     ),
     "nm_1e30": (
         pa.table({"nm": [1e30, 1.0], "title": ["x", "y"], "image_path": ["1.jpg", None]}),
-       0,
+        0,
         "rejected nm=1e+30 (row 0): bad type in column nm: 1e+30 is out of int64 range",
     ),
     "long_image_path": (

@@ -34,3 +34,9 @@ def test_similar_prints_the_nearest_products(tmp_path, capsys):
     assert lines[1].split()[0] == "101" and float(lines[1].split()[1]) > 0.99
     assert cli_main(["similar", "--nm", "999", "--data-dir", str(tmp_path)]) == 2
     assert "not in the index" in capsys.readouterr().err
+    # a batch the index serves whose embeddings file is gone: named, with what to rematerialize
+    layout.embeddings("b0").unlink()
+    assert cli_main(["similar", "--nm", "100", "--data-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: the index serves batches whose embeddings are missing: b0 (")
+    assert "rematerialize embeddings for them, then similarity_index" in err and err.count("\n") == 1
