@@ -321,7 +321,8 @@ def cmd_similar(args: argparse.Namespace) -> int:
     layout = Layout(Path(args.data_dir))
     if not layout.index_file.exists():
         print(
-            f"error: no similarity index under {layout.index_dir}; materialize similarity_index first",
+            f"error: no similarity index under {layout.index_dir.absolute()}; materialize similarity_index "
+            "first, or point --data-dir (or MM_DATA_DIR) at the data dir of a run",
             file=sys.stderr,
         )
         return 2

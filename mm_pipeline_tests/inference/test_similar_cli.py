@@ -40,3 +40,9 @@ def test_similar_prints_the_nearest_products(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: the index serves batches whose embeddings are missing: b0 (")
     assert "rematerialize embeddings for them, then similarity_index" in err and err.count("\n") == 1
+
+
+def test_similar_without_an_index_says_where_it_looked_and_how_to_point_elsewhere(tmp_path, capsys):
+    assert cli_main(["similar", "--nm", "1", "--data-dir", str(tmp_path / "elsewhere")]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "elsewhere") in err and "--data-dir (or MM_DATA_DIR)" in err and err.count("\n") == 1
