@@ -1,4 +1,4 @@
-"""``mm-pipeline``: sample | validate | demo | run | embed | similar."""
+"""``mm-pipeline``: sample | validate | demo | run | embed | similar | status."""
 
 from __future__ import annotations
 
@@ -353,6 +353,23 @@ def cmd_similar(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """What the data dir holds: export, embedded batches, metrics, published version."""
+    from mm_pipeline.demo_summary import store_status
+    from mm_pipeline.layout import Layout
+
+    layout = Layout(Path(args.data_dir))
+    if not layout.store.is_dir():
+        print(
+            f"error: no store under {layout.data_dir.absolute()}; run the pipeline first, or point --data-dir "
+            "(or MM_DATA_DIR) at the data dir of a run",
+            file=sys.stderr,
+        )
+        return 2
+    print("\n".join(store_status(layout)))
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors in one line (``<prog>: error: <what>; see <prog> --help``), exit 2."""
 
@@ -466,6 +483,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="the pipeline's data dir (default: MM_DATA_DIR or data)",
     )
     similar.set_defaults(func=cmd_similar)
+
+    status = sub.add_parser(
+        "status", help="what a data dir holds: export, batches, metrics, published version"
+    )
+    status.add_argument(
+        "--data-dir",
+        default=os.environ.get("MM_DATA_DIR", "data"),
+        help="the pipeline's data dir (default: MM_DATA_DIR or data)",
+    )
+    status.set_defaults(func=cmd_status)
     return parser
 
 

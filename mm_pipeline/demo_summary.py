@@ -1,14 +1,20 @@
-"""The short report printed at the end of ``make demo``."""
+"""The short reports of the CLI: the one printed at the end of ``make demo`` and ``mm-pipeline run``
+(:func:`print_summary`), and what a data dir holds now (:func:`store_status`, ``mm-pipeline status``)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from mm_pipeline.evaluation.summary import MetricSummary
 from mm_pipeline.layout import Layout
+from mm_pipeline.publish.catalogue import read_onnx_manifest
+from mm_pipeline.publish.record import current_manifest, list_versions
+from mm_pipeline.publish.vectors import embeddings_model_versions
 
 if TYPE_CHECKING:
     from mm_pipeline.defs.in_process.runner import CheckOutcome
@@ -37,13 +43,8 @@ def print_summary(layout: Layout, batches: Sequence[str], checks: Sequence[Check
     print("\ncheck                     result  verdict")
     for check in checks:
         print(f"{check.check:<25} {'pass' if check.passed else 'FAIL':<7} {check.verdict}")
-    for task_file in layout.metric_summaries():
-        summary = MetricSummary.load(task_file)
-        if summary.fused_f1 is not None:
-            line = f"  {summary.task:<14} fused F1 {summary.fused_f1:.3f}  base {summary.base_fused_f1:.3f}"
-            if summary.fused_minus_best_reference is not None:
-                line += f"  minus best no-learning reference {summary.fused_minus_best_reference:+.3f}"
-            print(line)
+    for line in metric_lines(layout):
+        print(line)
     published = layout.published_embeddings
     if any(not c.passed for c in checks):
         print("published_embeddings: NOT updated — a gate failed, consumers keep the previous version")
@@ -56,3 +57,57 @@ def print_summary(layout: Layout, batches: Sequence[str], checks: Sequence[Check
         else []
     ):
         print(f"  {folder}")
+
+
+def metric_lines(layout: Layout) -> list[str]:
+    """One line per metric saved under ``layout``: its fused F1 against the base model and the best reference
+    that learns nothing, or why it could not be scored."""
+    lines = []
+    for task_file in layout.metric_summaries():
+        summary = MetricSummary.load(task_file)
+        if summary.fused_f1 is None:
+            lines.append(f"  {summary.task:<14} {summary.status}: {summary.reason or 'no score'}")
+            continue
+        line = f"  {summary.task:<14} fused F1 {summary.fused_f1:.3f}  base {summary.base_fused_f1:.3f}"
+        if summary.fused_minus_best_reference is not None:
+            line += f"  minus best no-learning reference {summary.fused_minus_best_reference:+.3f}"
+        lines.append(line)
+    return lines
+
+
+def store_status(layout: Layout) -> list[str]:
+    """What ``layout``'s store holds now, read from its files alone (no Dagster instance): the ONNX export and
+    its parity verdict, each embedded batch with its products and model versions, the metrics, and the
+    published version (the asset checks' verdicts live in the Dagster instance; ``make ui`` shows them)."""
+    lines = [f"data dir: {layout.data_dir.absolute()}"]
+    if layout.onnx_manifest.exists():
+        export = read_onnx_manifest(layout)["model_version"]
+        if not layout.onnx_parity.exists():
+            verdict = "not checked yet (materialize the onnx_parity check)"
+        else:
+            parity = json.loads(layout.onnx_parity.read_text())
+            passed = ", ".join(parity.get("passed_variants", []))
+            verdict = f"passed ({passed})" if parity.get("passed") else "FAILED (nothing is embedded with it)"
+        lines.append(f"ONNX export {export}: parity {verdict}")
+    else:
+        lines.append("ONNX export: none yet (materialize onnx_model)")
+    paths = {path.stem: path for path in sorted(layout.embeddings("*").parent.glob("*.parquet"))}
+    versions = embeddings_model_versions(paths)
+    lines.append(f"embedded batches: {len(paths)}")
+    for batch, path in paths.items():
+        rows = pq.ParquetFile(path).metadata.num_rows
+        lines.append(f"  {batch:<20} {rows:>8} products  model {', '.join(versions[batch]) or 'unknown'}")
+    metrics = metric_lines(layout)
+    lines.append(f"metrics: {len(metrics)}")
+    lines.extend(metrics)
+    published = current_manifest(layout)
+    if published is None:
+        lines.append("published: nothing yet (published_embeddings moves once every gate passes)")
+    else:
+        lines.append(
+            f"published: version {published['version']} at {published['published_at']}, "
+            f"{published['products']} products in {len(published['batches'])} batches, "
+            f"model {', '.join(published['model_versions'])}; {len(list_versions(layout))} versions kept "
+            f"({layout.published_embeddings})"
+        )
+    return lines

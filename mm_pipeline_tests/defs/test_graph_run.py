@@ -74,3 +74,49 @@ def test_the_summary_says_why_rows_were_rejected_and_where_they_are(tmp_path, ca
     assert str(layout.raw_rejected(batch)) in out
     kinds = re.findall(r"^ +(\d+) × ([^,]+), e\.g\. (.*)$", out, re.M)
     assert kinds == [("2", "missing image", reasons[0]), ("1", "price", reasons[2])]
+
+
+def test_status_reads_what_the_store_holds(tmp_path, capsys):
+    """`mm-pipeline status`: the export and its parity verdict, each embedded batch with its products and
+    model version, every metric (scored or not), the published version; one error line without a store."""
+    from mm_pipeline.cli import main as cli_main
+    from mm_pipeline.storage import write_json
+
+    layout = Layout(tmp_path)
+    assert cli_main(["status", "--data-dir", str(tmp_path)]) == 2
+    assert "no store under" in capsys.readouterr().err
+    layout.onnx_dir.mkdir(parents=True)
+    write_json({"model_version": "abc123"}, layout.onnx_manifest)
+    write_json({"passed": False, "passed_variants": []}, layout.onnx_parity)
+    layout.embeddings("b1").parent.mkdir(parents=True)
+    for batch, rows in (("b1", 3), ("b2", 2)):
+        pd.DataFrame({"nm": range(rows), "model_version": "abc123-int8"}).to_parquet(layout.embeddings(batch))
+    for task, summary in (
+        ("category", {"fused_f1": 0.9, "base_fused_f1": 0.5, "fused_minus_best_reference": -0.01}),
+        ("isadult", {"status": "insufficient data", "reason": "only one class"}),
+    ):
+        layout.metric_dir(task).mkdir(parents=True)
+        write_json({"task": task, **summary}, layout.metric_summary(task))
+    assert cli_main(["status", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "ONNX export abc123: parity FAILED" in out
+    assert re.search(r"^  b1 +3 products  model abc123-int8$", out, re.M)
+    assert re.search(r"^  b2 +2 products  model abc123-int8$", out, re.M)
+    assert re.search(
+        r"^  category +fused F1 0\.900  base 0\.500  minus best no-learning reference -0\.010$", out, re.M
+    )
+    assert re.search(r"^  isadult +insufficient data: only one class$", out, re.M)
+    assert "published: nothing yet" in out
+    published = {
+        "version": "v1",
+        "published_at": "t",
+        "products": 5,
+        "batches": [{}, {}],
+        "model_versions": ["abc123-int8"],
+    }
+    layout.published_dir.mkdir(parents=True)
+    write_json(published, layout.published_manifest)
+    assert cli_main(["status", "--data-dir", str(tmp_path)]) == 0
+    assert "published: version v1 at t, 5 products in 2 batches, model abc123-int8; 0 versions kept" in (
+        capsys.readouterr().out
+    )
