@@ -304,12 +304,24 @@ def _index_problem(layout, lookup) -> str | None:
     paths = {batch: layout.embeddings(batch) for batch in sorted(lookup["batch"].unique())}
     missing = [f"{batch} ({path})" for batch, path in paths.items() if not path.exists()]
     if missing:
-        return f"the index serves batches whose embeddings are missing: {', '.join(missing)}; rematerialize embeddings for them, then similarity_index"
+        return (
+            f"the index serves batches whose embeddings are missing: {', '.join(missing)}; "
+            "rematerialize embeddings for them, then similarity_index"
+        )
     try:
         require_model_version(paths, versions[0] if versions else None)
     except (ValueError, OSError) as exc:  # stale batches (named), an unreadable embeddings file
         return f"{exc}; {rebuild}"
     return None
+
+
+def _nothing_under(what: str, fix: str) -> int:
+    """Say that ``what`` is missing and how to get it, or where else to look; exit status 2."""
+    print(
+        f"error: {what}; {fix} first, or point --data-dir (or MM_DATA_DIR) at the data dir of a run",
+        file=sys.stderr,
+    )
+    return 2
 
 
 def cmd_similar(args: argparse.Namespace) -> int:
@@ -320,12 +332,9 @@ def cmd_similar(args: argparse.Namespace) -> int:
 
     layout = Layout(Path(args.data_dir))
     if not layout.index_file.exists():
-        print(
-            f"error: no similarity index under {layout.index_dir.absolute()}; materialize similarity_index "
-            "first, or point --data-dir (or MM_DATA_DIR) at the data dir of a run",
-            file=sys.stderr,
+        return _nothing_under(
+            f"no similarity index under {layout.index_dir.absolute()}", "materialize similarity_index"
         )
-        return 2
     try:  # a damaged index file: one line naming it, the problem and how to rebuild it
         index, lookup = read_index(layout)
     except IndexFileError as exc:
@@ -360,12 +369,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     layout = Layout(Path(args.data_dir))
     if not layout.store.is_dir():
-        print(
-            f"error: no store under {layout.data_dir.absolute()}; run the pipeline first, or point --data-dir "
-            "(or MM_DATA_DIR) at the data dir of a run",
-            file=sys.stderr,
-        )
-        return 2
+        return _nothing_under(f"no store under {layout.data_dir.absolute()}", "run the pipeline")
     print("\n".join(store_status(layout)))
     return 0
 
@@ -403,6 +407,15 @@ def _sample_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--n", type=POSITIVE, default=3000, help="products (at least 20 per batch)")
     parser.add_argument("--batches", type=POSITIVE, default=3)
     parser.add_argument("--seed", type=NON_NEGATIVE, default=0)
+    return parser
+
+
+def _data_dir_option(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument(
+        "--data-dir",
+        default=os.environ.get("MM_DATA_DIR", "data"),
+        help="the pipeline's data dir (default: MM_DATA_DIR or data)",
+    )
     return parser
 
 
@@ -477,22 +490,12 @@ def build_parser() -> argparse.ArgumentParser:
     similar = sub.add_parser("similar", help="nearest products of an nm from the similarity index")
     similar.add_argument("--nm", type=int, required=True)
     similar.add_argument("--k", type=POSITIVE, default=10, help="neighbours to print")
-    similar.add_argument(
-        "--data-dir",
-        default=os.environ.get("MM_DATA_DIR", "data"),
-        help="the pipeline's data dir (default: MM_DATA_DIR or data)",
-    )
-    similar.set_defaults(func=cmd_similar)
+    _data_dir_option(similar).set_defaults(func=cmd_similar)
 
     status = sub.add_parser(
         "status", help="what a data dir holds: export, batches, metrics, published version"
     )
-    status.add_argument(
-        "--data-dir",
-        default=os.environ.get("MM_DATA_DIR", "data"),
-        help="the pipeline's data dir (default: MM_DATA_DIR or data)",
-    )
-    status.set_defaults(func=cmd_status)
+    _data_dir_option(status).set_defaults(func=cmd_status)
     return parser
 
 
