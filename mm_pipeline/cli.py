@@ -15,15 +15,30 @@ from tqdm import tqdm
 EMBED_VARIANTS = ("auto", "int8", "int8-static", "fp32", "bf16")
 
 
-def _path_problem(flag: str, path: Path, *, directory: bool) -> str | None:
-    """Why ``path`` cannot be the ``flag`` argument: an input folder that is not one (``directory``), or an
-    output file whose place is taken by a folder or lies under a file; ``None`` when it can."""
-    if directory:
+def _path_problem(flag: str, path: Path, kind: str) -> str | None:
+    """Why ``path`` cannot be the ``flag`` argument, or ``None``. ``kind``: ``"input folder"`` (must be one),
+    ``"output file"`` (not a folder) or ``"output folder"`` (not a file); an output must not lie under a file."""
+    if kind == "input folder":
         return None if path.is_dir() else f"{flag} {path} is not a directory"
-    if path.is_dir():
+    if kind == "output file" and path.is_dir():
         return f"{flag} {path} is a directory; give a file name"
+    if kind == "output folder" and path.exists() and not path.is_dir():
+        return f"{flag} {path} is a file; give a directory"
     taken = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
     return None if taken is None else f"{flag} {path}: {taken} is a file, not a directory"
+
+
+def _env(name: str, default: str) -> str:
+    """An ``MM_*`` setting as the pipeline reads it: empty means unset."""
+    return os.environ.get(name) or default
+
+
+def _every_row_rejected(result) -> bool:
+    """Whether every row of a batch that has rows was rejected (a ``ValidationResult``); says so if it was."""
+    if result.n_input and result.accepted.empty:
+        print(f"error: {result.source}: every row was rejected", file=sys.stderr)
+        return True
+    return False
 
 
 def _report_problems(*problems: str | None) -> bool:
@@ -81,10 +96,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from mm_pipeline.prep.text import clean_products, one_line
     from mm_pipeline.storage import write_parquet
 
-    out_problem = None
-    if args.out is not None and args.out.exists() and not args.out.is_dir():
-        out_problem = f"--out {args.out} is a file; give a directory"
-    if _report_problems(_path_problem("--images", args.images, directory=True), out_problem):
+    if _report_problems(
+        _path_problem("--images", args.images, "input folder"),
+        None if args.out is None else _path_problem("--out", args.out, "output folder"),
+    ):
         return 2
     try:
         batch_name(args.batch)  # a file the sensor would refuse to register is refused here too
@@ -110,10 +125,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         rejected_path = write_parquet(result.rejected, args.out / "rejected.parquet")
         print(f"accepted rows (with data_issues and the model's text) -> {accepted_path}")
         print(f"rejected rows (with reject_reason) -> {rejected_path}")
-    if result.n_input and result.accepted.empty:
-        print(f"error: {result.source}: every row was rejected", file=sys.stderr)
-        return 1
-    return 0
+    return 1 if _every_row_rejected(result) else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -151,7 +163,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     if _report_problems(
         *(
-            _path_problem(flag, folder, directory=True)
+            _path_problem(flag, folder, "input folder")
             for flag, folder in (("--incoming", args.incoming), ("--images", args.images))
         )
     ):
@@ -236,9 +248,10 @@ def cmd_embed(args: argparse.Namespace) -> int:
         path.exists() and path.samefile(args.products) for path in (out, rejected_path)
     )
     if _report_problems(
-        _path_problem("--images", args.images, directory=True),
-        _path_problem("--model", args.model, directory=True),
-        _path_problem("--out", out, directory=False),
+        _path_problem("--images", args.images, "input folder"),
+        _path_problem("--model", args.model, "input folder"),
+        _path_problem("--out", out, "output file"),
+        _path_problem("--out", rejected_path, "output file"),
         f"--out {out} would overwrite --products {args.products}" if overwrites else None,
     ):
         return 2
@@ -286,7 +299,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
             f"{stats.mostly_unknown_texts} products have text mostly unknown to the model's tokenizer: "
             "their fused vectors leave the text channel out"
         )
-    return 0
+    return 1 if _every_row_rejected(result) else 0
 
 
 def _index_problem(layout, lookup) -> str | None:
@@ -413,7 +426,7 @@ def _sample_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def _data_dir_option(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument(
         "--data-dir",
-        default=os.environ.get("MM_DATA_DIR", "data"),
+        default=_env("MM_DATA_DIR", "data"),
         help="the pipeline's data dir (default: MM_DATA_DIR or data)",
     )
     return parser
@@ -450,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--data-dir",
         type=Path,
-        default=Path(os.environ.get("MM_DATA_DIR", "data")),
+        default=Path(_env("MM_DATA_DIR", "data")),
         help="where store/ is written (default: MM_DATA_DIR or data)",
     )
     run.add_argument(
@@ -472,14 +485,14 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument(
         "--model",
         type=Path,
-        default=Path(os.environ.get("MM_DATA_DIR", "data")) / "store" / "onnx",
+        default=Path(_env("MM_DATA_DIR", "data")) / "store" / "onnx",
         help="the onnx_model folder (default: MM_DATA_DIR/store/onnx, MM_DATA_DIR defaulting to data)",
     )
     embed.add_argument("--out", type=Path, required=True)
     embed.add_argument(
         "--variant",
         choices=EMBED_VARIANTS,
-        default=os.environ.get("MM_ONNX_VARIANT", "auto"),
+        default=_env("MM_ONNX_VARIANT", "auto"),
         help="default: MM_ONNX_VARIANT or auto. auto: the fastest variant that passed parity on this CPU; a forced one falls back to fp32 when it "
         "failed parity or the export lacks it; int8-static and bf16 run on OpenVINO, bf16 needs a CPU with "
         "AVX512-BF16 or AMX",
@@ -502,7 +515,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # inside the try: buffered output meets a closed pipe here, not at exit
+        return status
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading: no traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

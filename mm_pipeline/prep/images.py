@@ -48,13 +48,13 @@ def _open_header(path: Path) -> Image.Image:
 
 
 def _open(path: Path, max_pixels: int, shown: str | None = None) -> Image.Image:
-    name = shown or path.name
+    name = shorten(shown or path.name)
     try:
         status = path.stat()
     except (FileNotFoundError, NotADirectoryError):
         raise ImageProblem(f"missing image: {name} not found") from None
     except OSError as exc:  # e.g. a file name too long for the file system
-        raise ImageProblem(f"unreadable image: {shorten(name)} ({exc.strerror or exc})") from None
+        raise ImageProblem(f"unreadable image: {name} ({exc.strerror or exc})") from None
     if stat.S_ISDIR(status.st_mode):
         raise ImageProblem(f"unreadable image: {name} is a directory")
     if status.st_size == 0:
@@ -81,7 +81,7 @@ def check_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS, shown: str | N
         image.draft("RGB", (64, 64))  # full pass over the data at reduced scale: catches truncation cheaply
         image.load()
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageProblem(f"unreadable image: {shown or path.name} ({exc})") from None
+        raise ImageProblem(f"unreadable image: {shorten(shown or path.name)} ({exc})") from None
     finally:
         image.close()
 

@@ -170,7 +170,9 @@ def test_embed_cli_checks_its_paths_and_model_before_writing_anything(tmp_path, 
         "--model": (["--model", str(tmp_path / "no_model")], tmp_path / "b.parquet"),
         "is a directory": ([], folder),
         "would overwrite --products": ([], path),
+        "emb.rejected.parquet is a directory": ([], tmp_path / "emb.parquet"),
     }
+    (tmp_path / "emb.rejected.parquet").mkdir()
     for expected, (options, out) in cases.items():
         args = {"--images": str(images), "--model": str(onnx_dir)}
         args.update(dict(zip(options[::2], options[1::2], strict=True)))
@@ -178,8 +180,9 @@ def test_embed_cli_checks_its_paths_and_model_before_writing_anything(tmp_path, 
         done = run_cli("embed", "--products", str(path), *flat, "--out", str(out))
         assert done.returncode == 2 and expected in done.stderr, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
-        assert not out.with_name(out.stem + ".rejected.parquet").exists()
+        assert out == tmp_path / "emb.parquet" or not out.with_name(out.stem + ".rejected.parquet").exists()
     assert path.read_bytes() == products and not any(folder.iterdir())
+    assert not any((tmp_path / "emb.rejected.parquet").iterdir()) and not (tmp_path / "emb.parquet").exists()
 
 
 def test_embed_cli_takes_its_defaults_from_the_environment(
@@ -198,9 +201,23 @@ def test_embed_cli_takes_its_defaults_from_the_environment(
     args = ["embed", "--products", str(path), "--images", str(images), "--out", str(tmp_path / "e.parquet")]
     assert cli_main(args) == 0
     assert "ONNX variant fp32" in capsys.readouterr().err
+    monkeypatch.setenv("MM_ONNX_VARIANT", "")  # empty is unset, as for the pipeline (compose passes it so)
+    assert cli_main(args) == 0
+    assert "fastest passing variant" in capsys.readouterr().err  # auto's reason
     monkeypatch.setenv("MM_ONNX_VARIANT", "bogus")
     assert cli_main(args) == 2
     assert "MM_ONNX_VARIANT='bogus'" in capsys.readouterr().err
+
+
+def test_embed_cli_exits_1_when_every_row_was_rejected(tmp_path, catalogue, onnx_dir, capsys):
+    from mm_pipeline.cli import main as cli_main
+
+    path, images = catalogue(good_rows(2), images_for=[])
+    out = tmp_path / "e.parquet"
+    args = ["embed", "--products", str(path), "--images", str(images), "--model", str(onnx_dir)]
+    assert cli_main([*args, "--out", str(out)]) == 1
+    assert capsys.readouterr().err.endswith(f"error: {path}: every row was rejected\n")
+    assert len(pd.read_parquet(tmp_path / "e.rejected.parquet")) == 2
 
 
 @pytest.mark.parametrize("chunk_size", [1, 2, 5])

@@ -45,4 +45,6 @@ def test_similar_prints_the_nearest_products(tmp_path, capsys):
 def test_similar_without_an_index_says_where_it_looked_and_how_to_point_elsewhere(tmp_path, capsys):
     assert cli_main(["similar", "--nm", "1", "--data-dir", str(tmp_path / "elsewhere")]) == 2
     err = capsys.readouterr().err
-    assert str(tmp_path / "elsewhere") in err and "--data-dir (or MM_DATA_DIR)" in err and err.count("\n") == 1
+    assert (
+        str(tmp_path / "elsewhere") in err and "--data-dir (or MM_DATA_DIR)" in err and err.count("\n") == 1
+    )
