@@ -250,8 +250,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     if _report_problems(
         _path_problem("--images", args.images, "input folder"),
         _path_problem("--model", args.model, "input folder"),
-        _path_problem("--out", out, "output file"),
-        _path_problem("--out", rejected_path, "output file"),
+        _path_problem("--out", out, "output file") or _path_problem("--out", rejected_path, "output file"),
         f"--out {out} would overwrite --products {args.products}" if overwrites else None,
     ):
         return 2
