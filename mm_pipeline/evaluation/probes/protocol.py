@@ -157,9 +157,11 @@ def stratified_folds(
     folds.
 
     The folds of the last few inputs are kept (each caller gets copies): a task's embedding, base-model and
-    reference probes ask for the same ones, and ``StratifiedGroupKFold`` takes ~0.4 s on 3,000 rows."""
-    if not np.issubdtype(np.asarray(codes).dtype, np.integer):
-        raise TypeError(f"class codes must be integers, got {np.asarray(codes).dtype}")
+    reference probes ask for the same ones, and ``StratifiedGroupKFold`` takes ~0.4 s on 3,000 rows. Raises
+    TypeError for ``codes`` that are not integers."""
+    codes = np.asarray(codes)
+    if not np.issubdtype(codes.dtype, np.integer):
+        raise TypeError(f"class codes must be integers, got {codes.dtype}")
     codes = np.ascontiguousarray(codes, dtype=np.int64)
     groups_key = None if groups is None else np.ascontiguousarray(groups, dtype=np.int64).tobytes()
     folds = _cached_folds(codes.tobytes(), groups_key, n_splits, seed)
