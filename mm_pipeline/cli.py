@@ -339,7 +339,6 @@ def _nothing_under(what: str, fix: str) -> int:
 def cmd_similar(args: argparse.Namespace) -> int:
     from mm_pipeline.evaluation.catalogue_index import read_index
     from mm_pipeline.evaluation.similarity import IndexFileError
-    from mm_pipeline.inference.encoders import read_vectors
     from mm_pipeline.layout import Layout
 
     layout = Layout(Path(args.data_dir))
@@ -356,22 +355,81 @@ def cmd_similar(args: argparse.Namespace) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 1
+    try:
+        if args.text is not None:
+            query, about = _text_query(layout, lookup, args.text)
+        else:
+            query, about = _product_query(layout, lookup, args.nm)
+    except _Refused as refused:
+        print(f"error: {refused}", file=sys.stderr)
+        return refused.status
     lookup = lookup.set_index("nm")
-    if args.nm not in lookup.index:
-        print(f"error: nm {args.nm} is not in the index ({len(lookup)} products)", file=sys.stderr)
-        return 2
-    nm, fused = read_vectors(layout.embeddings(lookup.loc[args.nm, "batch"]), "fused")
-    query = fused[nm == args.nm]
     try:
         scores, ids = index.search(query, min(args.k + 1, index.n))  # --k beyond the index: all of it
     except IndexFileError as exc:  # an index of another dimension than the embeddings
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"nearest to {args.nm} «{lookup.loc[args.nm, 'title']}» ({index.kind} index, {index.n} products):")
-    for score, nm in zip(scores[0], ids[0], strict=True):
-        if nm >= 0 and nm != args.nm:
-            print(f"{nm:>12}  {score:6.3f}  {lookup.loc[nm, 'title']}")
+    print(f"nearest to {about} ({index.kind} index, {index.n} products):")
+    shown = [(score, nm) for score, nm in zip(scores[0], ids[0], strict=True) if nm >= 0 and nm != args.nm]
+    for score, nm in shown[: args.k]:
+        print(f"{nm:>12}  {score:6.3f}  {lookup.loc[nm, 'title']}")
     return 0
+
+
+class _Refused(Exception):
+    """A query that cannot be answered: the message says why, ``status`` is the exit status (2: the
+    arguments, 1: the data dir)."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+def _product_query(layout, lookup, nm: int):
+    """``(the fused vector of product nm, how to name it)``; :class:`_Refused` when it is not indexed."""
+    from mm_pipeline.inference.encoders import read_vectors
+
+    rows = lookup[lookup["nm"] == nm]
+    if rows.empty:
+        raise _Refused(f"nm {nm} is not in the index ({len(lookup)} products)", 2)
+    ids, fused = read_vectors(layout.embeddings(rows["batch"].iloc[0]), "fused")
+    return fused[ids == nm], f"{nm} «{rows['title'].iloc[0]}»"
+
+
+def _text_query(layout, lookup, text: str):
+    """``(the search vector of a free-text query, how to name it)``, encoded by the export that made the
+    index's vectors (:meth:`~mm_pipeline.inference.encoders.OnnxEncoders.encode_queries`); :class:`_Refused`
+    when the text says nothing the model reads or that export is not in the data dir."""
+    from mm_pipeline.inference.encoders import OnnxEncoders, export_variant_of
+    from mm_pipeline.prep.text import clean_text, shorten
+    from mm_pipeline.storage import pin
+
+    cleaned = clean_text(text)
+    if not cleaned:
+        raise _Refused("--text is empty once cleaned", 2)
+    versions = lookup["model_version"].unique() if "model_version" in lookup.columns else []
+    if len(versions) != 1:
+        raise _Refused(
+            "the index does not say which model made its vectors; rematerialize similarity_index", 1
+        )
+    if not layout.onnx_manifest.exists():
+        raise _Refused(f"no exported model under {layout.onnx_dir.absolute()}; materialize onnx_model", 1)
+    onnx_dir = pin(layout.onnx_dir)
+    try:
+        variant = export_variant_of(onnx_dir, versions[0])
+    except ValueError as exc:
+        raise _Refused(f"{exc}; rematerialize embeddings, then similarity_index", 1) from exc
+    encoders = OnnxEncoders(onnx_dir, variant)
+    query = encoders.encode_queries([cleaned])
+    if not query.any():
+        raise _Refused(f"the model reads no known word in «{shorten(cleaned)}»", 2)
+    lexical = encoders.encode_lexical([cleaned])
+    if lexical is not None and not lexical.any():
+        print(
+            "note: no word of the query is in the model's vocabulary; ranked by the towers alone",
+            file=sys.stderr,
+        )
+    return query, f"«{shorten(cleaned)}»"
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -499,8 +557,14 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--chunk-size", type=POSITIVE, default=256, help="products per ONNX call")
     embed.set_defaults(func=cmd_embed)
 
-    similar = sub.add_parser("similar", help="nearest products of an nm from the similarity index")
-    similar.add_argument("--nm", type=int, required=True)
+    similar = sub.add_parser(
+        "similar", help="nearest products of an nm, or of a text query, from the similarity index"
+    )
+    query = similar.add_mutually_exclusive_group(required=True)
+    query.add_argument("--nm", type=int, help="a product in the index")
+    query.add_argument(
+        "--text", help="a free-text query, encoded by the model that made the index (no torch needed)"
+    )
     similar.add_argument("--k", type=POSITIVE, default=10, help="neighbours to print")
     _data_dir_option(similar).set_defaults(func=cmd_similar)
 

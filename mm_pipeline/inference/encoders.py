@@ -145,6 +145,19 @@ def variant_model_version(export_version: str, variant: str) -> str:
     return f"{export_version}-{variant}"
 
 
+def export_variant_of(onnx_dir: Path | str, model_version: str) -> str:
+    """The variant of the export in ``onnx_dir`` whose vectors carry ``model_version``
+    (:func:`variant_model_version`). Raises ``ValueError`` naming both versions when this export did not make
+    them (a retrain since, or vectors from another data dir)."""
+    export_version = read_manifest(onnx_dir)["model_version"]
+    for variant in ONNX_VARIANTS:
+        if variant_model_version(export_version, variant) == model_version:
+            return variant
+    raise ValueError(
+        f"the vectors are of model {model_version}, the export in {onnx_dir} is model {export_version}"
+    )
+
+
 def execution_providers(device: str = "cpu", available: Sequence[str] | None = None) -> list[str]:
     """ONNX Runtime providers for ``MM_DEVICE``: ``auto`` puts CUDA first when this onnxruntime build has it
     (``onnxruntime-gpu``, the ``gpu`` extra), ``cuda`` requires it, ``cpu`` never uses it. The CPU provider
@@ -514,6 +527,23 @@ class OnnxEncoders:
     def encode_lexical(self, texts: Sequence[str]) -> np.ndarray | None:
         """The lexical channel of ``texts`` (float32 ``[N, dim]``), ``None`` for an export without one."""
         return None if self.lexical is None else self.lexical.transform(texts)
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Search vectors of free-text queries (cleaned as product texts are) in the layout of the fused
+        vector: float32 ``[N, dims["fused"]]``, unit rows, or zero rows for a query with nothing the model
+        reads.
+
+        A query has no photo: its image block holds its text-tower vector, which the contrastive image↔text
+        loss placed in the image tower's space (CLIP, Radford et al. 2021), so its cosine with a product is the
+        fusion-weighted mean of the text↔image, text↔text and lexical cosines. A query mostly of tokens the
+        tokenizer does not know is searched by its lexical block alone."""
+        texts = list(texts)
+        text = l2_normalize(self.encode_texts(texts))
+        text[self.tokenizer.mostly_unknown(texts)] = 0.0
+        parts = {"image": text, "text": text}
+        if self.lexical is not None:
+            parts["lexical"] = self.encode_lexical(texts)
+        return fuse(parts, self.fusion_weights)
 
     def encode(
         self, texts: Sequence[str], images: np.ndarray, lexical: np.ndarray | None = None

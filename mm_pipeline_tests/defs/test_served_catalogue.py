@@ -3,9 +3,11 @@ retired batches that stop being served. Real runs on a copy of one materialized 
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -18,7 +20,11 @@ from mm_pipeline.defs.automation import stale
 from mm_pipeline.defs.in_process.runner import register_batches
 from mm_pipeline.defs.resources import PipelineSettings
 from mm_pipeline.defs.serving import ONE_ROW_PER_NM, current_model_version
+from mm_pipeline.evaluation.catalogue_index import read_index_lookup
+from mm_pipeline.inference.encoders import CHANNELS, OnnxEncoders, export_variant_of
+from mm_pipeline.model.files import MANIFEST_FILE
 from mm_pipeline.publish.vectors import MixedModelVersionsError, one_row_per_nm_problem, require_model_version
+from mm_pipeline.storage import pin
 from mm_pipeline_tests.defs.conftest import PERMISSIVE_GATES, Pipeline
 from mm_pipeline_tests.defs.test_publish_gates import execute, published_state, step_failure
 
@@ -271,3 +277,39 @@ def test_the_in_process_runner_retires_batches_whose_file_is_gone():
     lines = register_batches(instance, ["batch_000", "batch_001_fixed"])
     assert instance.get_dynamic_partitions("catalogue_batches") == ["batch_000", "batch_001_fixed"]
     assert lines == ["batch_001: file gone; partition retired, its products are no longer served"]
+
+
+def test_a_text_query_is_encoded_by_the_export_that_made_the_index(pipeline, capsys):
+    layout, data_dir = pipeline.settings.layout, str(pipeline.settings.data_dir)
+    version = read_index_lookup(layout)["model_version"].iloc[0]
+    encoders = OnnxEncoders(layout.onnx_dir, export_variant_of(layout.onnx_dir, version))
+    products = pd.read_parquet(layout.cleaned_text("batch_000"))
+    product = products[~encoders.tokenizer.mostly_unknown(products["text"].tolist())].iloc[0]
+    stored = pd.read_parquet(layout.embeddings("batch_000")).set_index("nm").loc[product["nm"]]
+
+    # in the fused layout: the query's text-tower vector stands in for its photo, then its text and lexical
+    query = encoders.encode_queries([product["text"]])[0]
+    weights, total = encoders.fusion_weights, sum(encoders.fusion_weights.values())
+    channels = [c for c in CHANNELS if c in weights]
+    blocks = np.split(query, np.cumsum([encoders.dims[c] for c in channels])[:-1])
+    stands_in = {"image": "text", "text": "text", "lexical": "lexical"}
+    for channel, block in zip(channels, blocks, strict=True):
+        expected = np.sqrt(weights[channel] / total) * np.asarray(stored[stands_in[channel]])
+        np.testing.assert_allclose(block, expected, atol=1e-4)
+    assert np.linalg.norm(query) == pytest.approx(1.0, abs=1e-5)
+
+    assert cli_main(["similar", "--text", product["text"], "--k", "3", "--data-dir", data_dir]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("nearest to «") and len(lines) == 4
+    assert int(lines[1].split()[0]) == product["nm"]
+
+    assert cli_main(["similar", "--text", "<b> </b>", "--data-dir", data_dir]) == 2
+    assert capsys.readouterr().err == "error: --text is empty once cleaned\n"
+
+    # an export other than the one that made the index's vectors is never used to encode a query
+    manifest = pin(layout.onnx_dir) / MANIFEST_FILE
+    manifest.write_text(json.dumps(json.loads(manifest.read_text()) | {"model_version": "0th3r"}))
+    assert cli_main(["similar", "--text", product["text"], "--data-dir", data_dir]) == 1
+    err = capsys.readouterr().err
+    assert f"the vectors are of model {version}, the export in" in err and "is model 0th3r" in err
+    assert err.endswith("; rematerialize embeddings, then similarity_index\n")

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from mm_pipeline.cli import main as cli_main
 from mm_pipeline.evaluation.catalogue_index import write_index
@@ -48,3 +49,13 @@ def test_similar_without_an_index_says_where_it_looked_and_how_to_point_elsewher
     assert (
         str(tmp_path / "elsewhere") in err and "--data-dir (or MM_DATA_DIR)" in err and err.count("\n") == 1
     )
+
+
+def test_similar_takes_a_product_or_a_text_query_not_both(capsys):
+    for args, reason in [
+        ([], "one of the arguments --nm --text is required"),
+        (["--nm", "1", "--text", "крем"], "argument --text: not allowed with argument --nm"),
+    ]:
+        with pytest.raises(SystemExit) as exited:
+            cli_main(["similar", *args])
+        assert exited.value.code == 2 and reason in capsys.readouterr().err
