@@ -327,12 +327,14 @@ def _index_problem(layout, lookup) -> str | None:
     return None
 
 
+def _missing(what: str, fix: str) -> str:
+    """That ``what`` is missing, how to get it, and where else to look."""
+    return f"{what}; {fix} first, or point --data-dir (or MM_DATA_DIR) at the data dir of a run"
+
+
 def _nothing_under(what: str, fix: str) -> int:
-    """Say that ``what`` is missing and how to get it, or where else to look; exit status 2."""
-    print(
-        f"error: {what}; {fix} first, or point --data-dir (or MM_DATA_DIR) at the data dir of a run",
-        file=sys.stderr,
-    )
+    """Say that ``what`` is missing (:func:`_missing`); exit status 2."""
+    print(f"error: {_missing(what, fix)}", file=sys.stderr)
     return 2
 
 
@@ -378,7 +380,7 @@ def cmd_similar(args: argparse.Namespace) -> int:
 
 class _Refused(Exception):
     """A query that cannot be answered: the message says why, ``status`` is the exit status (2: the
-    arguments, 1: the data dir)."""
+    arguments, or something the data dir lacks; 1: something in it is stale or cannot be read)."""
 
     def __init__(self, message: str, status: int):
         super().__init__(message)
@@ -398,8 +400,9 @@ def _product_query(layout, lookup, nm: int):
 
 def _text_query(layout, lookup, text: str):
     """``(the search vector of a free-text query, how to name it)``, encoded by the export that made the
-    index's vectors (:meth:`~mm_pipeline.inference.encoders.OnnxEncoders.encode_queries`); :class:`_Refused`
-    when the text says nothing the model reads or that export is not in the data dir."""
+    index's vectors (:meth:`~mm_pipeline.inference.encoders.OnnxEncoders.encode_queries`), with a note on
+    stderr when only part of the model reads it; :class:`_Refused` when none does or that export is not in
+    the data dir."""
     from mm_pipeline.inference.encoders import OnnxEncoders, export_variant_of
     from mm_pipeline.prep.text import clean_text, shorten
     from mm_pipeline.storage import pin
@@ -407,29 +410,39 @@ def _text_query(layout, lookup, text: str):
     cleaned = clean_text(text)
     if not cleaned:
         raise _Refused("--text is empty once cleaned", 2)
+    shown = f"«{shorten(cleaned, say_length=False)}»"
     versions = lookup["model_version"].unique() if "model_version" in lookup.columns else []
     if len(versions) != 1:
         raise _Refused(
             "the index does not say which model made its vectors; rematerialize similarity_index", 1
         )
     if not layout.onnx_manifest.exists():
-        raise _Refused(f"no exported model under {layout.onnx_dir.absolute()}; materialize onnx_model", 1)
+        raise _Refused(
+            _missing(f"no exported model under {layout.onnx_dir.absolute()}", "materialize onnx_model"), 2
+        )
     onnx_dir = pin(layout.onnx_dir)
     try:
         variant = export_variant_of(onnx_dir, versions[0])
+        encoders = OnnxEncoders(onnx_dir, variant, images=False)
     except ValueError as exc:
         raise _Refused(f"{exc}; rematerialize embeddings, then similarity_index", 1) from exc
-    encoders = OnnxEncoders(onnx_dir, variant)
-    query = encoders.encode_queries([cleaned])
-    if not query.any():
-        raise _Refused(f"the model reads no known word in «{shorten(cleaned)}»", 2)
+    except (ImportError, OSError, RuntimeError) as exc:  # OpenVINO absent, a tower file gone
+        raise _Refused(f"cannot load the {variant} text tower of {onnx_dir}: {exc}", 1) from exc
+    unknown_tokens = bool(encoders.tokenizer.mostly_unknown([cleaned])[0])
     lexical = encoders.encode_lexical([cleaned])
-    if lexical is not None and not lexical.any():
+    no_words = lexical is None or not lexical.any()
+    if unknown_tokens and no_words:
+        raise _Refused(f"the model reads nothing in {shown}: its tokenizer knows few of the tokens", 2)
+    if unknown_tokens:
         print(
-            "note: no word of the query is in the model's vocabulary; ranked by the towers alone",
+            "note: the tokenizer knows few of the query's tokens; ranked by its words alone", file=sys.stderr
+        )
+    elif no_words and lexical is not None:
+        print(
+            "note: no word of the query is in the lexical channel's vocabulary; ranked by the text tower alone",
             file=sys.stderr,
         )
-    return query, f"«{shorten(cleaned)}»"
+    return encoders.encode_queries([cleaned]), shown
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -12,11 +12,13 @@ import pytest
 import torch
 
 from mm_pipeline.inference.encoders import (
+    CHANNELS,
     PARITY_FILE,
     OnnxEncoders,
     cpu_signature,
     fastest,
     fuse,
+    l2_normalize,
     read_vectors,
     resolve_variant,
     time_variants,
@@ -277,6 +279,31 @@ def test_unknown_script_titles_are_not_paired_on_text_alone(tmp_path, onnx_dir):
 
     stats = write_embeddings(encoders, np.arange(4), texts, lambda a, b: images[a:b], tmp_path / "e.parquet")
     assert stats.mostly_unknown_texts == 3
+
+
+def test_text_queries_fill_both_tower_blocks_and_keep_what_the_model_reads(onnx_dir):
+    encoders = OnnxEncoders(onnx_dir, "fp32", images=False)
+    queries = ["Шапка вязаная черная", "შავი მატყლის ქუდი шапка", "кофта", "黑色 羊毛 帽子"]
+    assert encoders.tokenizer.mostly_unknown(queries).tolist() == [False, True, False, True]
+    text, lexical = l2_normalize(encoders.encode_texts(queries)), encoders.encode_lexical(queries)
+    assert lexical[1].any() and not lexical[2].any() and not lexical[3].any()
+
+    vectors = encoders.encode_queries(queries)
+    image_block, text_block, lexical_block = np.split(
+        vectors, np.cumsum([encoders.dims[c] for c in CHANNELS])[:-1], axis=1
+    )
+    # read whole: the text vector stands in for the photo, each block weighted as in a product's vector
+    for block, expected, channel in [(image_block, text, "image"), (text_block, text, "text")]:
+        assert np.allclose(block[0], np.sqrt(FUSION[channel]) * expected[0], atol=1e-6)
+    assert np.allclose(lexical_block[0], np.sqrt(FUSION["lexical"]) * lexical[0], atol=1e-6)
+    # tokens mostly unknown: its words alone; no word of the lexical vocabulary: the towers alone
+    assert not image_block[1].any() and not text_block[1].any()
+    assert np.allclose(lexical_block[1], lexical[1], atol=1e-6)
+    assert np.allclose(image_block[2], text[2] / np.sqrt(2), atol=1e-6) and not lexical_block[2].any()
+    assert np.allclose(np.linalg.norm(vectors[:3], axis=1), 1, atol=1e-5)
+    assert not vectors[3].any()  # nothing read: a zero row, which the CLI refuses to search with
+    with pytest.raises(RuntimeError, match="image tower .* was not loaded"):
+        encoders.encode_images(np.zeros((1, encoders.image_size, encoders.image_size, 3), np.uint8))
 
 
 def test_parity_report_records_the_passing_variants_speed_on_this_cpu(onnx_dir):
