@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -57,6 +58,22 @@ def print_summary(layout: Layout, batches: Sequence[str], checks: Sequence[Check
         else []
     ):
         print(f"  {folder}")
+    hint = search_hint(layout)
+    if hint:
+        print(f"\nsearch the served catalogue: {hint}")
+
+
+def search_hint(layout: Layout) -> str | None:
+    """A ``mm-pipeline similar --text`` command line that searches this data dir's index with the first words
+    of an indexed title, or ``None`` when there is no index."""
+    if not layout.index_lookup.exists():
+        return None
+    titles = pd.read_parquet(layout.index_lookup, columns=["title"])["title"].dropna()
+    words = " ".join(str(titles.iloc[0]).split()[:3]) if len(titles) else ""
+    if not words:
+        return None
+    data_dir = shlex.quote(str(layout.data_dir.absolute()))
+    return f"mm-pipeline similar --text {shlex.quote(words)} --data-dir {data_dir}"
 
 
 def metric_lines(layout: Layout) -> list[str]:

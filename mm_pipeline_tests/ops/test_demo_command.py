@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 
@@ -47,3 +48,16 @@ def test_demo_materializes_the_whole_graph_and_prints_its_summary(tmp_path):
         assert not layout.published_embeddings.exists()
     assert re.search(r"^elapsed: \d+ s", out, re.M)
     assert "Traceback" not in done.stderr
+
+    # the summary's search hint is a command line that works on the run's data dir
+    hint = re.search(r"^search the served catalogue: mm-pipeline (similar .*)$", out, re.M).group(1)
+    searched = subprocess.run(
+        [sys.executable, "-m", "mm_pipeline.cli", *shlex.split(hint)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert searched.returncode == 0, searched.stderr[-2000:]
+    assert searched.stdout.startswith("nearest to «") and len(searched.stdout.splitlines()) == 11
