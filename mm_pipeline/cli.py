@@ -423,9 +423,10 @@ def _text_query(layout, lookup, text: str):
     onnx_dir = pin(layout.onnx_dir)
     try:
         variant = export_variant_of(onnx_dir, versions[0])
-        encoders = OnnxEncoders(onnx_dir, variant, images=False)
     except ValueError as exc:
         raise _Refused(f"{exc}; rematerialize embeddings, then similarity_index", 1) from exc
+    try:
+        encoders = OnnxEncoders(onnx_dir, variant, images=False)
     except (ImportError, OSError, RuntimeError) as exc:  # OpenVINO absent, a tower file gone
         raise _Refused(f"cannot load the {variant} text tower of {onnx_dir}: {exc}", 1) from exc
     unknown_tokens = bool(encoders.tokenizer.mostly_unknown([cleaned])[0])
