@@ -403,7 +403,7 @@ def _text_query(layout, lookup, text: str):
     index's vectors (:meth:`~mm_pipeline.inference.encoders.OnnxEncoders.encode_queries`), with a note on
     stderr when only part of the model reads it; :class:`_Refused` when none does or that export is not in
     the data dir."""
-    from mm_pipeline.inference.encoders import OnnxEncoders, export_variant_of
+    from mm_pipeline.inference.encoders import OnnxEncoders, export_variant_of, tower_file
     from mm_pipeline.prep.text import clean_text, shorten
     from mm_pipeline.storage import pin
 
@@ -425,9 +425,12 @@ def _text_query(layout, lookup, text: str):
         variant = export_variant_of(onnx_dir, versions[0])
     except ValueError as exc:
         raise _Refused(f"{exc}; rematerialize embeddings, then similarity_index", 1) from exc
+    tower = tower_file(onnx_dir, "text", variant)
+    if not tower.exists():
+        raise _Refused(f"the {variant} text tower {tower} is missing; rematerialize onnx_model", 1)
     try:
         encoders = OnnxEncoders(onnx_dir, variant, images=False)
-    except (ImportError, OSError, RuntimeError) as exc:  # OpenVINO absent, a tower file gone
+    except (ImportError, RuntimeError) as exc:  # OpenVINO absent or failing
         raise _Refused(f"cannot load the {variant} text tower of {onnx_dir}: {exc}", 1) from exc
     unknown_tokens = bool(encoders.tokenizer.mostly_unknown([cleaned])[0])
     lexical = encoders.encode_lexical([cleaned])

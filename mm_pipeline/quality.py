@@ -33,6 +33,16 @@ KINDS = {
 }
 NEIGHBOURS_K = 5
 CELL = 12
+# the quality targets each set is held to (see target_lines)
+TARGETS = (
+    "fused F1 ≥ best reference − 1 SE",
+    "fused P@5 ≥ TF-IDF P@5 − 1 SE",
+    "image F1 ≥ pixels F1",
+    "fine-tuned F1 ≥ base F1",
+)
+NEIGHBOUR_TARGET_TASKS = ("category", "sub_category")
+QUALITY_SECONDS = 360  # make quality on the shared sets
+REPORT_WIDTH = 118
 
 
 SET_FILE = "products.parquet"  # a set is a folder with this file and ``images/<nm>.jpg``
@@ -62,6 +72,10 @@ def _cell(value: float | None, se: float | None = None) -> str:
     if se is None or math.isnan(se):
         return f"{value:.3f}"
     return f"{value:.3f}±{se:.3f}"
+
+
+def _signed(gap: float, se: float | None) -> str:
+    return f"{gap:+.3f}" if se is None else f"{gap:+.3f}±{se:.3f}"
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -135,9 +149,67 @@ def _gap(layout: Layout, task: str) -> str:
     return _cell(summary.fused_minus_best_reference, summary.fused_minus_best_reference_se)
 
 
+def _best_f1(layout: Layout, task: str, model: str, features: str | None) -> float | None:
+    rows = _select(_read(layout.metric_table(task)), model, features)
+    return float(rows["f1"].max()) if "f1" in rows and rows["f1"].notna().any() else None
+
+
+def target_lines(layout: Layout) -> list[str]:
+    """The quality targets on one set, one line per target listing each task it covers as ``task value
+    pass|MISS``, then how many were met (``[]`` when no task was scored):
+
+    * fused F1 ≥ the best reference's − 1 SE (every scored task, duplicates included: pair F1);
+    * fused neighbour precision@5 ≥ TF-IDF's − 1 SE (``NEIGHBOUR_TARGET_TASKS``);
+    * image F1 ≥ the pixel reference's (``NEIGHBOUR_TARGET_TASKS``);
+    * fine-tuned fused F1 ≥ the base model's (every scored task).
+
+    SE is the paired bootstrap standard error of the gap, from each summary. A task that was not scored, or
+    a figure its files lack, is left out."""
+    scored = {
+        task: summary
+        for task in [*(t.name for t in TASKS), "duplicates"]
+        if (summary := _summary(layout, task)) is not None and summary.ok
+    }
+    targets: dict[str, list[tuple[str, str, bool]]] = {name: [] for name in TARGETS}
+    for task, summary in scored.items():
+        gap, se = summary.fused_minus_best_reference, summary.fused_minus_best_reference_se or 0.0
+        if gap is not None:
+            targets[TARGETS[0]].append((task, _signed(gap, se), gap >= -se))
+        if summary.fused_f1_minus_base is not None:
+            gain = summary.fused_f1_minus_base
+            targets[TARGETS[3]].append((task, _signed(gain, summary.fused_f1_minus_base_se), gain >= 0))
+        if task not in NEIGHBOUR_TARGET_TASKS:
+            continue
+        gap = summary.details.get("fused_minus_tfidf_neighbour_precision_at_5")
+        se = summary.details.get("fused_minus_tfidf_neighbour_precision_at_5_se") or 0.0
+        if gap is not None:
+            targets[TARGETS[1]].append((task, _signed(gap, se), gap >= -se))
+        image, pixels = _best_f1(layout, task, "fine_tuned", "image"), _best_f1(layout, task, "pixels", None)
+        if image is not None and pixels is not None:
+            targets[TARGETS[2]].append((task, f"{image:.3f} vs {pixels:.3f}", image >= pixels))
+    checks = [check for found in targets.values() for check in found]
+    if not checks:
+        return []
+    met = sum(check[2] for check in checks)
+    lines = [f"targets: {met} of {len(checks)} met (SE: the standard error of the gap)"]
+    indent = max(map(len, TARGETS)) + 4
+    for name, found in targets.items():
+        entries = [f"{task} {value} {'pass' if ok else 'MISS'}" for task, value, ok in found]
+        line = f"  {name}".ljust(indent)
+        for position, entry in enumerate(entries):
+            separator = "," if position < len(entries) - 1 else ""
+            if len(line) > indent and len(line) + len(entry) + 1 > REPORT_WIDTH:
+                lines.append(line.rstrip())
+                line = " " * indent
+            line += entry + separator + " "
+        lines.append(line.rstrip())
+    return lines
+
+
 def format_report(name: str, layout: Layout, wall_seconds: float, cpu_seconds: float) -> str:
     """One catalogue's table: tasks in ``TASKS`` order then duplicates, columns ``KINDS`` and the fused vector's
-    gap to the best reference (from each summary), with the run's wall and CPU time in the title."""
+    gap to the best reference (from each summary), with the run's wall and CPU time in the title, then the
+    quality targets (:func:`target_lines`)."""
     header = ["task", "metric", *KINDS, "fused−best ref"]
     widths = [14, 9, *[CELL] * len(KINDS), CELL + 2]
     title = f"{name}: whole graph {wall_seconds:.0f} s wall, {cpu_seconds:.0f} s CPU"
@@ -149,7 +221,7 @@ def format_report(name: str, layout: Layout, wall_seconds: float, cpu_seconds: f
             lines.append(_join([label, metric, *cells, gap], widths))
     if len(lines) == 2:
         lines.append(f"(no metrics under {layout.metrics_dir})")
-    return "\n".join(lines)
+    return "\n".join([*lines, *target_lines(layout)])
 
 
 def _join(cells: list[str], widths: list[int]) -> str:

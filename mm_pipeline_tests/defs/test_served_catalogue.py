@@ -21,7 +21,7 @@ from mm_pipeline.defs.in_process.runner import register_batches
 from mm_pipeline.defs.resources import PipelineSettings
 from mm_pipeline.defs.serving import ONE_ROW_PER_NM, current_model_version
 from mm_pipeline.evaluation.catalogue_index import read_index_lookup
-from mm_pipeline.inference.encoders import CHANNELS, OnnxEncoders, export_variant_of
+from mm_pipeline.inference.encoders import CHANNELS, OnnxEncoders, export_variant_of, tower_file
 from mm_pipeline.model.files import MANIFEST_FILE
 from mm_pipeline.publish.vectors import MixedModelVersionsError, one_row_per_nm_problem, require_model_version
 from mm_pipeline.storage import pin
@@ -313,6 +313,16 @@ def test_a_text_query_is_encoded_by_the_export_that_made_the_index(pipeline, cap
     assert capsys.readouterr().err.startswith("error: the model reads nothing in «შავი მატყლის ქუდი»")
     assert cli_main(["similar", "--text", "<b> </b>", "--data-dir", data_dir]) == 2
     assert capsys.readouterr().err == "error: --text is empty once cleaned\n"
+
+    # a tower file gone from the export: named, not a traceback
+    tower = tower_file(layout.onnx_dir, "text", encoders.variant)
+    tower.rename(tower.with_suffix(".away"))
+    assert cli_main(["similar", "--text", product["text"], "--data-dir", data_dir]) == 1
+    assert capsys.readouterr().err == (
+        f"error: the {encoders.variant} text tower {pin(layout.onnx_dir) / tower.name} is missing; "
+        "rematerialize onnx_model\n"
+    )
+    tower.with_suffix(".away").rename(tower)
 
     # an export other than the one that made the index's vectors is never used to encode a query
     manifest = pin(layout.onnx_dir) / MANIFEST_FILE

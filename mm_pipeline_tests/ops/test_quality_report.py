@@ -45,6 +45,10 @@ def test_report_reads_every_kind_with_errors_and_marks_what_is_missing(tmp_path)
             "fused_f1": 0.8,
             "fused_minus_best_reference": -0.05,
             "fused_minus_best_reference_se": 0.01,
+            "fused_f1_minus_base": 0.2,
+            "fused_f1_minus_base_se": 0.02,
+            "fused_minus_tfidf_neighbour_precision_at_5": -0.2,
+            "fused_minus_tfidf_neighbour_precision_at_5_se": 0.03,
         },
         table={
             "model": [
@@ -110,6 +114,17 @@ def test_report_reads_every_kind_with_errors_and_marks_what_is_missing(tmp_path)
     assert duplicates["TF-IDF+pix"] == "0.750" and duplicates["base fused"] == "0.800"
     assert row(report, "duplicates", "R@5")[0] == "0.950"
     assert "isadult" not in report  # a task without a metric folder has no row
+
+    # each target with every task it covers; a figure the files lack is left out (price_range, gender)
+    targets = report[report.index("targets:") :].splitlines()
+    assert targets[0] == "targets: 3 of 5 met (SE: the standard error of the gap)"
+    assert targets[1] == (  # no standard error given (duplicates): none allowed
+        "  fused F1 ≥ best reference − 1 SE  category -0.050±0.010 MISS, duplicates +0.100±0.000 pass"
+    )
+    assert targets[2].endswith("fused P@5 ≥ TF-IDF P@5 − 1 SE     category -0.200±0.030 MISS")
+    assert targets[3].endswith("image F1 ≥ pixels F1              category 0.500 vs 0.450 pass")
+    assert targets[4].endswith("fine-tuned F1 ≥ base F1           category +0.200±0.020 pass")
+    assert "gender" not in "".join(targets) and "price_range" not in "".join(targets)
 
 
 def test_report_of_an_empty_run_says_so(tmp_path):
