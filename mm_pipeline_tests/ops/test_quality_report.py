@@ -161,3 +161,8 @@ def test_quality_script_runs_a_real_set_through_mm_pipeline_run(tmp_path):
     assert re.search(r"^lamoda_hats: whole graph \d+ s wall, \d+ s CPU$", out, re.M)
     assert re.search(r"^duplicates\s+pair F1\s+\d\.\d{3}", out, re.M)
     assert re.search(r"^category\s+", out, re.M)
+    assert re.search(r"^targets: \d+ of \d+ met", out, re.M)
+    assert re.search(
+        r"^  fine-tuned F1 ≥ base F1 +price_range [+-]\d\.\d{3}±\d\.\d{3} (pass|MISS)", out, re.M
+    )
+    assert re.search(r"^make quality: 1 set\(s\) in \d+ s on .*cores$", out, re.M)  # not the shared sets
