@@ -360,6 +360,8 @@ def cmd_similar(args: argparse.Namespace) -> int:
     try:
         if args.text is not None:
             query, about = _text_query(layout, lookup, args.text)
+        elif args.image is not None:
+            query, about = _image_query(layout, lookup, Path(args.image))
         else:
             query, about = _product_query(layout, lookup, args.nm)
     except _Refused as refused:
@@ -398,19 +400,12 @@ def _product_query(layout, lookup, nm: int):
     return fused[ids == nm], f"{nm} «{rows['title'].iloc[0]}»"
 
 
-def _text_query(layout, lookup, text: str):
-    """``(the search vector of a free-text query, how to name it)``, encoded by the export that made the
-    index's vectors (:meth:`~mm_pipeline.inference.encoders.OnnxEncoders.encode_queries`), with a note on
-    stderr when only part of the model reads it; :class:`_Refused` when none does or that export is not in
-    the data dir."""
+def _index_encoders(layout, lookup, images: bool):
+    """The encoders of the export that made the index's vectors (its model version and variant), with the
+    image tower when ``images``; :class:`_Refused` when that export is not in the data dir or cannot load."""
     from mm_pipeline.inference.encoders import OnnxEncoders, export_variant_of, tower_file
-    from mm_pipeline.prep.text import clean_text, shorten
     from mm_pipeline.storage import pin
 
-    cleaned = clean_text(text)
-    if not cleaned:
-        raise _Refused("--text is empty once cleaned", 2)
-    shown = f"«{shorten(cleaned, say_length=False)}»"
     versions = lookup["model_version"].unique() if "model_version" in lookup.columns else []
     if len(versions) != 1:
         raise _Refused(
@@ -425,13 +420,28 @@ def _text_query(layout, lookup, text: str):
         variant = export_variant_of(onnx_dir, versions[0])
     except ValueError as exc:
         raise _Refused(f"{exc}; rematerialize embeddings, then similarity_index", 1) from exc
-    tower = tower_file(onnx_dir, "text", variant)
-    if not tower.exists():
-        raise _Refused(f"the {variant} text tower {tower} is missing; rematerialize onnx_model", 1)
+    for tower in ("image", "text") if images else ("text",):
+        path = tower_file(onnx_dir, tower, variant)
+        if not path.exists():
+            raise _Refused(f"the {variant} {tower} tower {path} is missing; rematerialize onnx_model", 1)
     try:
-        encoders = OnnxEncoders(onnx_dir, variant, images=False)
+        return OnnxEncoders(onnx_dir, variant, images=images)
     except (ImportError, RuntimeError) as exc:  # OpenVINO absent or failing
-        raise _Refused(f"cannot load the {variant} text tower of {onnx_dir}: {exc}", 1) from exc
+        raise _Refused(f"cannot load the {variant} towers of {onnx_dir}: {exc}", 1) from exc
+
+
+def _text_query(layout, lookup, text: str):
+    """``(the search vector of a free-text query, how to name it)``, encoded by the export that made the
+    index's vectors (:meth:`~mm_pipeline.inference.encoders.OnnxEncoders.encode_queries`), with a note on
+    stderr when only part of the model reads it; :class:`_Refused` when none does or that export is not in
+    the data dir."""
+    from mm_pipeline.prep.text import clean_text, shorten
+
+    cleaned = clean_text(text)
+    if not cleaned:
+        raise _Refused("--text is empty once cleaned", 2)
+    shown = f"«{shorten(cleaned, say_length=False)}»"
+    encoders = _index_encoders(layout, lookup, images=False)
     unknown_tokens = bool(encoders.tokenizer.mostly_unknown([cleaned])[0])
     lexical = encoders.encode_lexical([cleaned])
     no_words = lexical is None or not lexical.any()
@@ -447,6 +457,28 @@ def _text_query(layout, lookup, text: str):
             file=sys.stderr,
         )
     return encoders.encode_queries([cleaned]), shown
+
+
+def _image_query(layout, lookup, path: Path):
+    """``(the search vector of a photo, how to name it)``, encoded by the export that made the index's
+    vectors (:meth:`~mm_pipeline.inference.encoders.OnnxEncoders.encode_image_queries`); :class:`_Refused`
+    for an unusable photo, an export not in the data dir, or a fused vector that reads no photo."""
+    from mm_pipeline.prep.images import ImageProblem, load_letterboxed
+
+    encoders = _index_encoders(layout, lookup, images=True)
+    try:
+        pixels = load_letterboxed(path, encoders.image_size)
+    except ImageProblem as problem:
+        raise _Refused(f"--image {path}: {problem}", 2) from None
+    weights = encoders.fusion_weights
+    if not weights.get("image") and not weights.get("text"):
+        raise _Refused(f"the served vector reads no photo (fusion weights {weights})", 1)
+    if not weights.get("image"):
+        print(
+            "note: the served vector weighs the photo channel 0; ranked by how the photo matches product texts",
+            file=sys.stderr,
+        )
+    return encoders.encode_image_queries(pixels[None]), f"photo {path}"
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -575,13 +607,14 @@ def build_parser() -> argparse.ArgumentParser:
     embed.set_defaults(func=cmd_embed)
 
     similar = sub.add_parser(
-        "similar", help="nearest products of an nm, or of a text query, from the similarity index"
+        "similar", help="nearest products of an nm, a text or a photo, from the similarity index"
     )
     query = similar.add_mutually_exclusive_group(required=True)
     query.add_argument("--nm", type=int, help="a product in the index")
     query.add_argument(
         "--text", help="a free-text query, encoded by the model that made the index (no torch needed)"
     )
+    query.add_argument("--image", help="a photo (file), encoded by the model that made the index")
     similar.add_argument("--k", type=POSITIVE, default=10, help="neighbours to print")
     _data_dir_option(similar).set_defaults(func=cmd_similar)
 

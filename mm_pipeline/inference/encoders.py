@@ -552,9 +552,23 @@ class OnnxEncoders:
         texts = list(texts)
         text = l2_normalize(self.encode_texts(texts))
         text[self.tokenizer.mostly_unknown(texts)] = 0.0
-        parts = {"image": text, "text": text}
+        return self._queries(text, self.encode_lexical(texts))
+
+    def encode_image_queries(self, images: np.ndarray) -> np.ndarray:
+        """Search vectors of photos (uint8 ``[N, H, W, 3]``, letterboxed to ``image_size``) in the layout of
+        the fused vector: float32 ``[N, dims["fused"]]``, unit rows, or zero rows where the fusion weighs only
+        the lexical channel. The mirror of :meth:`encode_queries`: the image-tower vector fills both tower
+        blocks (its text block matches product texts across modalities), the lexical block stays empty."""
+        return self._queries(l2_normalize(self.encode_images(images)), None)
+
+    def _queries(self, tower: np.ndarray, lexical: np.ndarray | None) -> np.ndarray:
+        """Fused-layout rows from one tower vector per query, put in both tower blocks, and ``lexical``
+        vectors (``None``: an empty lexical block)."""
+        parts = {"image": tower, "text": tower}
         if self.lexical is not None:
-            parts["lexical"] = self.encode_lexical(texts)
+            parts["lexical"] = (
+                np.zeros((len(tower), self.lexical.dim), np.float32) if lexical is None else lexical
+            )
         return fuse(parts, self.fusion_weights)
 
     def encode(

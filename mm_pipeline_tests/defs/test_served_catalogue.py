@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -279,7 +280,7 @@ def test_the_in_process_runner_retires_batches_whose_file_is_gone():
     assert lines == ["batch_001: file gone; partition retired, its products are no longer served"]
 
 
-def test_a_text_query_is_encoded_by_the_export_that_made_the_index(pipeline, capsys):
+def test_text_and_photo_queries_are_encoded_by_the_export_that_made_the_index(pipeline, capsys):
     layout, data_dir = pipeline.settings.layout, str(pipeline.settings.data_dir)
     version = read_index_lookup(layout)["model_version"].iloc[0]
     encoders = OnnxEncoders(layout.onnx_dir, export_variant_of(layout.onnx_dir, version))
@@ -314,6 +315,28 @@ def test_a_text_query_is_encoded_by_the_export_that_made_the_index(pipeline, cap
     assert cli_main(["similar", "--text", "<b> </b>", "--data-dir", data_dir]) == 2
     assert capsys.readouterr().err == "error: --text is empty once cleaned\n"
 
+    # a photo: one that is not there; a product's own, which a fused vector of words alone cannot match
+    photo = Path(pipeline.settings.images_dir) / f"{product['nm']}.jpg"
+    assert cli_main(["similar", "--image", str(photo.with_name("absent.jpg")), "--data-dir", data_dir]) == 2
+    assert capsys.readouterr().err.endswith("missing image: absent.jpg not found\n")
+    manifest = pin(layout.onnx_dir) / MANIFEST_FILE
+    exported = json.loads(manifest.read_text())
+    if exported["fusion_weights"].get("image") or exported["fusion_weights"].get("text"):
+        weighs_photos = True
+    else:
+        weighs_photos = False
+        assert cli_main(["similar", "--image", str(photo), "--data-dir", data_dir]) == 1
+        assert capsys.readouterr().err.startswith("error: the served vector reads no photo (fusion weights")
+        # the same export had it weighed the text tower: matched across modalities, and said so
+        weights = {"image": 0.0, "text": 0.5, "lexical": 0.5}
+        manifest.write_text(json.dumps(exported | {"fusion_weights": weights}))
+    assert cli_main(["similar", "--image", str(photo), "--k", "3", "--data-dir", data_dir]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.strip().splitlines()
+    assert lines[0].startswith(f"nearest to photo {photo} (") and len(lines) == 4
+    assert weighs_photos or captured.err.startswith("note: the served vector weighs the photo channel 0")
+    manifest.write_text(json.dumps(exported))
+
     # a tower file gone from the export: named, not a traceback
     tower = tower_file(layout.onnx_dir, "text", encoders.variant)
     tower.rename(tower.with_suffix(".away"))
@@ -325,8 +348,7 @@ def test_a_text_query_is_encoded_by_the_export_that_made_the_index(pipeline, cap
     tower.with_suffix(".away").rename(tower)
 
     # an export other than the one that made the index's vectors is never used to encode a query
-    manifest = pin(layout.onnx_dir) / MANIFEST_FILE
-    manifest.write_text(json.dumps(json.loads(manifest.read_text()) | {"model_version": "0th3r"}))
+    manifest.write_text(json.dumps(exported | {"model_version": "0th3r"}))
     assert cli_main(["similar", "--text", product["text"], "--data-dir", data_dir]) == 1
     err = capsys.readouterr().err
     assert f"the vectors are of model {version}, the export in" in err and "is model 0th3r" in err

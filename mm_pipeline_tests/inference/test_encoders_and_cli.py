@@ -281,7 +281,7 @@ def test_unknown_script_titles_are_not_paired_on_text_alone(tmp_path, onnx_dir):
     assert stats.mostly_unknown_texts == 3
 
 
-def test_text_queries_fill_both_tower_blocks_and_keep_what_the_model_reads(onnx_dir):
+def test_queries_fill_both_tower_blocks_and_keep_what_the_model_reads(onnx_dir):
     encoders = OnnxEncoders(onnx_dir, "fp32", images=False)
     queries = ["Шапка вязаная черная", "შავი მატყლის ქუდი шапка", "кофта", "黑色 羊毛 帽子"]
     assert encoders.tokenizer.mostly_unknown(queries).tolist() == [False, True, False, True]
@@ -302,8 +302,21 @@ def test_text_queries_fill_both_tower_blocks_and_keep_what_the_model_reads(onnx_
     assert np.allclose(image_block[2], text[2] / np.sqrt(2), atol=1e-6) and not lexical_block[2].any()
     assert np.allclose(np.linalg.norm(vectors[:3], axis=1), 1, atol=1e-5)
     assert not vectors[3].any()  # nothing read: a zero row, which the CLI refuses to search with
+    photo = np.random.default_rng(5).integers(
+        0, 256, (1, encoders.image_size, encoders.image_size, 3), np.uint8
+    )
     with pytest.raises(RuntimeError, match="image tower .* was not loaded"):
-        encoders.encode_images(np.zeros((1, encoders.image_size, encoders.image_size, 3), np.uint8))
+        encoders.encode_images(photo)
+
+    # a photo: its image vector fills both tower blocks, the lexical block stays empty
+    encoders = OnnxEncoders(onnx_dir, "fp32")
+    image = l2_normalize(encoders.encode_images(photo))[0]
+    vector = encoders.encode_image_queries(photo)[0]
+    image_block, text_block, lexical_block = np.split(
+        vector, np.cumsum([encoders.dims[c] for c in CHANNELS])[:-1]
+    )
+    assert np.allclose(image_block, image / np.sqrt(2), atol=1e-6)  # image and text weigh the same here
+    assert np.allclose(text_block, image / np.sqrt(2), atol=1e-6) and not lexical_block.any()
 
 
 def test_parity_report_records_the_passing_variants_speed_on_this_cpu(onnx_dir):

@@ -53,7 +53,7 @@ def test_similar_without_an_index_says_where_it_looked_and_how_to_point_elsewher
 
 def test_similar_takes_a_product_or_a_text_query_not_both(capsys):
     for args, reason in [
-        ([], "one of the arguments --nm --text is required"),
+        ([], "one of the arguments --nm --text --image is required"),
         (["--nm", "1", "--text", "крем"], "argument --text: not allowed with argument --nm"),
     ]:
         with pytest.raises(SystemExit) as exited:
