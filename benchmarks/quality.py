@@ -74,23 +74,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the recipe's)")
     args = parser.parse_args(argv)
     print(f"CPU: {cpu_model()}", flush=True)
-    started, failures, reports, ran = time.perf_counter(), 0, [], []
+    started, failures, reports, shared_seconds = time.perf_counter(), 0, [], {}
     for name in args.sets or find_sets(args.data, SETS):
         folder = args.data / name
         if not (folder / SET_FILE).exists():
             print(f"skipping {name}: {folder / SET_FILE} is absent", flush=True)
             continue
         print(f"\n=== {name}", flush=True)
+        set_started = time.perf_counter()
         code, report = run_set(folder, args.epochs)
         failures += code != 0
         reports.append(report)
-        ran.append(name)
+        if name in SETS and code == 0:
+            shared_seconds[name] = time.perf_counter() - set_started
         print(f"\n{report}\n(cells: value±standard error; – not measured)", flush=True)
-    seconds = time.perf_counter() - started
-    verdict = ""
-    if set(ran) == set(SETS):  # the time target is for the shared sets
-        verdict = f" ({'within' if seconds <= QUALITY_SECONDS else 'OVER'} the {QUALITY_SECONDS} s target)"
-    print(f"\nmake quality: {len(reports)} set(s) in {seconds:.0f} s on {cpu_model()}{verdict}")
+    print(f"\nmake quality: {len(reports)} set(s) in {time.perf_counter() - started:.0f} s on {cpu_model()}")
+    if (
+        set(shared_seconds) == set(SETS) and args.epochs is None
+    ):  # the time target: the shared sets as shipped
+        seconds = sum(shared_seconds.values())
+        verdict = "within" if seconds <= QUALITY_SECONDS else "OVER"
+        print(f"the shared sets took {seconds:.0f} s: {verdict} the {QUALITY_SECONDS} s target")
     return 1 if failures else 0
 
 

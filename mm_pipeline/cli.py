@@ -403,7 +403,12 @@ def _product_query(layout, lookup, nm: int):
 def _index_encoders(layout, lookup, images: bool):
     """The encoders of the export that made the index's vectors (its model version and variant), with the
     image tower when ``images``; :class:`_Refused` when that export is not in the data dir or cannot load."""
-    from mm_pipeline.inference.encoders import OnnxEncoders, export_variant_of, tower_file
+    from mm_pipeline.inference.encoders import (
+        ONNX_RUNTIME_ERRORS,
+        OnnxEncoders,
+        export_variant_of,
+        tower_file,
+    )
     from mm_pipeline.storage import pin
 
     versions = lookup["model_version"].unique() if "model_version" in lookup.columns else []
@@ -426,7 +431,7 @@ def _index_encoders(layout, lookup, images: bool):
             raise _Refused(f"the {variant} {tower} tower {path} is missing; rematerialize onnx_model", 1)
     try:
         return OnnxEncoders(onnx_dir, variant, images=images)
-    except (ImportError, RuntimeError) as exc:  # OpenVINO absent or failing
+    except (ImportError, RuntimeError, *ONNX_RUNTIME_ERRORS) as exc:  # OpenVINO absent, a damaged file
         raise _Refused(f"cannot load the {variant} towers of {onnx_dir}: {exc}", 1) from exc
 
 
@@ -466,13 +471,15 @@ def _image_query(layout, lookup, path: Path):
     from mm_pipeline.prep.images import ImageProblem, load_letterboxed
 
     encoders = _index_encoders(layout, lookup, images=True)
+    weights = encoders.fusion_weights
+    if not weights.get("image") and not weights.get("text"):
+        raise _Refused(
+            f"the served vector reads no photo (fusion weights {weights}); search by --text or --nm", 1
+        )
     try:
         pixels = load_letterboxed(path, encoders.image_size)
     except ImageProblem as problem:
-        raise _Refused(f"--image {path}: {problem}", 2) from None
-    weights = encoders.fusion_weights
-    if not weights.get("image") and not weights.get("text"):
-        raise _Refused(f"the served vector reads no photo (fusion weights {weights})", 1)
+        raise _Refused(f"--image: {problem}", 2) from None
     if not weights.get("image"):
         print(
             "note: the served vector weighs the photo channel 0; ranked by how the photo matches product texts",

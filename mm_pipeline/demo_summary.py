@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import shlex
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -65,7 +67,8 @@ def print_summary(layout: Layout, batches: Sequence[str], checks: Sequence[Check
 
 def search_hint(layout: Layout) -> str | None:
     """A ``mm-pipeline similar --text`` command line that searches this data dir's index with the first words
-    of an indexed title, or ``None`` when there is no index."""
+    of an indexed title (the script by its full path where it sits beside this Python), or ``None`` when
+    there is no index."""
     if not layout.index_lookup.exists():
         return None
     titles = pd.read_parquet(layout.index_lookup, columns=["title"])["title"].dropna()
@@ -73,7 +76,14 @@ def search_hint(layout: Layout) -> str | None:
     if not words:
         return None
     data_dir = shlex.quote(str(layout.data_dir.absolute()))
-    return f"mm-pipeline similar --text {shlex.quote(words)} --data-dir {data_dir}"
+    return f"{_cli()} similar --text {shlex.quote(words)} --data-dir {data_dir}"
+
+
+def _cli() -> str:
+    """How to call ``mm-pipeline`` from any folder: the script beside this Python (a virtual environment's
+    ``bin``), else the name alone."""
+    script = Path(sys.executable).with_name("mm-pipeline")
+    return shlex.quote(str(script)) if script.exists() else "mm-pipeline"
 
 
 def metric_lines(layout: Layout) -> list[str]:

@@ -75,7 +75,7 @@ def _cell(value: float | None, se: float | None = None) -> str:
 
 
 def _signed(gap: float, se: float | None) -> str:
-    return f"{gap:+.3f}" if se is None else f"{gap:+.3f}±{se:.3f}"
+    return f"{gap:+.3f}" if se is None or not math.isfinite(se) else f"{gap:+.3f}±{se:.3f}"
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -163,27 +163,33 @@ def target_lines(layout: Layout) -> list[str]:
     * image F1 ≥ the pixel reference's (``NEIGHBOUR_TARGET_TASKS``);
     * fine-tuned fused F1 ≥ the base model's (every scored task).
 
-    SE is the paired bootstrap standard error of the gap, from each summary. A task that was not scored, or
-    a figure its files lack, is left out."""
+    SE is the paired bootstrap standard error of the gap, from each summary (a missing or non-finite one
+    allows nothing); the other two rules allow no noise, their ``±`` is shown for reading. A task that was not
+    scored, or a figure its files lack, is left out; a target with nothing to check reads ``–``."""
     scored = {
         task: summary
         for task in [*(t.name for t in TASKS), "duplicates"]
         if (summary := _summary(layout, task)) is not None and summary.ok
     }
     targets: dict[str, list[tuple[str, str, bool]]] = {name: [] for name in TARGETS}
+
+    def within_noise(target: str, task: str, gap: float | None, se: float | None) -> None:
+        if gap is not None and math.isfinite(gap):
+            se = se if se is not None and math.isfinite(se) else None
+            targets[target].append((task, _signed(gap, se), gap >= -(se or 0.0)))
+
     for task, summary in scored.items():
-        gap, se = summary.fused_minus_best_reference, summary.fused_minus_best_reference_se or 0.0
-        if gap is not None:
-            targets[TARGETS[0]].append((task, _signed(gap, se), gap >= -se))
-        if summary.fused_f1_minus_base is not None:
-            gain = summary.fused_f1_minus_base
+        within_noise(
+            TARGETS[0], task, summary.fused_minus_best_reference, summary.fused_minus_best_reference_se
+        )
+        gain = summary.fused_f1_minus_base
+        if gain is not None and math.isfinite(gain):
             targets[TARGETS[3]].append((task, _signed(gain, summary.fused_f1_minus_base_se), gain >= 0))
         if task not in NEIGHBOUR_TARGET_TASKS:
             continue
-        gap = summary.details.get("fused_minus_tfidf_neighbour_precision_at_5")
-        se = summary.details.get("fused_minus_tfidf_neighbour_precision_at_5_se") or 0.0
-        if gap is not None:
-            targets[TARGETS[1]].append((task, _signed(gap, se), gap >= -se))
+        details = summary.details
+        gap = details.get("fused_minus_tfidf_neighbour_precision_at_5")
+        within_noise(TARGETS[1], task, gap, details.get("fused_minus_tfidf_neighbour_precision_at_5_se"))
         image, pixels = _best_f1(layout, task, "fine_tuned", "image"), _best_f1(layout, task, "pixels", None)
         if image is not None and pixels is not None:
             targets[TARGETS[2]].append((task, f"{image:.3f} vs {pixels:.3f}", image >= pixels))
@@ -202,7 +208,7 @@ def target_lines(layout: Layout) -> list[str]:
                 lines.append(line.rstrip())
                 line = " " * indent
             line += entry + separator + " "
-        lines.append(line.rstrip())
+        lines.append(line.rstrip() if entries else line + MISSING)
     return lines
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import onnxruntime as ort
 import pyarrow as pa
 import pyarrow.parquet as pq
+from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidGraph, InvalidProtobuf, NoSuchFile
 
 from mm_pipeline.model.files import BPE_FILE, LEXICAL_FILE, MANIFEST_FILE, PARITY_FILE
 from mm_pipeline.model.lexical import LexicalProjection
@@ -33,6 +34,8 @@ from mm_pipeline.prep.tokens import TextTokenizer, token_lengths, trim_padding
 from mm_pipeline.storage import atomic_path, pin
 
 CHANNELS = ("image", "text", "lexical")
+# what ONNX Runtime raises for a model file it cannot load (not subclasses of RuntimeError)
+ONNX_RUNTIME_ERRORS = (Fail, InvalidGraph, InvalidProtobuf, NoSuchFile)
 VECTOR_COLUMNS = (*CHANNELS, "fused")
 # the model before fine-tuning has no lexical channel: its two towers weigh the same
 BASE_FUSION_WEIGHTS = {"image": 0.5, "text": 0.5}

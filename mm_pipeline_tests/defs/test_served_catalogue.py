@@ -315,21 +315,22 @@ def test_text_and_photo_queries_are_encoded_by_the_export_that_made_the_index(pi
     assert cli_main(["similar", "--text", "<b> </b>", "--data-dir", data_dir]) == 2
     assert capsys.readouterr().err == "error: --text is empty once cleaned\n"
 
-    # a photo: one that is not there; a product's own, which a fused vector of words alone cannot match
+    # a photo: a fused vector of words alone cannot match one; where it weighs a tower, a missing photo is
+    # named and a product's own is matched
     photo = Path(pipeline.settings.images_dir) / f"{product['nm']}.jpg"
-    assert cli_main(["similar", "--image", str(photo.with_name("absent.jpg")), "--data-dir", data_dir]) == 2
-    assert capsys.readouterr().err.endswith("missing image: absent.jpg not found\n")
     manifest = pin(layout.onnx_dir) / MANIFEST_FILE
     exported = json.loads(manifest.read_text())
-    if exported["fusion_weights"].get("image") or exported["fusion_weights"].get("text"):
-        weighs_photos = True
-    else:
-        weighs_photos = False
+    weighs_photos = bool(exported["fusion_weights"].get("image") or exported["fusion_weights"].get("text"))
+    if not weighs_photos:
         assert cli_main(["similar", "--image", str(photo), "--data-dir", data_dir]) == 1
-        assert capsys.readouterr().err.startswith("error: the served vector reads no photo (fusion weights")
+        err = capsys.readouterr().err
+        assert err.startswith("error: the served vector reads no photo (fusion weights")
+        assert err.endswith("; search by --text or --nm\n")
         # the same export had it weighed the text tower: matched across modalities, and said so
         weights = {"image": 0.0, "text": 0.5, "lexical": 0.5}
         manifest.write_text(json.dumps(exported | {"fusion_weights": weights}))
+    assert cli_main(["similar", "--image", str(photo.with_name("absent.jpg")), "--data-dir", data_dir]) == 2
+    assert capsys.readouterr().err.endswith("error: --image: missing image: absent.jpg not found\n")
     assert cli_main(["similar", "--image", str(photo), "--k", "3", "--data-dir", data_dir]) == 0
     captured = capsys.readouterr()
     lines = captured.out.strip().splitlines()
@@ -346,6 +347,11 @@ def test_text_and_photo_queries_are_encoded_by_the_export_that_made_the_index(pi
         "rematerialize onnx_model\n"
     )
     tower.with_suffix(".away").rename(tower)
+    damaged = tower.read_bytes()
+    tower.write_bytes(b"not a model")
+    assert cli_main(["similar", "--text", product["text"], "--data-dir", data_dir]) == 1
+    assert capsys.readouterr().err.startswith(f"error: cannot load the {encoders.variant} towers of ")
+    tower.write_bytes(damaged)
 
     # an export other than the one that made the index's vectors is never used to encode a query
     manifest.write_text(json.dumps(exported | {"model_version": "0th3r"}))
