@@ -43,3 +43,33 @@ def read_index(layout: Layout) -> tuple[SimilarityIndex, pd.DataFrame]:
 def read_index_lookup(layout: Layout) -> pd.DataFrame:
     """The lookup of the current index alone."""
     return pd.read_parquet(pin(layout.index_dir) / layout.index_lookup.name)
+
+
+def example_neighbours(
+    index: SimilarityIndex, lookup: pd.DataFrame, vectors: np.ndarray, queries: int = 3, k: int = 5
+) -> list[dict]:
+    """What the index serves, shown on a few products: for ``queries`` rows spread evenly over ``lookup``
+    (aligned with float32 ``[N, D]`` ``vectors``), their ``k`` nearest other products, one record per
+    neighbour: ``query`` (nm and title), ``rank``, ``nm``, ``cosine``, ``title``. ``[]`` for an empty index."""
+    if not len(lookup):
+        return []
+    rows = np.unique(np.linspace(0, len(lookup) - 1, queries).round().astype(int))
+    titles = lookup.set_index("nm")["title"].astype(str)
+    scores, ids = index.search(vectors[rows], min(k + 1, index.n))
+    records = []
+    for row, row_scores, row_ids in zip(rows, scores, ids, strict=True):
+        query_nm = int(lookup["nm"].iloc[row])
+        found = [
+            (score, nm) for score, nm in zip(row_scores, row_ids, strict=True) if nm >= 0 and nm != query_nm
+        ]
+        for rank, (score, nm) in enumerate(found[:k], start=1):
+            records.append(
+                {
+                    "query": f"{query_nm} «{titles[query_nm]}»",
+                    "rank": rank,
+                    "nm": int(nm),
+                    "cosine": float(score),
+                    "title": titles[nm],
+                }
+            )
+    return records

@@ -282,6 +282,10 @@ def test_the_in_process_runner_retires_batches_whose_file_is_gone():
 
 def test_text_and_photo_queries_are_encoded_by_the_export_that_made_the_index(pipeline, capsys):
     layout, data_dir = pipeline.settings.layout, str(pipeline.settings.data_dir)
+    # the index's metadata shows what it serves on a few products (their 5 nearest others each)
+    [record] = pipeline.instance.fetch_materializations(INDEX, limit=1).records
+    shown = record.asset_materialization.metadata["example_neighbours"].value.splitlines()
+    assert shown[0] == "| query | rank | nm | cosine | title |" and len(shown) == 2 + 3 * 5
     version = read_index_lookup(layout)["model_version"].iloc[0]
     encoders = OnnxEncoders(layout.onnx_dir, export_variant_of(layout.onnx_dir, version))
     products = pd.read_parquet(layout.cleaned_text("batch_000"))

@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from mm_pipeline.cli import main as cli_main
-from mm_pipeline.evaluation.catalogue_index import write_index
+from mm_pipeline.defs.tables import markdown_table
+from mm_pipeline.evaluation.catalogue_index import example_neighbours, write_index
 from mm_pipeline.inference.encoders import BASE_FUSION_WEIGHTS, fuse
 from mm_pipeline.layout import Layout
 
@@ -59,3 +60,23 @@ def test_similar_takes_a_product_or_a_text_query_not_both(capsys):
         with pytest.raises(SystemExit) as exited:
             cli_main(["similar", *args])
         assert exited.value.code == 2 and reason in capsys.readouterr().err
+
+
+def test_example_neighbours_show_a_few_products_spread_over_the_catalogue(tmp_path):
+    rng = np.random.default_rng(1)
+    vectors = fuse({"image": rng.normal(size=(30, 8)), "text": rng.normal(size=(30, 8))}, BASE_FUSION_WEIGHTS)
+    vectors[15] = vectors[14]  # nm 214 has a twin
+    lookup = pd.DataFrame({"nm": np.arange(200, 230), "title": [f"товар {i} | сорт" for i in range(30)]})
+    built = write_index(Layout(tmp_path), lookup.assign(batch="b0"), vectors)
+
+    records = example_neighbours(built.index, lookup, vectors, queries=3, k=4)
+    assert [r["query"].split()[0] for r in records] == ["200"] * 4 + ["214"] * 4 + ["229"] * 4
+    assert [r["rank"] for r in records[:4]] == [1, 2, 3, 4]
+    twin = records[4]
+    assert (twin["nm"], twin["title"]) == (215, "товар 15 | сорт") and twin["cosine"] > 0.999
+    exact = vectors[[0]] @ vectors.T
+    exact[0, 0] = -np.inf  # the query itself is never its own neighbour
+    assert [r["nm"] for r in records[:4]] == list(200 + np.argsort(-exact[0])[:4])
+    assert all(r["nm"] != int(r["query"].split()[0]) for r in records)
+    assert example_neighbours(built.index, lookup.iloc[0:0], vectors[:0]) == []
+    assert "товар 15 \\| сорт" in markdown_table(records)  # a title's "|" stays in its cell

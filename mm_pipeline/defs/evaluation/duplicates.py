@@ -6,7 +6,7 @@ from mm_pipeline.defs.evaluation.assets import base_model_embeddings, eval_set, 
 from mm_pipeline.defs.resources import PipelineSettings, materialized_batches
 from mm_pipeline.defs.serving import catalogue_lookup, checked_encoders, one_row_per_nm_check
 from mm_pipeline.defs.tables import markdown_table
-from mm_pipeline.evaluation.catalogue_index import read_index_lookup, write_index
+from mm_pipeline.evaluation.catalogue_index import example_neighbours, read_index_lookup, write_index
 from mm_pipeline.evaluation.duplicate_pairs import TASK, duplicates_metric, write_review_pairs
 from mm_pipeline.evaluation.summary import read_summary
 
@@ -53,6 +53,9 @@ def similarity_index(
             "build_seconds": round(index.build_seconds, 3),
             "recall_at_10_vs_exact": built.recall_at_10,
             "params": dg.MetadataValue.json(index.params),
+            "example_neighbours": dg.MetadataValue.md(
+                markdown_table(example_neighbours(index, lookup, vectors), 3)
+            ),
         }
     )
 
