@@ -89,9 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             shared_seconds[name] = time.perf_counter() - set_started
         print(f"\n{report}\n(cells: value±standard error; – not measured)", flush=True)
     print(f"\nmake quality: {len(reports)} set(s) in {time.perf_counter() - started:.0f} s on {cpu_model()}")
-    if (
-        set(shared_seconds) == set(SETS) and args.epochs is None
-    ):  # the time target: the shared sets as shipped
+    # the time target is for the shared sets as shipped: all run to the end, with the recipe's epochs
+    if set(shared_seconds) == set(SETS) and args.epochs is None:
         seconds = sum(shared_seconds.values())
         verdict = "within" if seconds <= QUALITY_SECONDS else "OVER"
         print(f"the shared sets took {seconds:.0f} s: {verdict} the {QUALITY_SECONDS} s target")

@@ -339,7 +339,7 @@ def _nothing_under(what: str, fix: str) -> int:
 
 
 def cmd_similar(args: argparse.Namespace) -> int:
-    from mm_pipeline.evaluation.catalogue_index import read_index
+    from mm_pipeline.evaluation.catalogue_index import nearest_others, read_index
     from mm_pipeline.evaluation.similarity import IndexFileError
     from mm_pipeline.layout import Layout
 
@@ -368,14 +368,13 @@ def cmd_similar(args: argparse.Namespace) -> int:
         print(f"error: {refused}", file=sys.stderr)
         return refused.status
     lookup = lookup.set_index("nm")
-    try:
-        scores, ids = index.search(query, min(args.k + 1, index.n))  # --k beyond the index: all of it
+    try:  # --k beyond the index: all of it
+        [found] = nearest_others(index, query, args.k, [args.nm])
     except IndexFileError as exc:  # an index of another dimension than the embeddings
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"nearest to {about} ({index.kind} index, {index.n} products):")
-    shown = [(score, nm) for score, nm in zip(scores[0], ids[0], strict=True) if nm >= 0 and nm != args.nm]
-    for score, nm in shown[: args.k]:
+    for score, nm in found:
         print(f"{nm:>12}  {score:6.3f}  {lookup.loc[nm, 'title']}")
     return 0
 
@@ -461,7 +460,7 @@ def _text_query(layout, lookup, text: str):
             "note: no word of the query is in the lexical channel's vocabulary; ranked by the text tower alone",
             file=sys.stderr,
         )
-    return encoders.encode_queries([cleaned]), shown
+    return encoders.encode_queries([cleaned], lexical), shown
 
 
 def _image_query(layout, lookup, path: Path):

@@ -69,9 +69,11 @@ def search_hint(layout: Layout) -> str | None:
     """A ``mm-pipeline similar --text`` command line that searches this data dir's index with the first words
     of an indexed title (the script by its full path where it sits beside this Python), or ``None`` when
     there is no index."""
+    from mm_pipeline.evaluation.catalogue_index import read_index_lookup  # faiss: only where an index is
+
     if not layout.index_lookup.exists():
         return None
-    titles = pd.read_parquet(layout.index_lookup, columns=["title"])["title"].dropna()
+    titles = read_index_lookup(layout)["title"].dropna()
     words = " ".join(str(titles.iloc[0]).split()[:3]) if len(titles) else ""
     if not words:
         return None

@@ -45,6 +45,22 @@ def read_index_lookup(layout: Layout) -> pd.DataFrame:
     return pd.read_parquet(pin(layout.index_dir) / layout.index_lookup.name)
 
 
+def nearest_others(
+    index: SimilarityIndex, queries: np.ndarray, k: int, exclude: list[int | None]
+) -> list[list[tuple[float, int]]]:
+    """Per row of float32 ``[Q, D]`` ``queries``, its ``k`` nearest products (fewer in a smaller index) as
+    ``(cosine, nm)``, best first, leaving out ``exclude[row]`` (the query's own nm; ``None``: none)."""
+    scores, ids = index.search(queries, min(k + 1, index.n))
+    return [
+        [
+            (float(score), int(nm))
+            for score, nm in zip(row_scores, row_ids, strict=True)
+            if nm >= 0 and nm != own
+        ][:k]
+        for row_scores, row_ids, own in zip(scores, ids, exclude, strict=True)
+    ]
+
+
 def example_neighbours(
     index: SimilarityIndex, lookup: pd.DataFrame, vectors: np.ndarray, queries: int = 3, k: int = 5
 ) -> list[dict]:
@@ -55,21 +71,15 @@ def example_neighbours(
         return []
     rows = np.unique(np.linspace(0, len(lookup) - 1, queries).round().astype(int))
     titles = lookup.set_index("nm")["title"].astype(str)
-    scores, ids = index.search(vectors[rows], min(k + 1, index.n))
-    records = []
-    for row, row_scores, row_ids in zip(rows, scores, ids, strict=True):
-        query_nm = int(lookup["nm"].iloc[row])
-        found = [
-            (score, nm) for score, nm in zip(row_scores, row_ids, strict=True) if nm >= 0 and nm != query_nm
-        ]
-        for rank, (score, nm) in enumerate(found[:k], start=1):
-            records.append(
-                {
-                    "query": f"{query_nm} «{titles[query_nm]}»",
-                    "rank": rank,
-                    "nm": int(nm),
-                    "cosine": float(score),
-                    "title": titles[nm],
-                }
-            )
-    return records
+    query_nms = [int(nm) for nm in lookup["nm"].iloc[rows]]
+    return [
+        {
+            "query": f"{query_nm} «{titles[query_nm]}»",
+            "rank": rank,
+            "nm": nm,
+            "cosine": score,
+            "title": titles[nm],
+        }
+        for query_nm, found in zip(query_nms, nearest_others(index, vectors[rows], k, query_nms), strict=True)
+        for rank, (score, nm) in enumerate(found, start=1)
+    ]

@@ -542,7 +542,7 @@ class OnnxEncoders:
         """The lexical channel of ``texts`` (float32 ``[N, dim]``), ``None`` for an export without one."""
         return None if self.lexical is None else self.lexical.transform(texts)
 
-    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+    def encode_queries(self, texts: Sequence[str], lexical: np.ndarray | None = None) -> np.ndarray:
         """Search vectors of free-text queries (cleaned as product texts are) in the layout of the fused
         vector: float32 ``[N, dims["fused"]]``, unit rows, or zero rows for a query with nothing the model
         reads.
@@ -551,11 +551,12 @@ class OnnxEncoders:
         loss placed in the image tower's space (CLIP, Radford et al. 2021), so its cosine with a product
         (all of whose blocks are filled) is the fusion-weighted mean of the text↔image, text↔text and lexical
         cosines. A query mostly of tokens the tokenizer does not know keeps its lexical block alone, one
-        without a word of the lexical vocabulary its tower blocks alone, each rescaled to unit length."""
+        without a word of the lexical vocabulary its tower blocks alone, each rescaled to unit length.
+        ``lexical``: their :meth:`encode_lexical` vectors when the caller made them already."""
         texts = list(texts)
         text = l2_normalize(self.encode_texts(texts))
         text[self.tokenizer.mostly_unknown(texts)] = 0.0
-        return self._queries(text, self.encode_lexical(texts))
+        return self._queries(text, self.encode_lexical(texts) if lexical is None else lexical)
 
     def encode_image_queries(self, images: np.ndarray) -> np.ndarray:
         """Search vectors of photos (uint8 ``[N, H, W, 3]``, letterboxed to ``image_size``) in the layout of
