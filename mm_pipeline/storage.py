@@ -168,9 +168,10 @@ def write_npy_rows(
     return Path(target)
 
 
-def write_parquet(df: pd.DataFrame, target: Path | str) -> Path:
+def write_parquet(df: pd.DataFrame, target: Path | str, **options: Any) -> Path:
+    """``df`` to ``target`` atomically; ``options`` go to pyarrow's ``write_table`` (e.g. ``use_dictionary``)."""
     with atomic_path(target) as tmp:
-        df.to_parquet(tmp, index=False)
+        df.to_parquet(tmp, index=False, **options)
     return Path(target)
 
 

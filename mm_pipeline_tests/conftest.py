@@ -38,6 +38,16 @@ def write_jpeg(path: Path, colour=(200, 30, 30), size=(32, 32)) -> Path:
     return path
 
 
+def dictionary_encoded_columns(path: Path) -> set[str]:
+    """Top-level columns of a parquet file whose first row group has a dictionary page."""
+    import pyarrow.parquet as pq
+
+    row_group = pq.ParquetFile(path).metadata.row_group(0)
+    columns = (row_group.column(i) for i in range(row_group.num_columns))
+    dictionary = {"PLAIN_DICTIONARY", "RLE_DICTIONARY"}
+    return {c.path_in_schema.split(".")[0] for c in columns if dictionary & set(c.encodings)}
+
+
 def good_rows(n: int, start: int = 1000) -> pd.DataFrame:
     return pd.DataFrame(
         {

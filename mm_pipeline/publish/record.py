@@ -104,7 +104,9 @@ def publish_version(
     now = now or datetime.now(UTC)
     version = new_version_id(now)
     data_path = layout.published_version(version)
-    write_parquet(published, data_path)
+    # dictionary pages for the repeated strings only: on vector floats they cost size and time (write_embeddings)
+    strings = [c for c in ("model_version", "batch") if c in published]
+    write_parquet(published, data_path, use_dictionary=strings)
     full = {
         "version": version,
         "published_at": now.isoformat(),

@@ -15,6 +15,7 @@ from mm_pipeline.layout import Layout
 from mm_pipeline.publish.gates import GateReading, Materialization, refusal
 from mm_pipeline.publish.record import list_versions, publish_version
 from mm_pipeline.publish.vectors import check_batch_vectors
+from mm_pipeline_tests.conftest import dictionary_encoded_columns
 
 MANIFEST = {"model_version": "abc123", "embed_dim": 4, "fusion_weights": {"image": 0.5, "text": 0.5}}
 
@@ -148,3 +149,16 @@ def test_versions_are_kept_pinnable_and_pruned(tmp_path):
     )
     pinned = pd.read_parquet(layout.published_version(kept[1]["version"]))
     assert len(pinned) == 1
+
+
+def test_published_vectors_are_stored_without_a_dictionary(tmp_path):
+    """As in the embeddings files, only the repeated strings get dictionary pages: on vector floats they
+    make the file larger and slower to write and read."""
+    layout = Layout(tmp_path)
+    served = write_batch(tmp_path / "b0.parquet", [1, 2, 3])
+    frame = pd.read_parquet(served, columns=["nm", "model_version", "fused"]).assign(batch="b0")
+    manifest = {"products": 3, "batches": [{"batch": "b0", "products": 3}], "model_versions": ["abc123"]}
+    publish_version(layout, frame, manifest)
+    assert dictionary_encoded_columns(layout.published_embeddings) == {"model_version", "batch"}
+    published = pd.read_parquet(layout.published_embeddings)
+    np.testing.assert_array_equal(np.stack(published["fused"]), np.stack(frame["fused"]))
