@@ -33,6 +33,19 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
 
+def _onnx_settings() -> tuple[int, str]:
+    """``(MM_WORKERS, MM_DEVICE)`` as the assets read them: threads for ONNX Runtime and image decoding (the
+    CPU count when unset), and where ONNX Runtime runs (``auto`` when unset). Raises ValueError naming the
+    variable when ``MM_WORKERS`` is not a positive integer."""
+    from mm_pipeline.environment import DEFAULT_WORKERS
+
+    value = _env("MM_WORKERS", str(DEFAULT_WORKERS))
+    workers = int(value) if value.strip().isdigit() else 0
+    if workers < 1:
+        raise ValueError(f"MM_WORKERS={value!r} is not a positive integer")
+    return workers, _env("MM_DEVICE", "auto")
+
+
 def _every_row_rejected(result) -> bool:
     """Whether every row of a batch that has rows was rejected (a ``ValidationResult``); says so if it was."""
     if result.n_input and result.accepted.empty:
@@ -237,7 +250,13 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
     from mm_pipeline.catalog.contract import BatchFileError, validate_batch
-    from mm_pipeline.inference.encoders import OnnxEncoders, ParityError, resolve_variant, write_embeddings
+    from mm_pipeline.inference.encoders import (
+        OnnxEncoders,
+        ParityError,
+        execution_providers,
+        resolve_variant,
+        write_embeddings,
+    )
     from mm_pipeline.prep.images import load_letterboxed
     from mm_pipeline.prep.text import clean_products, one_line
     from mm_pipeline.storage import pin, write_parquet
@@ -256,13 +275,14 @@ def cmd_embed(args: argparse.Namespace) -> int:
         return 2
     model_dir = pin(args.model)
     try:  # the model is checked before any output is written
-        choice = resolve_variant(model_dir, args.variant)
-        encoders = OnnxEncoders(model_dir, choice.variant)
+        workers, device = _onnx_settings()
+        choice = resolve_variant(model_dir, args.variant, workers, execution_providers(device))
+        encoders = OnnxEncoders(model_dir, choice.variant, threads=workers, device=device)
         result = validate_batch(args.products, args.images)
     except BatchFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (ParityError, ValueError) as exc:
+    except (ParityError, ValueError, RuntimeError) as exc:  # RuntimeError: MM_DEVICE=cuda without CUDA
         print(f"error: {one_line(exc, limit=400)}", file=sys.stderr)
         return 2
     write_parquet(result.rejected, rejected_path)
@@ -271,7 +291,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     print(f"ONNX variant {choice.variant}: {choice.reason}", file=sys.stderr)
     products = clean_products(result.accepted)
     files = products["image_file"].tolist()
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
 
         def load_images(start: int, stop: int):
             import numpy as np
@@ -429,7 +449,11 @@ def _index_encoders(layout, lookup, images: bool):
         if not path.exists():
             raise _Refused(f"the {variant} {tower} tower {path} is missing; rematerialize onnx_model", 1)
     try:
-        return OnnxEncoders(onnx_dir, variant, images=images)
+        workers, device = _onnx_settings()
+    except ValueError as exc:
+        raise _Refused(str(exc), 2) from exc
+    try:
+        return OnnxEncoders(onnx_dir, variant, threads=workers, device=device, images=images)
     except (ImportError, RuntimeError, *ONNX_RUNTIME_ERRORS) as exc:  # OpenVINO absent, a damaged file
         raise _Refused(f"cannot load the {variant} towers of {onnx_dir}: {exc}", 1) from exc
 

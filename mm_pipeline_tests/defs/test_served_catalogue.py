@@ -280,7 +280,7 @@ def test_the_in_process_runner_retires_batches_whose_file_is_gone():
     assert lines == ["batch_001: file gone; partition retired, its products are no longer served"]
 
 
-def test_text_and_photo_queries_are_encoded_by_the_export_that_made_the_index(pipeline, capsys):
+def test_text_and_photo_queries_are_encoded_by_the_export_that_made_the_index(pipeline, capsys, monkeypatch):
     layout, data_dir = pipeline.settings.layout, str(pipeline.settings.data_dir)
     # the index's metadata shows what it serves on a few products (their 5 nearest others each)
     [record] = pipeline.instance.fetch_materializations(INDEX, limit=1).records
@@ -318,6 +318,10 @@ def test_text_and_photo_queries_are_encoded_by_the_export_that_made_the_index(pi
     assert capsys.readouterr().err.startswith("error: the model reads nothing in «შავი მატყლის ქუდი»")
     assert cli_main(["similar", "--text", "<b> </b>", "--data-dir", data_dir]) == 2
     assert capsys.readouterr().err == "error: --text is empty once cleaned\n"
+    with monkeypatch.context() as env:  # the towers run on the threads MM_WORKERS gives, as in the assets
+        env.setenv("MM_WORKERS", "many")
+        assert cli_main(["similar", "--text", product["text"], "--data-dir", data_dir]) == 2
+        assert capsys.readouterr().err == "error: MM_WORKERS='many' is not a positive integer\n"
 
     # a photo: a fused vector of words alone cannot match one; where it weighs a tower, a missing photo is
     # named and a product's own is matched

@@ -190,9 +190,20 @@ def test_embed_cli_checks_its_paths_and_model_before_writing_anything(tmp_path, 
 def test_embed_cli_takes_its_defaults_from_the_environment(
     tmp_path, catalogue, onnx_dir, monkeypatch, capsys
 ):
-    """MM_ONNX_VARIANT picks the variant and MM_DATA_DIR the model folder (MM_DATA_DIR/store/onnx), as for
-    the assets; an unknown variant is refused in one line."""
+    """MM_ONNX_VARIANT picks the variant, MM_DATA_DIR the model folder (MM_DATA_DIR/store/onnx), MM_WORKERS
+    the ONNX Runtime threads and MM_DEVICE its providers, as for the assets; an unknown value is refused in one
+    line."""
     from mm_pipeline.cli import main as cli_main
+    from mm_pipeline.inference import encoders as encoders_module
+
+    opened = []
+    original_init = encoders_module.OnnxEncoders.__init__
+
+    def recording_init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        opened.append((kwargs.get("threads"), self.providers))
+
+    monkeypatch.setattr(encoders_module.OnnxEncoders, "__init__", recording_init)
 
     path, images = catalogue(good_rows(2), images_for=[1000, 1001])
     data = tmp_path / "data"
@@ -209,6 +220,17 @@ def test_embed_cli_takes_its_defaults_from_the_environment(
     monkeypatch.setenv("MM_ONNX_VARIANT", "bogus")
     assert cli_main(args) == 2
     assert "MM_ONNX_VARIANT='bogus'" in capsys.readouterr().err
+    monkeypatch.setenv("MM_ONNX_VARIANT", "fp32")
+    monkeypatch.setenv("MM_WORKERS", "1")
+    monkeypatch.setenv("MM_DEVICE", "cpu")
+    opened.clear()
+    assert cli_main(args) == 0
+    assert opened == [(1, ["CPUExecutionProvider"])]
+    for variable, value in (("MM_WORKERS", "0"), ("MM_WORKERS", "two"), ("MM_DEVICE", "tpu")):
+        monkeypatch.setenv(variable, value)
+        assert cli_main(args) == 2
+        assert f"{variable}={value!r}" in capsys.readouterr().err
+        monkeypatch.setenv(variable, {"MM_WORKERS": "1", "MM_DEVICE": "cpu"}[variable])
 
 
 def test_embed_cli_exits_1_when_every_row_was_rejected(tmp_path, catalogue, onnx_dir, capsys):
