@@ -169,7 +169,8 @@ def write_npy_rows(
 
 
 def write_parquet(df: pd.DataFrame, target: Path | str, **options: Any) -> Path:
-    """``df`` to ``target`` atomically; ``options`` go to pyarrow's ``write_table`` (e.g. ``use_dictionary``)."""
+    """``df`` to ``target`` atomically; ``options`` go to pyarrow's ``write_table`` (e.g.
+    ``use_dictionary``)."""
     with atomic_path(target) as tmp:
         df.to_parquet(tmp, index=False, **options)
     return Path(target)

@@ -655,7 +655,8 @@ def write_embeddings(
         ]
     )
     chunks = list(range(0, total, chunk_size))
-    # dictionary pages on unit-vector floats make the file larger and its write ~4x slower: only the version gets one
+    # dictionary pages on unit-vector floats make the file larger and its write ~4x slower: only the version
+    # gets one
     with (
         atomic_path(target) as tmp,
         pq.ParquetWriter(tmp, schema, use_dictionary=["model_version"]) as writer,

@@ -21,7 +21,8 @@ the channel's cosine is the mean of theirs:
   projection's seed: over seeds 0/1/2, 1,024 dimensions (error ~0.03) scored higher on every seed on the
   10,000-product sample's price_range (0.609–0.618 vs 0.596–0.600) and flipkart1050's sub_category
   (0.874–0.886 vs 0.865–0.873), category and duplicates within noise, for ~25–30% more probe time in the
-  metric assets (10k sample: sub_category 62 → 76 s in one process, every label metric 202 → 263 s); 512 did not separate from 256 (price_range 0.597–0.611). The
+  metric assets (10k sample: sub_category 62 → 76 s in one process, every label metric 202 → 263 s); 512
+  did not separate from 256 (price_range 0.597–0.611). The
   SVD drops the terms few texts have (a model number, a small brand), and those are what tell one product
   from its near-twin: on re-listed products (duplicates pair F1 of the fused vector, fusion weights chosen
   as usual, whole ``mm-pipeline run``) flipkart1050 went from 0.811 ± 0.031 to 0.913–0.920 ± 0.02 in two
@@ -63,9 +64,9 @@ def title_prefix(text: str) -> str:
 
 class LexicalProjection:
     """Texts → float32 ``[N, dim]`` unit vectors: ``min(LSA_DIM, texts - 1, features - 1)`` (at least 1) LSA
-    dimensions followed by ``min(RANDOM_DIM, features)`` random-projection ones (1,280 on a catalogue of a few hundred
-    products or more). A projection saved before the random part existed (LSA only) loads and applies as
-    it was fitted."""
+    dimensions followed by ``min(RANDOM_DIM, features)`` random-projection ones (1,280 on a catalogue of a few
+    hundred products or more). A projection saved before the random part existed (LSA only) loads and applies
+    as it was fitted."""
 
     def __init__(self, pipeline: Pipeline):
         self.pipeline = pipeline

@@ -104,7 +104,8 @@ def publish_version(
     now = now or datetime.now(UTC)
     version = new_version_id(now)
     data_path = layout.published_version(version)
-    # dictionary pages for the repeated strings only: on vector floats they cost size and time (write_embeddings)
+    # dictionary pages for the repeated strings only: on vector floats they cost size and time
+    # (as in write_embeddings)
     strings = [c for c in ("model_version", "batch") if c in published]
     write_parquet(published, data_path, use_dictionary=strings)
     full = {

@@ -191,8 +191,8 @@ def test_embed_cli_takes_its_defaults_from_the_environment(
     tmp_path, catalogue, onnx_dir, monkeypatch, capsys
 ):
     """MM_ONNX_VARIANT picks the variant, MM_DATA_DIR the model folder (MM_DATA_DIR/store/onnx), MM_WORKERS
-    the ONNX Runtime threads and MM_DEVICE its providers, as for the assets; an unknown value is refused in one
-    line."""
+    the ONNX Runtime threads and MM_DEVICE its providers, as for the assets; an unknown value is refused in
+    one line."""
     from mm_pipeline.cli import main as cli_main
     from mm_pipeline.inference import encoders as encoders_module
 
