@@ -34,16 +34,12 @@ def _env(name: str, default: str) -> str:
 
 
 def _onnx_settings() -> tuple[int, str]:
-    """``(MM_WORKERS, MM_DEVICE)`` as the assets read them: threads for ONNX Runtime and image decoding (the
-    CPU count when unset), and where ONNX Runtime runs (``auto`` when unset). Raises ValueError naming the
-    variable when ``MM_WORKERS`` is not a positive integer."""
-    from mm_pipeline.environment import DEFAULT_WORKERS
+    """``(MM_WORKERS, MM_DEVICE)`` as the assets read them: threads for ONNX Runtime and image decoding
+    (:func:`mm_pipeline.environment.read_workers`, which raises ValueError for a value that is not a positive
+    integer), and where ONNX Runtime runs (``auto`` when unset)."""
+    from mm_pipeline.environment import read_workers
 
-    value = _env("MM_WORKERS", str(DEFAULT_WORKERS))
-    workers = int(value) if value.strip().isdigit() else 0
-    if workers < 1:
-        raise ValueError(f"MM_WORKERS={value!r} is not a positive integer")
-    return workers, _env("MM_DEVICE", "auto")
+    return read_workers(), _env("MM_DEVICE", "auto")
 
 
 def _every_row_rejected(result) -> bool:

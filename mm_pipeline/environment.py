@@ -12,6 +12,7 @@ launcher refuses to start a run when a variable it forwards is absent from the l
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -46,3 +47,12 @@ SETTINGS_VARIABLES = {v.field: v.name for v in ENVIRONMENT if v.field is not Non
 
 DEFAULT_WORKERS = os.cpu_count() or 2
 """``workers`` when ``MM_WORKERS`` is unset: one thread per CPU of the machine that loads the definitions."""
+
+
+def read_workers(env: Mapping[str, str] = os.environ) -> int:
+    """``MM_WORKERS``: threads for ONNX Runtime and image decoding, :data:`DEFAULT_WORKERS` when unset or empty.
+    Raises ValueError naming the variable unless it is a positive integer."""
+    value = env.get("MM_WORKERS") or str(DEFAULT_WORKERS)
+    if not value.strip().isdigit() or int(value) < 1:
+        raise ValueError(f"MM_WORKERS={value!r} is not a positive integer")
+    return int(value)

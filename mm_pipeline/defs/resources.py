@@ -10,7 +10,7 @@ from dagster_wandb.resources import WANDB_CLOUD_HOST
 
 from mm_pipeline.catalog.contract import BATCH_SUFFIX, BatchFileError, batch_name
 from mm_pipeline.defs.partitions import catalogue_batches
-from mm_pipeline.environment import DEFAULT_WORKERS, SETTINGS_VARIABLES
+from mm_pipeline.environment import DEFAULT_WORKERS, SETTINGS_VARIABLES, read_workers
 from mm_pipeline.layout import Layout
 from mm_pipeline.model.pairs import BatchFiles
 from mm_pipeline.tracking import PLACEHOLDER_KEY, TrackingConfigError, wandb_setup
@@ -42,10 +42,12 @@ class PipelineSettings(dg.ConfigurableResource):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "PipelineSettings":
-        """Settings from ``MM_*`` variables (see ``ENV_VARIABLES``); unset or empty ones keep the defaults."""
-        values = {}
+        """Settings from ``MM_*`` variables (see ``ENV_VARIABLES``); unset or empty ones keep the defaults.
+        Raises ValueError naming the variable whose value is not of its field's type (``MM_WORKERS``: not a
+        positive integer, :func:`mm_pipeline.environment.read_workers`)."""
+        values = {"workers": read_workers(env)}
         for field, variable in ENV_VARIABLES.items():
-            if not env.get(variable):
+            if not env.get(variable) or field == "workers":
                 continue
             kind = cls.model_fields[field].annotation
             try:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
+from mm_pipeline.cli import _onnx_settings
 from mm_pipeline.defs.resources import ENV_VARIABLES, PipelineSettings
 
 README = Path(__file__).parents[2] / "README.md"
@@ -35,3 +37,13 @@ def test_a_malformed_variable_is_named_in_the_error():
 def test_every_variable_is_documented():
     readme = README.read_text()
     assert [v for v in ENV_VARIABLES.values() if f"`{v}`" not in readme] == []
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5"])
+def test_workers_that_are_not_a_positive_integer_are_refused_as_the_cli_refuses_them(value, monkeypatch):
+    message = f"MM_WORKERS='{value}' is not a positive integer"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        PipelineSettings.from_env({"MM_WORKERS": value})
+    monkeypatch.setenv("MM_WORKERS", value)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        _onnx_settings()
