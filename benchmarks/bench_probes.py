@@ -215,7 +215,7 @@ def compare_one_full_fold(
         y_train, y_test = prepared.codes[train_rows], prepared.codes[test_rows]
         references = {"logreg": LogisticRegression(max_iter=1000), "mlp": MLPClassifier(random_state=seed)}
         for probe, fit_predict in ours.items():
-            with torch_threads(x_train.size, n_threads):
+            with torch_threads(n_threads):
                 started = time.perf_counter()
                 predicted = fit_predict(
                     torch.from_numpy(x_train).float(),

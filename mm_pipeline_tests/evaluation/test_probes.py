@@ -273,8 +273,8 @@ def test_results_are_deterministic_for_a_seed():
     pd.testing.assert_frame_equal(first, second)
 
 
-def test_folds_side_by_side_predict_as_one_fold_after_another(monkeypatch):
-    """On a small task the folds run on every core at once; the predictions are those of one fold at a time."""
+def test_fits_side_by_side_predict_as_one_fit_after_another(monkeypatch):
+    """The fits of a task run on every core at once; the predictions are those of one fit at a time."""
     monkeypatch.setattr(probes.solvers.os, "sched_getaffinity", lambda pid: {0, 1, 2})
     fitted_on = set()
     fit = probes.solvers.fit_predict_logreg
@@ -287,7 +287,7 @@ def test_folds_side_by_side_predict_as_one_fold_after_another(monkeypatch):
     x, y = clusters(300, 16, 3, spread=0.5)
     features = {"text": x[:, :8], "fused": x}
     side_by_side = probes.cross_validate(features, y, "multiclass", seed=3)
-    assert len({name for name in fitted_on if name.startswith("probe-fold")}) > 1
+    assert len({name for name in fitted_on if name.startswith("probe-fit")}) > 1
     fitted_on.clear()
     one_at_a_time = probes.cross_validate(features, y, "multiclass", seed=3, n_threads=1)
     assert fitted_on == {threading.main_thread().name}

@@ -152,7 +152,6 @@ def reference_probes(
     dense_fit = partial(solvers.fit_predict_logreg, settings=logreg)
     mlp_fit = partial(solvers.fit_predict_mlp, settings=mlp)
     tfidf_rows, (pixel_logreg, pixel_mlp, both_rows) = REFERENCE_ROWS[0], REFERENCE_ROWS[1:]
-    elements = max(sum(m.nnz for m in counts), len(codes) * pixel_components)  # what the probes see
 
     def fit_fold(fold: int, fold_rows: solvers.Fold) -> None:
         train_rows, test_rows = fold_rows
@@ -195,5 +194,5 @@ def reference_probes(
 
     groups = kept_groups(groups, prepared)
     folds = stratified_folds(codes, prepared.n_splits, seed, groups)
-    solvers.run_folds(fit_fold, folds, elements, n_threads)
+    solvers.run_fits([partial(fit_fold, fold, rows) for fold, rows in enumerate(folds)], n_threads)
     return run

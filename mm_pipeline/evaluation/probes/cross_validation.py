@@ -53,11 +53,11 @@ def cross_validate(
     ``features`` maps a feature-set name to an (n, d) matrix aligned with ``labels`` (strings, no missing
     values). When ``fused`` is given and ``pca_components`` is set, ``pca_fused`` (PCA of ``fused`` fitted
     inside each training fold on at most ``pca_max_rows`` sampled rows) is evaluated right after it.
-    ``n_threads``: see :func:`~mm_pipeline.evaluation.probes.solvers.run_folds`. ``groups``: dup group per
-    row (negative: none), kept in one fold (:func:`stratified_folds`). Each (fold, feature set,
-    probe) draws from its own seeded generator (:func:`fold_generator`). ``seconds`` is the wall time of that
-    row's fits plus an equal share of the fold's feature preparation. Raises :class:`InsufficientData` when
-    the task cannot be scored.
+    ``n_threads``: see :func:`~mm_pipeline.evaluation.probes.solvers.run_fits` (one job per fold and feature
+    set). ``groups``: dup group per row (negative: none), kept in one fold (:func:`stratified_folds`). Each
+    (fold, feature set, probe) draws from its own seeded generator (:func:`fold_generator`). ``seconds`` is the
+    wall time of that row's fits plus an equal share of its features' preparation in each fold. Raises
+    :class:`InsufficientData` when the task cannot be scored.
     """
     unknown = set(probes) - set(PROBES)
     if unknown:
@@ -78,29 +78,31 @@ def cross_validate(
     groups = kept_groups(groups, prepared)
     run = ProbeRun.start(prepared, [(s, p) for s in feature_sets for p in probes])
 
-    def fit_fold(fold: int, rows: solvers.Fold) -> None:
+    def fit(fold: int, rows: solvers.Fold, name: str) -> None:
         train_idx, test_idx = (torch.from_numpy(r) for r in rows)
+        started = time.perf_counter()
+        if name in matrices:
+            x_train, x_test = matrices[name][train_idx], matrices[name][test_idx]
+        else:  # pca_fused, projected on the training fold's principal axes
+            x_train, x_test = matrices["fused"][train_idx], matrices["fused"][test_idx]
+            generator = fold_generator(seed, fold, name)
+            mean, components = solvers.fit_pca(x_train, pca_components, pca_max_rows, generator)
+            x_train, x_test = (x_train - mean) @ components, (x_test - mean) @ components
+        x_train, x_test = solvers.center_and_scale(x_train, x_test)
+        preparation = (time.perf_counter() - started) / len(probes)
         # the logistic probe's validation split keeps a product's listings together too
         train_groups = None if groups is None else groups[rows[0]]
         fits = {**fit_predict, "logreg": partial(fit_predict["logreg"], groups=train_groups)}
-        for name in feature_sets:
-            started = time.perf_counter()
-            if name in matrices:
-                x_train, x_test = matrices[name][train_idx], matrices[name][test_idx]
-            else:  # pca_fused, projected on the training fold's principal axes
-                x_train, x_test = matrices["fused"][train_idx], matrices["fused"][test_idx]
-                generator = fold_generator(seed, fold, name)
-                mean, components = solvers.fit_pca(x_train, pca_components, pca_max_rows, generator)
-                x_train, x_test = (x_train - mean) @ components, (x_test - mean) @ components
-            x_train, x_test = solvers.center_and_scale(x_train, x_test)
-            preparation = (time.perf_counter() - started) / len(probes)
-            for probe in probes:
-                row = (name, probe)
-                generator = fold_generator(seed, fold, *row)
-                run.fit_fold(row, fits[probe], x_train, x_test, rows, generator, preparation)
+        for probe in probes:
+            row = (name, probe)
+            generator = fold_generator(seed, fold, *row)
+            run.fit_fold(row, fits[probe], x_train, x_test, rows, generator, preparation)
 
     folds = stratified_folds(codes, prepared.n_splits, seed, groups)
-    solvers.run_folds(fit_fold, folds, len(codes) * max(x.shape[1] for x in matrices.values()), n_threads)
+    solvers.run_fits(
+        [partial(fit, fold, rows, name) for fold, rows in enumerate(folds) for name in feature_sets],
+        n_threads,
+    )
     return run
 
 

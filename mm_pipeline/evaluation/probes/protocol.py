@@ -243,7 +243,7 @@ class ProbeRun:
     prepared: PreparedLabels
     predictions: dict[tuple[str, str], np.ndarray]
     seconds: dict[tuple[str, str], float]
-    # folds may be fitted side by side (:func:`~mm_pipeline.evaluation.probes.solvers.run_folds`)
+    # fits may run side by side (:func:`~mm_pipeline.evaluation.probes.solvers.run_fits`)
     _seconds_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
