@@ -1,4 +1,5 @@
 import threading
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -273,24 +274,30 @@ def test_results_are_deterministic_for_a_seed():
     pd.testing.assert_frame_equal(first, second)
 
 
-def test_fits_side_by_side_predict_as_one_fit_after_another(monkeypatch):
-    """The fits of a task run on every core at once; the predictions are those of one fit at a time."""
+@pytest.fixture
+def fit_threads(monkeypatch) -> set[str]:
+    """Names of the threads the logistic probes are fitted on, on what looks to the probes like 3 cores."""
     monkeypatch.setattr(probes.solvers.os, "sched_getaffinity", lambda pid: {0, 1, 2})
-    fitted_on = set()
+    names = set()
     fit = probes.solvers.fit_predict_logreg
 
     def recording_fit(*args, **kwargs):
-        fitted_on.add(threading.current_thread().name)
+        names.add(threading.current_thread().name)
         return fit(*args, **kwargs)
 
     monkeypatch.setattr(probes.solvers, "fit_predict_logreg", recording_fit)
+    return names
+
+
+def test_fits_side_by_side_predict_as_one_fit_after_another(fit_threads):
+    """The fits of a task run on every core at once; the predictions are those of one fit at a time."""
     x, y = clusters(300, 16, 3, spread=0.5)
     features = {"text": x[:, :8], "fused": x}
     side_by_side = probes.cross_validate(features, y, "multiclass", seed=3)
-    assert len({name for name in fitted_on if name.startswith("probe-fit")}) > 1
-    fitted_on.clear()
+    assert len({name for name in fit_threads if name.startswith("probe-fit")}) > 1
+    fit_threads.clear()
     one_at_a_time = probes.cross_validate(features, y, "multiclass", seed=3, n_threads=1)
-    assert fitted_on == {threading.main_thread().name}
+    assert fit_threads == {threading.main_thread().name}
     for row, predicted in side_by_side.predictions.items():
         assert np.array_equal(predicted, one_at_a_time.predictions[row]), row
 
@@ -316,3 +323,19 @@ def test_f1_se_is_each_rows_bootstrap_spread_and_shrinks_with_more_rows():
     xl, yl = clusters(1600, 8, 3, spread=0.8, seed=4)
     larger = evaluate_probes({"fused": xl}, yl, "multiclass", pca_components=None)
     assert (larger["f1_se"].to_numpy() < 0.7 * table["f1_se"].to_numpy()).all()  # ~1/sqrt(4) of it
+
+
+def test_fits_run_one_at_a_time_when_memory_holds_only_one(fit_threads, monkeypatch):
+    """The memory available caps how many fits run side by side: room for one job means the calling thread
+    runs them all, with the same predictions."""
+    x, y = clusters(300, 16, 3, spread=0.5)
+    side_by_side = probes.cross_validate({"fused": x}, y, "multiclass", seed=3, pca_components=None)
+    assert any(name.startswith("probe-fit") for name in fit_threads)
+    job_bytes = 3 * len(x) * x.shape[1] * 4  # what cross_validate reckons one job holds
+    scarce = SimpleNamespace(available=job_bytes + 1)
+    monkeypatch.setattr(probes.solvers.psutil, "virtual_memory", lambda: scarce)
+    fit_threads.clear()
+    one_at_a_time = probes.cross_validate({"fused": x}, y, "multiclass", seed=3, pca_components=None)
+    assert fit_threads == {threading.main_thread().name}
+    for row, predicted in side_by_side.predictions.items():
+        assert np.array_equal(predicted, one_at_a_time.predictions[row]), row

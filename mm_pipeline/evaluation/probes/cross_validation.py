@@ -99,9 +99,12 @@ def cross_validate(
             run.fit_fold(row, fits[probe], x_train, x_test, rows, generator, preparation)
 
     folds = stratified_folds(codes, prepared.n_splits, seed, groups)
+    # a job's peak: its fold's rows of the widest feature set, then centred and scaled, and the test rows
+    job_bytes = 3 * len(codes) * max(x.shape[1] for x in matrices.values()) * 4
     solvers.run_fits(
         [partial(fit, fold, rows, name) for fold, rows in enumerate(folds) for name in feature_sets],
         n_threads,
+        job_bytes,
     )
     return run
 

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
+import psutil
 import torch
 from scipy import sparse
 
@@ -85,19 +86,25 @@ def torch_threads(n_threads: int | None = None) -> Iterator[None]:
 Fold = tuple[np.ndarray, np.ndarray]  # (training rows, test rows)
 
 
-def run_fits(jobs: Sequence[Callable[[], None]], n_threads: int | None = None) -> None:
+def run_fits(jobs: Sequence[Callable[[], None]], n_threads: int | None = None, job_bytes: int = 0) -> None:
     """Call every job of ``jobs``: one task's probe fits, independent of each other, each drawing from its
     own seeded generator (:func:`~mm_pipeline.evaluation.probes.protocol.fold_generator`).
 
-    By default they run side by side, one per core, each on one torch thread: torch kernels release the GIL,
-    and a fit's matrices are too small for multi-threaded kernels to keep two cores busy (10,000-product
-    sample on 2 cores: the sub_category, category and price_range tables in 163 s instead of 191-194 s with
-    fold after fold on two threads per kernel). The results are those of the jobs run one after another on
-    one thread. With ``n_threads`` they run one after another on that many threads instead: pass 1 where
-    probes run beside other work, whose busy cores make every multi-threaded kernel wait for a descheduled
-    thread. Exceptions of a job propagate."""
-    workers = min(len(os.sched_getaffinity(0)), len(jobs)) if n_threads is None else 1
-    with torch_threads(1 if workers > 1 else n_threads):
+    By default they run side by side, as many as there are cores, each on its share of the cores (one torch
+    thread each on a machine with fewer cores than jobs): torch kernels release the GIL, and a fit's matrices
+    are too small for multi-threaded kernels to keep two cores busy (10,000-product sample on 2 cores: the
+    sub_category, category and price_range tables in 163 s instead of 191-194 s with fold after fold on two
+    threads per kernel). ``job_bytes``, the memory one job holds at its peak, caps how many run at once to
+    what the memory available now (``psutil``) holds; 0: no cap. The results are those of the jobs run one
+    after another on one thread. With ``n_threads`` they run one after another on that many threads instead:
+    pass 1 where probes run beside other work, whose busy cores make every multi-threaded kernel wait for a
+    descheduled thread. Exceptions of a job propagate."""
+    cores = len(os.sched_getaffinity(0))
+    workers = 1
+    if n_threads is None:
+        room = psutil.virtual_memory().available // job_bytes if job_bytes else len(jobs)
+        workers = max(1, min(cores, len(jobs), room))
+    with torch_threads(n_threads or max(1, cores // workers)):
         if workers < 2:
             for job in jobs:
                 job()
