@@ -7,11 +7,14 @@ from pathlib import Path
 import dagster as dg
 from dagster_wandb import wandb_resource
 from dagster_wandb.resources import WANDB_CLOUD_HOST
+from pydantic import ValidationError, ValidationInfo, field_validator
 
 from mm_pipeline.catalog.contract import BATCH_SUFFIX, BatchFileError, batch_name
 from mm_pipeline.defs.partitions import catalogue_batches
 from mm_pipeline.environment import DEFAULT_WORKERS, SETTINGS_VARIABLES, read_workers
+from mm_pipeline.inference.encoders import AUTO, VARIANT_ORDER
 from mm_pipeline.layout import Layout
+from mm_pipeline.model.device import DEVICES
 from mm_pipeline.model.pairs import BatchFiles
 from mm_pipeline.tracking import PLACEHOLDER_KEY, TrackingConfigError, wandb_setup
 
@@ -22,7 +25,11 @@ MODEL_POOL = "heavy_compute"  # the concurrency pool of the torch and ONNX steps
 
 
 class PipelineSettings(dg.ConfigurableResource):
-    """Where data lives and how big things are. Defaults come from ``MM_*`` environment variables."""
+    """Where data lives and how big things are. Defaults come from ``MM_*`` environment variables.
+
+    Values are checked when the resource is built, so a run configured with, say, 0 workers or an unknown ONNX
+    variant in the launchpad fails as it starts, naming the field and its variable, instead of after training.
+    """
 
     data_dir: str = "data"
     incoming_dir: str = "data/sample/batches"
@@ -40,11 +47,38 @@ class PipelineSettings(dg.ConfigurableResource):
     train_batch_size: int = 0  # 0: the recipe's own batch size
     device: str = "auto"  # torch and ONNX Runtime: auto, cpu or cuda (mm_pipeline.model.device)
 
+    @field_validator("workers", "image_size", "max_image_pixels", "compact_vocab_size")
+    @classmethod
+    def _positive(cls, value: int, info: ValidationInfo) -> int:
+        return _checked(value, info, value >= 1, "a positive integer")
+
+    @field_validator("train_epochs", "train_batch_size")
+    @classmethod
+    def _recipe_or_positive(cls, value: int, info: ValidationInfo) -> int:
+        return _checked(value, info, value >= 0, "0 (the recipe's own) or a positive integer")
+
+    @field_validator("eval_fraction")
+    @classmethod
+    def _fraction(cls, value: float, info: ValidationInfo) -> float:
+        return _checked(value, info, 0 < value < 1, "a fraction strictly between 0 and 1")
+
+    @field_validator("onnx_variant")
+    @classmethod
+    def _variant(cls, value: str, info: ValidationInfo) -> str:
+        return _checked(
+            value, info, value in (AUTO, *VARIANT_ORDER), f"one of {', '.join((AUTO, *VARIANT_ORDER))}"
+        )
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str, info: ValidationInfo) -> str:
+        return _checked(value, info, value in DEVICES, f"one of {', '.join(DEVICES)}")
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "PipelineSettings":
         """Settings from ``MM_*`` variables (see ``ENV_VARIABLES``); unset or empty ones keep the defaults.
-        Raises ValueError naming the variable whose value is not of its field's type (``MM_WORKERS``: not a
-        positive integer, :func:`mm_pipeline.environment.read_workers`)."""
+        Raises ValueError naming the variable whose value is not of its field's type or out of its range
+        (``MM_WORKERS``: not a positive integer, :func:`mm_pipeline.environment.read_workers`)."""
         values = {"workers": read_workers(env)}
         for field, variable in ENV_VARIABLES.items():
             if not env.get(variable) or field == "workers":
@@ -54,7 +88,11 @@ class PipelineSettings(dg.ConfigurableResource):
                 values[field] = kind(env[variable])
             except ValueError:
                 raise ValueError(f"{variable}={env[variable]!r} is not a valid {kind.__name__}") from None
-        return cls(**values)
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            messages = (error["msg"].removeprefix("Value error, ") for error in exc.errors())
+            raise ValueError("; ".join(messages)) from None
 
     @property
     def layout(self) -> Layout:
@@ -79,6 +117,13 @@ class PipelineSettings(dg.ConfigurableResource):
             except BatchFileError as problem:
                 refused.append(problem)
         return sorted(names), sorted(refused, key=str)
+
+
+def _checked(value, info: ValidationInfo, valid: bool, expected: str):
+    """``value`` when ``valid``, else ValueError naming the field, its ``MM_*`` variable and what it must be."""
+    if not valid:
+        raise ValueError(f"{info.field_name}={value!r} ({ENV_VARIABLES[info.field_name]}) is not {expected}")
+    return value
 
 
 def materialized_batches(settings: PipelineSettings, instance: dg.DagsterInstance) -> list[BatchFiles]:
