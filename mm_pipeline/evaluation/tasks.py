@@ -31,6 +31,7 @@ from mm_pipeline.evaluation.neighbours import (
 )
 from mm_pipeline.evaluation.probes import (
     REFERENCE_FEATURES,
+    FitQueue,
     InsufficientData,
     bootstrap_f1,
     cross_validate,
@@ -161,23 +162,27 @@ def evaluate_task(
         "positive_label": task.positive_label,
         "groups": group_codes(data.products)[rows],  # a product's listings stay in one fold
     }
+    # every fit of the task in one pool, the references' (the longest: one job per fold) first
+    queue = FitQueue()
     try:
+        texts = data.products["text"].to_numpy()[rows]
+        counts = [m[rows] for m in data.tfidf_counts] or None
+        references = reference_probes(
+            texts, data.pixels[rows], y, task.kind, **options, counts=counts, queue=queue
+        )
         runs = {
             "fine_tuned": cross_validate(
-                {k: v[rows] for k, v in data.tuned.items()}, y, task.kind, **options
+                {k: v[rows] for k, v in data.tuned.items()}, y, task.kind, **options, queue=queue
             ),
             # the base model is read through its fused vector only: what fine-tuning must not make worse
             "base": cross_validate(
-                {"fused": data.base["fused"][rows]}, y, task.kind, pca_components=None, **options
+                {"fused": data.base["fused"][rows]}, y, task.kind, pca_components=None, **options, queue=queue
             ),
+            "references": references,
         }
-        texts = data.products["text"].to_numpy()[rows]
-        counts = [m[rows] for m in data.tfidf_counts] or None
-        runs["references"] = reference_probes(
-            texts, data.pixels[rows], y, task.kind, **options, counts=counts
-        )
     except InsufficientData as exc:
         return TaskResult(task_name, INSUFFICIENT, exc.reason, extras={"labelled": int(known.sum())})
+    queue.run()
     model_of = {features: model for model, features in REFERENCE_FEATURES.items()}
     reference_table = runs["references"].table(seed=seed)
     table = pd.concat(

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from mm_pipeline.evaluation.duplicates import evaluate_duplicates
-from mm_pipeline.evaluation.probes import InsufficientData, LogRegSettings, cross_validate
+from mm_pipeline.evaluation.probes import FitQueue, InsufficientData, LogRegSettings, ProbeRun, cross_validate
 from mm_pipeline.inference.encoders import fuse, l2_normalize
 
 GRID_STEP = 0.1
@@ -90,11 +90,11 @@ def support_probe_f1(
     are skipped. Empty when no task can be scored."""
     labels = {t: np.asarray(v, dtype=object)[rows] for t, v in labels.items()}
     names = list(channels)
-    scores: dict[tuple[str, ...], float] = {}
+    queue = FitQueue()  # every subset's and task's fits in one pool
+    runs: dict[tuple[str, ...], list[ProbeRun]] = {}
     for size in range(1, len(names) + 1):
         for subset in itertools.combinations(names, size):
             features = np.concatenate([channels[c] for c in subset], axis=1)
-            f1 = []
             for values in labels.values():
                 known = ~pd.isna(values)
                 try:
@@ -106,13 +106,16 @@ def support_probe_f1(
                         seed,
                         ("logreg",),
                         logreg=FIXED_C,
+                        queue=queue,
                     )
                 except InsufficientData:
                     continue
-                f1.append(float(run.table()["f1"].iloc[0]))
-            if f1:
-                scores[subset] = float(np.mean(f1))
-    return scores
+                runs.setdefault(subset, []).append(run)
+    queue.run()
+    return {
+        subset: float(np.mean([run.table()["f1"].iloc[0] for run in subset_runs]))
+        for subset, subset_runs in runs.items()
+    }
 
 
 @dataclass(frozen=True)

@@ -339,3 +339,23 @@ def test_fits_run_one_at_a_time_when_memory_holds_only_one(fit_threads, monkeypa
     assert fit_threads == {threading.main_thread().name}
     for row, predicted in side_by_side.predictions.items():
         assert np.array_equal(predicted, one_at_a_time.predictions[row]), row
+
+
+def test_a_shared_queue_runs_the_fits_of_several_runs_in_one_pool_with_their_own_predictions(fit_threads):
+    """Runs that queue their fits predict nothing until the queue runs; then every fit of both runs goes
+    through one pool of side-by-side workers, and each run predicts as it does when run on its own."""
+    x, y = clusters(300, 16, 3, spread=0.5)
+    words = np.array([f"word{i % 7} token{i % 5}" for i in range(len(y))])
+    texts = [f"{label} {w}" for label, w in zip(y, words, strict=True)]
+    pixels = np.random.default_rng(1).normal(size=(len(y), 48)).astype(np.float32)
+    queue = probes.FitQueue()
+    queued = probes.cross_validate({"fused": x}, y, "multiclass", seed=3, queue=queue)
+    queued_references = probes.reference_probes(texts, pixels, y, "multiclass", seed=3, queue=queue)
+    assert fit_threads == set() and len(queue.jobs) == 2 * 5 + 5
+    queue.run()
+    assert queue.jobs == [] and len({n for n in fit_threads if n.startswith("probe-fit")}) > 1
+    alone = probes.cross_validate({"fused": x}, y, "multiclass", seed=3)
+    references = probes.reference_probes(texts, pixels, y, "multiclass", seed=3)
+    for run, expected in ((queued, alone), (queued_references, references)):
+        for row, predicted in expected.predictions.items():
+            assert np.array_equal(run.predictions[row], predicted), row

@@ -46,6 +46,7 @@ from mm_pipeline.evaluation.probes.protocol import (
     stratified_folds,
 )
 from mm_pipeline.evaluation.probes.solvers import (
+    FitQueue,
     LogRegSettings,
     MLPSettings,
     center_and_scale,
@@ -56,6 +57,7 @@ from mm_pipeline.evaluation.probes.solvers import (
 )
 
 __all__ = [
+    "FitQueue",
     "MIN_ROWS",
     "OTHER_CLASS",
     "PCA_FUSED",

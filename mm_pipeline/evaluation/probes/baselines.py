@@ -109,6 +109,7 @@ def reference_probes(
     n_threads: int | None = None,
     counts: Sequence[sparse.csr_matrix] | None = None,
     groups: np.ndarray | None = None,
+    queue: solvers.FitQueue | None = None,
 ) -> ProbeRun:
     """Out-of-fold predictions of the references that learn nothing, one per row of ``REFERENCE_ROWS``, on the
     rows, labels and folds :func:`~mm_pipeline.evaluation.probes.cross_validate` uses for the same arguments,
@@ -131,7 +132,8 @@ def reference_probes(
     preparation. ``counts``: the :func:`tfidf_counts` blocks of ``texts`` (same ``char_prefix``) when the caller
     has them, e.g. rows of the counts of a superset of the texts: terms absent from a training fold are
     dropped and the others keep their order, so the features are the same as those counted here.
-    ``groups``: as for :func:`~mm_pipeline.evaluation.probes.cross_validate`, the same folds. Raises
+    ``groups`` and ``queue``: as for :func:`~mm_pipeline.evaluation.probes.cross_validate` (the same folds;
+    the fits queued there instead of run, one job per fold). Raises
     :class:`~mm_pipeline.evaluation.probes.InsufficientData` when the task cannot be scored and ValueError
     when ``texts`` or ``pixels`` do not match ``labels``.
     """
@@ -198,5 +200,5 @@ def reference_probes(
     # fold and projection
     job_bytes = 2 * 12 * sum(m.nnz for m in counts) + 3 * 4 * pixel_matrix.numel()
     jobs = [partial(fit_fold, fold, rows) for fold, rows in enumerate(folds)]
-    solvers.run_fits(jobs, n_threads, job_bytes)
+    solvers.run_or_queue(jobs, job_bytes, n_threads, queue)
     return run

