@@ -162,11 +162,11 @@ def evaluate_task(
         "positive_label": task.positive_label,
         "groups": group_codes(data.products)[rows],  # a product's listings stay in one fold
     }
+    texts = data.products["text"].to_numpy()[rows]
+    counts = [m[rows] for m in data.tfidf_counts] or None
     # every fit of the task in one pool, the references' (the longest: one job per fold) first
     queue = FitQueue()
     try:
-        texts = data.products["text"].to_numpy()[rows]
-        counts = [m[rows] for m in data.tfidf_counts] or None
         references = reference_probes(
             texts, data.pixels[rows], y, task.kind, **options, counts=counts, queue=queue
         )
