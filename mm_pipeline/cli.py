@@ -468,7 +468,7 @@ def _text_query(layout, lookup, text: str):
     encoders = _index_encoders(layout, lookup, images=False)
     unknown_tokens = bool(encoders.tokenizer.mostly_unknown([cleaned])[0])
     lexical = encoders.encode_lexical([cleaned])
-    no_words = lexical is None or not lexical.any()
+    no_words = encoders.lexical is None or not encoders.lexical.known([cleaned])[0]
     if unknown_tokens and no_words:
         raise _Refused(f"the model reads nothing in {shown}: its tokenizer knows few of the tokens", 2)
     if unknown_tokens:
@@ -477,7 +477,8 @@ def _text_query(layout, lookup, text: str):
         )
     elif no_words and lexical is not None:
         print(
-            "note: no word of the query is in the lexical channel's vocabulary; ranked by the text tower alone",
+            "note: no word of the query is in the lexical channel's training texts; ranked by the text tower "
+            "and exact matches of its words",
             file=sys.stderr,
         )
     return encoders.encode_queries([cleaned], lexical), shown

@@ -544,14 +544,15 @@ class OnnxEncoders:
 
     def encode_queries(self, texts: Sequence[str], lexical: np.ndarray | None = None) -> np.ndarray:
         """Search vectors of free-text queries (cleaned as product texts are) in the layout of the fused
-        vector: float32 ``[N, dims["fused"]]``, unit rows, or zero rows for a query with nothing the model
-        reads.
+        vector: float32 ``[N, dims["fused"]]``, unit rows.
 
         A query has no photo: its image block holds its text-tower vector, which the contrastive image↔text
         loss placed in the image tower's space (CLIP, Radford et al. 2021), so its cosine with a product
         (all of whose blocks are filled) is the fusion-weighted mean of the text↔image, text↔text and lexical
-        cosines. A query mostly of tokens the tokenizer does not know keeps its lexical block alone, one
-        without a word of the lexical vocabulary its tower blocks alone, each rescaled to unit length.
+        cosines. A query mostly of tokens the tokenizer does not know keeps its lexical block alone, rescaled
+        to unit length. Words no training text has (:meth:`~mm_pipeline.model.lexical.LexicalProjection.known`)
+        still fill the lexical block with their hashed terms, which match products that have the same words. A
+        model without a lexical channel gives a zero row for a query of unknown tokens.
         ``lexical``: their :meth:`encode_lexical` vectors when the caller made them already."""
         texts = list(texts)
         text = l2_normalize(self.encode_texts(texts))

@@ -293,8 +293,9 @@ def test_embeddings_store_vectors_without_a_dictionary(tmp_path, onnx_dir):
 
 def test_unknown_script_titles_are_not_paired_on_text_alone(tmp_path, onnx_dir):
     """Georgian, Armenian and Chinese titles in a catalogue whose BPE learned Russian: every such title gets
-    about the same text vector, but their fused vectors (what the index, `similar` and duplicates read) are
-    as close as their photos, and the embeddings file counts them."""
+    about the same text vector, but their fused vectors (what the index, `similar` and duplicates read) leave
+    it out: they are as close as their photos and their own words (the lexical channel's hashed terms, which
+    three different scripts do not share), and the embeddings file counts them."""
     from mm_pipeline.inference.encoders import write_embeddings
 
     encoders = OnnxEncoders(onnx_dir, "fp32")
@@ -307,8 +308,12 @@ def test_unknown_script_titles_are_not_paired_on_text_alone(tmp_path, onnx_dir):
     assert text_cos.min() > 0.99  # the fault: the text tower cannot tell them apart
     fused_cos = vectors["fused"][:3] @ vectors["fused"][:3].T
     image_cos = vectors["image"][:3] @ vectors["image"][:3].T
-    assert np.abs(vectors["lexical"][:3]).max() == 0  # no known character n-gram either
-    assert np.allclose(fused_cos, image_cos, atol=1e-5)  # only the photos speak
+    lexical_cos = vectors["lexical"][:3] @ vectors["lexical"][:3].T
+    assert not encoders.lexical.known(texts[:3]).any()  # no term a training text has
+    assert np.abs(lexical_cos - np.eye(3)).max() < 0.2  # their own words, shared with none of the others
+    weights = FUSION["image"] + FUSION["lexical"]
+    expected = (FUSION["image"] * image_cos + FUSION["lexical"] * lexical_cos) / weights
+    assert np.allclose(fused_cos, expected, atol=1e-5)  # the photos and the words speak, not the text tower
     assert np.allclose(np.linalg.norm(vectors["fused"], axis=1), 1, atol=1e-5)
     unchanged = fuse({k: vectors[k] for k in ("image", "text", "lexical")}, FUSION)
     assert np.allclose(vectors["fused"][3], unchanged[3], atol=1e-6)  # a Russian title keeps its vector
@@ -322,7 +327,8 @@ def test_queries_fill_both_tower_blocks_and_keep_what_the_model_reads(onnx_dir):
     queries = ["Шапка вязаная черная", "შავი მატყლის ქუდი шапка", "кофта", "黑色 羊毛 帽子"]
     assert encoders.tokenizer.mostly_unknown(queries).tolist() == [False, True, False, True]
     text, lexical = l2_normalize(encoders.encode_texts(queries)), encoders.encode_lexical(queries)
-    assert lexical[1].any() and not lexical[2].any() and not lexical[3].any()
+    assert encoders.lexical.known(queries).tolist() == [True, True, False, False]
+    assert lexical.any(axis=1).all()  # hashed: words no training text has are still read
 
     vectors = encoders.encode_queries(queries)
     image_block, text_block, lexical_block = np.split(
@@ -332,12 +338,15 @@ def test_queries_fill_both_tower_blocks_and_keep_what_the_model_reads(onnx_dir):
     for block, expected, channel in [(image_block, text, "image"), (text_block, text, "text")]:
         assert np.allclose(block[0], np.sqrt(FUSION[channel]) * expected[0], atol=1e-6)
     assert np.allclose(lexical_block[0], np.sqrt(FUSION["lexical"]) * lexical[0], atol=1e-6)
-    # tokens mostly unknown: its words alone; no word of the lexical vocabulary: the towers alone
-    assert not image_block[1].any() and not text_block[1].any()
-    assert np.allclose(lexical_block[1], lexical[1], atol=1e-6)
-    assert np.allclose(image_block[2], text[2] / np.sqrt(2), atol=1e-6) and not lexical_block[2].any()
-    assert np.allclose(np.linalg.norm(vectors[:3], axis=1), 1, atol=1e-5)
-    assert not vectors[3].any()  # nothing read: a zero row, which the CLI refuses to search with
+    # tokens mostly unknown: its words alone (the CLI refuses one none of whose words a training text has)
+    for row in (1, 3):
+        assert not image_block[row].any() and not text_block[row].any()
+        assert np.allclose(lexical_block[row], lexical[row], atol=1e-6)
+    # words no training text has: weighted as any query's, their hashed terms in the lexical block
+    for block, expected, channel in [(image_block, text, "image"), (text_block, text, "text")]:
+        assert np.allclose(block[2], np.sqrt(FUSION[channel]) * expected[2], atol=1e-6)
+    assert np.allclose(lexical_block[2], np.sqrt(FUSION["lexical"]) * lexical[2], atol=1e-6)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
     photo = np.random.default_rng(5).integers(
         0, 256, (1, encoders.image_size, encoders.image_size, 3), np.uint8
     )
