@@ -135,14 +135,6 @@ class LexicalProjection:
     def dim(self) -> int:
         return len(self.pipeline[-1].get_feature_names_out())
 
-    @property
-    def lsa_dim(self) -> int:
-        """How many of the leading dimensions are the LSA part."""
-        projections = self.pipeline[-1]
-        if isinstance(projections, FeatureUnion):
-            return dict(projections.transformer_list)["lsa"].named_steps["svd"].n_components
-        return self.dim
-
     def known(self, texts: Sequence[str]) -> np.ndarray:
         """bool ``[len(texts)]``: whether a text has a word that at least two training texts have. Hashed terms
         cannot say it (an unseen term may share a bucket with a seen one): a text of new words only still has

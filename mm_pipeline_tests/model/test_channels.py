@@ -219,7 +219,7 @@ def test_lexical_random_block_keeps_the_rare_terms_that_tell_near_twins_apart():
     kinds = [[f"kind{k}word{w}" for w in range(6)] for k in range(8)]
     train = _listings(rng, range(600), kinds) + _listings(rng, range(600), kinds)  # every number twice
     lexical = LexicalProjection.fit(train)
-    assert lexical.dim == LSA_DIM + RANDOM_DIM == lexical.lsa_dim + RANDOM_DIM
+    assert lexical.dim == LSA_DIM + RANDOM_DIM
     tfidf = lexical.pipeline.named_steps["tfidf"]
     lsa = lexical.pipeline.named_steps["projections"].transformer_list[0][1]
 
@@ -257,5 +257,5 @@ def test_lexical_projection_saved_before_loads_and_applies_as_fitted(tmp_path):
     vocabulary = Pipeline([("tfidf", TfidfVectorizer(min_df=2)), ("svd", TruncatedSVD(3, random_state=0))])
     joblib.dump(vocabulary.fit(texts), tmp_path / "before.joblib")
     before = LexicalProjection.load(tmp_path / "before.joblib")
-    assert before.words is None and before.dim == before.lsa_dim == 3
+    assert before.words is None and before.dim == 3
     assert before.known(["шапка", "ქუდი"]).tolist() == [True, False]
