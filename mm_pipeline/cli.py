@@ -147,28 +147,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
             return 2
         generate_sample(out, n=args.n, batches=args.batches, seed=args.seed, progress=_progress_bar("images"))
 
-    import dagster as dg
-
     from mm_pipeline.defs.resources import PipelineSettings
 
     # the sample's folders unless MM_INCOMING_DIR / MM_IMAGES_DIR say otherwise; the settings travel to
     # build_defs, the environment is left as it was
     sample = {"MM_INCOMING_DIR": str(out / "batches"), "MM_IMAGES_DIR": str(out / "images")}
     settings = PipelineSettings.from_env({**sample, **{k: v for k, v in os.environ.items() if v}})
-    with dg.DagsterInstance.get() as instance:
-        return _materialize_and_report(
-            settings,
-            instance,
-            started,
-            f"runs recorded in DAGSTER_HOME={os.environ.get('DAGSTER_HOME')} (`make ui` shows them)",
+    if args.dagster_home is not None:
+        return _materialize_in(
+            settings, started, args.dagster_home, f"the Dagster instance at {args.dagster_home}"
         )
+    home = os.environ.get("DAGSTER_HOME")
+    shown = f"DAGSTER_HOME={home} (`make ui` shows them)"
+    return _materialize_in(settings, started, Path(home) if home else None, shown)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """The whole graph on a user's catalogue, in its own data dir and Dagster instance."""
-    import contextlib
-    import tempfile
-
     started = time.perf_counter()
     if _report_problems(
         *(
@@ -201,21 +196,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.epochs is not None:  # at least 1 (argparse)
         env["MM_TRAIN_EPOCHS"] = str(args.epochs)
 
-    import dagster as dg
-
     from mm_pipeline.defs.resources import PipelineSettings
 
     settings = PipelineSettings.from_env(env)
-    kept = args.dagster_home is not None
-    where = (
-        f"runs recorded in the Dagster instance at {args.dagster_home}"
-        if kept
-        else "runs were recorded in a temporary Dagster instance, now removed (--dagster-home DIR keeps them)"
-    )
-    folder = contextlib.nullcontext(str(args.dagster_home)) if kept else tempfile.TemporaryDirectory()
-    with folder as home:
-        Path(home).mkdir(parents=True, exist_ok=True)
-        with dg.DagsterInstance.from_config(home) as instance:
+    shown = f"the Dagster instance at {args.dagster_home}"
+    return _materialize_in(settings, started, args.dagster_home, shown)
+
+
+def _materialize_in(settings, started: float, home: Path | None, shown: str) -> int:
+    """:func:`_materialize_and_report` in the Dagster instance whose folder is ``home`` (created when absent;
+    ``shown`` names it in the summary), or with ``home`` None in a temporary one, removed afterwards."""
+    import contextlib
+    import tempfile
+
+    import dagster as dg
+
+    if home is None:
+        folder = tempfile.TemporaryDirectory()
+        where = (
+            "runs were recorded in a temporary Dagster instance, now removed (--dagster-home DIR keeps them)"
+        )
+    else:
+        folder, where = contextlib.nullcontext(str(home)), f"runs recorded in {shown}"
+    with folder as path:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        with dg.DagsterInstance.from_config(path) as instance:
             return _materialize_and_report(settings, instance, started, where)
 
 
@@ -547,6 +552,15 @@ POSITIVE = _int_at_least(1)
 NON_NEGATIVE = _int_at_least(0)
 
 
+def _dagster_home_option(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument(
+        "--dagster-home",
+        type=Path,
+        default=None,
+        help=f"Dagster instance folder that keeps the runs, created if absent (default: {default})",
+    )
+
+
 def _sample_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """``sample`` and ``demo``: where the sample catalogue goes, its size and its seed."""
     parser.add_argument("--out", default="data/sample")
@@ -586,6 +600,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(func=cmd_validate)
 
     demo = sub.add_parser("demo", help="generate the sample (if absent) and materialize the whole graph")
+    _dagster_home_option(demo, "DAGSTER_HOME, else a temporary instance")
     _sample_options(demo).set_defaults(func=cmd_demo)
 
     run = sub.add_parser(
@@ -599,12 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path(_env("MM_DATA_DIR", "data")),
         help="where store/ is written (default: MM_DATA_DIR or data)",
     )
-    run.add_argument(
-        "--dagster-home",
-        type=Path,
-        default=None,
-        help="Dagster instance folder that keeps the runs (default: a temporary instance)",
-    )
+    _dagster_home_option(run, "a temporary instance")
     run.add_argument(
         "--epochs", type=POSITIVE, default=None, help="training epochs (default: MM_TRAIN_EPOCHS or recipe)"
     )

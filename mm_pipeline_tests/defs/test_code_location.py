@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import dagster as dg
 import yaml
@@ -92,6 +93,39 @@ def test_the_cli_passes_settings_and_leaves_the_environment_alone(monkeypatch, t
     assert seen["settings"].incoming_dir == str(out / "batches")
     assert seen["settings"].images_dir == str(tmp_path / "photos")  # the environment wins over the sample
     assert dict(os.environ) == before
+
+
+def test_demo_records_its_runs_with_or_without_dagster_home(monkeypatch, tmp_path):
+    """``mm-pipeline demo`` uses ``--dagster-home``, else DAGSTER_HOME (created when absent), else a temporary
+    instance as ``run`` does; without DAGSTER_HOME it used to fail with Dagster's traceback after making the
+    sample."""
+    from mm_pipeline import cli
+
+    seen = []
+
+    def fake_report(settings, instance, started, where):
+        seen.append((Path(instance.root_directory), where))
+        return 0
+
+    out = tmp_path / "sample"
+    (out / "batches").mkdir(parents=True)
+    (out / "batches" / "batch_000.parquet").write_bytes(b"")
+    monkeypatch.setattr(cli, "_materialize_and_report", fake_report)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    assert cli.main(["demo", "--out", str(out)]) == 0
+    temporary, where = seen[-1]
+    assert "temporary Dagster instance, now removed" in where and not temporary.exists()
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "not_yet"))
+    assert cli.main(["demo", "--out", str(out)]) == 0
+    assert seen[-1] == (
+        tmp_path / "not_yet",
+        f"runs recorded in DAGSTER_HOME={tmp_path / 'not_yet'} (`make ui` shows them)",
+    )
+    assert (tmp_path / "not_yet").is_dir()
+
+    assert cli.main(["demo", "--out", str(out), "--dagster-home", str(tmp_path / "chosen")]) == 0
+    assert seen[-1][0] == tmp_path / "chosen" and str(tmp_path / "chosen") in seen[-1][1]
 
 
 def test_the_kubernetes_location_is_a_function_over_build_defs(monkeypatch, tmp_path):
