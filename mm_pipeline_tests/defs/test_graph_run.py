@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from mm_pipeline.defs.in_process.runner import CheckOutcome, GraphRun
+from mm_pipeline.defs.in_process.runner import CheckOutcome, GraphRun, materialize_graph
 from mm_pipeline.demo_summary import print_summary
 from mm_pipeline.layout import Layout
 from mm_pipeline.publish.gates import VERDICT
@@ -120,3 +120,33 @@ def test_status_reads_what_the_store_holds(tmp_path, capsys):
     assert "published: version v1 at t, 5 products in 2 batches, model abc123-int8; 0 versions kept" in (
         capsys.readouterr().out
     )
+
+
+def test_a_failed_stage_is_logged_as_failed_with_its_reason_and_stops_the_graph():
+    @dg.asset
+    def trained() -> None:
+        raise dg.Failure("too few products to train: 2 train, 0 held out")
+
+    @dg.asset(deps=[trained])
+    def served() -> None:
+        pass
+
+    defs = dg.Definitions(
+        assets=[trained, served],
+        jobs=[
+            dg.define_asset_job("model_job", selection=[trained]),
+            dg.define_asset_job("serve_job", selection=[served]),
+        ],
+    )
+    lines = []
+    with dg.DagsterInstance.ephemeral() as instance:
+        outcome = materialize_graph(
+            defs, instance, [], lines.append, stages=(("model_job", False), ("serve_job", False))
+        )
+    assert outcome.failures == ("model_job",) and len(outcome.run_ids) == 1  # serve_job never ran
+    assert lines[0] == "[1/2] running model_job ..."
+    assert re.fullmatch(
+        r"\[1/2\] model_job FAILED in \d+ s: trained: Failure: too few products to train: 2 train, 0 held out",
+        lines[1],
+    )
+    assert not any("finished" in line for line in lines)

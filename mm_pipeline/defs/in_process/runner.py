@@ -70,6 +70,18 @@ def register_batches(instance: dg.DagsterInstance, batches: list[str]) -> list[s
     return [f"{batch}: file gone; partition retired, its products are no longer served" for batch in retired]
 
 
+def failure_reason(event: dg.DagsterEvent) -> str:
+    """The first line of a step failure's error, without the module path of its class (``Failure: ...``)."""
+    error = event.step_failure_data.error
+    if error is None:
+        return "failed"
+    first_line = (
+        error.message.strip().splitlines()[0] if error.message.strip() else error.cls_name or "failed"
+    )
+    head, separator, rest = first_line.partition(": ")
+    return f"{head.rsplit('.', 1)[-1]}{separator}{rest}"
+
+
 def materialize_graph(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
@@ -98,14 +110,18 @@ def materialize_graph(
             result = defs.resolve_job_def(job_name).execute_in_process(
                 instance=instance, partition_key=key, raise_on_error=False, tags=process_tags()
             )
-            log(f"[{step}/{total}] {label} finished in {time.perf_counter() - started:.0f} s")
+            elapsed = time.perf_counter() - started
             run_ids.append(result.run_id)
             checks = [CheckOutcome.of(c) for c in result.get_asset_check_evaluations()]
             outcomes += checks
             failed_checks = {c.step_key for c in checks if not c.passed}
-            failed_steps = {e.step_key for e in result.all_events if e.is_step_failure}
-            if not result.success and not failed_steps <= failed_checks:
-                failures.append(label)
+            failed = [e for e in result.all_events if e.is_step_failure and e.step_key not in failed_checks]
+            if result.success or not failed:
+                log(f"[{step}/{total}] {label} finished in {elapsed:.0f} s")
+                continue
+            failures.append(label)
+            reasons = "; ".join(f"{e.step_key}: {failure_reason(e)}" for e in failed)
+            log(f"[{step}/{total}] {label} FAILED in {elapsed:.0f} s: {reasons}")
         if failures:
             break
     return GraphRun(tuple(batches), tuple(failures), tuple(run_ids), tuple(outcomes))
