@@ -10,6 +10,7 @@ rejects the row. Problems with the file itself raise :class:`BatchFileError`.
 
 from __future__ import annotations
 
+import difflib
 import math
 import numbers
 import os
@@ -50,7 +51,7 @@ MISSING_SPELLINGS = frozenset({"", "nan", "none", "null", "n/a", "na", "<na>", "
 _TRUE_WORDS = {"true", "1", "1.0", "yes", "да", "t", "y"}
 _FALSE_WORDS = {"false", "0", "0.0", "no", "нет", "f", "n"}
 _ROUBLES = {"₽", "руб", "руб.", "р", "р.", "rub"}
-_INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
+_DIGITS = re.compile(r"[0-9]+")  # an nm given as text: plain ASCII digits
 _EXACT_FLOAT_INTS = 2**53  # integral floats below this are exactly the integers a writer stored
 
 
@@ -130,8 +131,9 @@ def read_batch(path: Path | str) -> tuple[pd.DataFrame, tuple[str, ...]]:
     frame, notes = _read_frame(path)
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
+        hints = "".join(f"; {hint}" for hint in _misspelt_columns(frame.columns, missing))
         raise BatchFileError(
-            path, f"missing required column(s) {', '.join(missing)}; has {list(frame.columns)}"
+            path, f"missing required column(s) {', '.join(missing)}; has {list(frame.columns)}{hints}"
         )
     reserved = [c for c in RESERVED_COLUMNS if c in frame.columns]
     if reserved:
@@ -190,7 +192,23 @@ def _contract_names(path: Path, frame: pd.DataFrame, notes: list[str]) -> pd.Dat
             renames[names[0]] = wanted
     if renames:
         notes.append(f"column(s) {', '.join(f'{k!r} read as {v}' for k, v in renames.items())}")
-    return frame.rename(columns=renames)
+    frame = frame.rename(columns=renames)
+    notes.extend(_misspelt_columns(frame.columns))
+    return frame
+
+
+def _misspelt_columns(columns: pd.Index, wanted_columns: Sequence[str] | None = None) -> list[str]:
+    """A note per contract column (of ``wanted_columns``, default all) the file lacks whose name is close to
+    one of the file's other columns (a typo such as ``categroy``); the column is not renamed, as the guess
+    may be wrong."""
+    contract = (*WB_COLUMNS, *OPTIONAL_COLUMNS)
+    others = {str(c).strip().casefold(): c for c in columns if c not in contract}
+    hints = []
+    for wanted in (c for c in wanted_columns or contract if c not in columns):
+        close = difflib.get_close_matches(wanted, list(others), n=1, cutoff=0.8)
+        if close:
+            hints.append(f"column {others[close[0]]!r} is not read as {wanted}: rename it if it is")
+    return hints
 
 
 def _shown(value) -> str:
@@ -235,8 +253,10 @@ def _cast_nm(value) -> tuple[int, str | None]:
     if text is not None:
         if _spells_missing(text):
             raise ValueError("missing nm" + (f": {_shown(text)} means missing" if text.strip() else ""))
-        if not _INTEGER_TEXT.fullmatch(text.strip()):
-            raise ValueError(f"bad type in column nm: {_shown(value)} is not an integer")
+        if not _DIGITS.fullmatch(text.strip()):
+            signed = re.fullmatch(r"[+-][0-9]+", text.strip())
+            problem = "has a sign; nm is written in plain digits" if signed else "is not an integer"
+            raise ValueError(f"bad type in column nm: {_shown(value)} {problem}")
         nm, note = int(text), f"nm: text {_shown(text)} read as {int(text)}"
     elif _is_number(value):
         try:
@@ -250,6 +270,8 @@ def _cast_nm(value) -> tuple[int, str | None]:
         raise ValueError(f"bad type in column nm: {type(value).__name__} {_shown(value)}")
     if not _INT64_MIN <= nm <= _INT64_MAX:
         raise ValueError(f"bad type in column nm: {_shown(value)} is out of int64 range")
+    if nm <= 0:  # a marketplace article number; 0 or a negative one is an export error
+        raise ValueError(f"bad value in column nm: {_shown(value)} is not a positive integer")
     return nm, note
 
 

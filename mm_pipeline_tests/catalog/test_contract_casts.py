@@ -106,14 +106,26 @@ def test_text_that_cannot_be_cast_rejects_the_row(tmp_path):
 
 
 def test_nm_text_is_cast_strictly_and_noted(catalogue):
-    rows = good_rows(4).astype({"nm": object})
-    rows["nm"] = ["1000", "1_001", "١٠٠٢", "nan"]
-    result = validate_batch(*catalogue(rows, images_for=[1000, 1001, 1002]))
-    assert notes_of(result) == {1000: "nm: text '1000' read as 1000"}
+    rows = good_rows(6).astype({"nm": object})
+    rows["nm"] = ["1000", "1_001", "١٠٠٢", "nan", " 1004 ", "-5"]
+    result = validate_batch(*catalogue(rows, images_for=[1000, 1001, 1002, 1004]))
+    assert notes_of(result) == {1000: "nm: text '1000' read as 1000", 1004: "nm: text ' 1004 ' read as 1004"}
     assert reasons_of(result) == {
         "1_001": "bad type in column nm: '1_001' is not an integer",
         "١٠٠٢": "bad type in column nm: '١٠٠٢' is not an integer",
         "nan": "missing nm: 'nan' means missing",
+        "-5": "bad type in column nm: '-5' has a sign; nm is written in plain digits",
+    }
+
+
+def test_nm_is_a_positive_integer(catalogue):
+    rows = good_rows(3)
+    rows["nm"] = [1000, 0, -7]
+    result = validate_batch(*catalogue(rows, images_for=[1000]))
+    assert result.accepted["nm"].tolist() == [1000]
+    assert reasons_of(result) == {
+        "0": "bad value in column nm: 0 is not a positive integer",
+        "-7": "bad value in column nm: -7 is not a positive integer",
     }
 
 
@@ -192,6 +204,23 @@ def test_column_names_in_another_case(catalogue, tmp_path):
     good_rows(2).assign(Title="other").to_parquet(tmp_path / "both.parquet", index=False)
     with pytest.raises(BatchFileError, match="columns 'title', 'Title' differ only in case or spaces"):
         validate_batch(tmp_path / "both.parquet", images)
+
+
+def test_a_misspelt_column_is_named_but_not_guessed(catalogue, tmp_path):
+    """A contract column the file lacks, beside a column of a close name: left unknown, with a note naming the
+    likely typo (a guess is never applied); a required one fails the file with the same hint."""
+    _, images = catalogue(good_rows(2))
+    good_rows(2).rename(columns={"category": "categroy"}).to_parquet(tmp_path / "typo.parquet", index=False)
+    result = validate_batch(tmp_path / "typo.parquet", images)
+    assert result.file_notes == ("column 'categroy' is not read as category: rename it if it is",)
+    assert "category" in result.missing_columns and result.accepted["categroy"].tolist() == ["Одежда"] * 2
+    good_rows(2).rename(columns={"title": "tittle"}).to_parquet(tmp_path / "title.parquet", index=False)
+    with pytest.raises(
+        BatchFileError, match="missing required column.s. title; .*column 'tittle' is not read as title"
+    ):
+        validate_batch(tmp_path / "title.parquet", images)
+    good_rows(2).assign(price_rub=1.0).to_parquet(tmp_path / "other.parquet", index=False)
+    assert validate_batch(tmp_path / "other.parquet", images).file_notes == ()  # not close to a contract name
 
 
 def test_cross_batch_owners_read_any_batch_shape(catalogue, tmp_path):
