@@ -122,9 +122,11 @@ def test_status_reads_what_the_store_holds(tmp_path, capsys):
     )
 
 
-def test_a_failed_stage_is_logged_as_failed_with_its_reason_and_stops_the_graph():
+def test_a_failed_stage_is_logged_as_failed_with_its_reason_and_stops_the_graph(capfd):
     @dg.asset
-    def trained() -> None:
+    def trained(context) -> None:
+        context.log.info("epoch 0 step 1/97")
+        context.log.debug("a detail")
         raise dg.Failure("too few products to train: 2 train, 0 held out")
 
     @dg.asset(deps=[trained])
@@ -150,3 +152,7 @@ def test_a_failed_stage_is_logged_as_failed_with_its_reason_and_stops_the_graph(
         lines[1],
     )
     assert not any("finished" in line for line in lines)
+    # the console shows the assets' progress and the failure, not Dagster's DEBUG events
+    console = capfd.readouterr().err
+    assert "epoch 0 step 1/97" in console and "STEP_FAILURE" in console
+    assert "a detail" not in console and "STEP_START" not in console

@@ -14,6 +14,9 @@ from mm_pipeline.defs.partitions import catalogue_batches
 from mm_pipeline.publish.gates import VERDICT
 
 STAGES = (("ingest_job", True), ("model_job", False), ("embeddings_job", True), ("evaluation_job", False))
+# what Dagster's console logger prints during a graph run: the assets' progress, warnings and errors; its DEBUG
+# events (step starts, outputs, handled inputs: half the lines of a run) stay in the instance's event log
+CONSOLE_LOG_LEVEL = "INFO"
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,11 @@ def materialize_graph(
             log(f"[{step}/{total}] running {label} ...")
             started = time.perf_counter()
             result = defs.resolve_job_def(job_name).execute_in_process(
-                instance=instance, partition_key=key, raise_on_error=False, tags=process_tags()
+                run_config={"loggers": {"console": {"config": {"log_level": CONSOLE_LOG_LEVEL}}}},
+                instance=instance,
+                partition_key=key,
+                raise_on_error=False,
+                tags=process_tags(),
             )
             elapsed = time.perf_counter() - started
             run_ids.append(result.run_id)
