@@ -100,6 +100,12 @@ def metric_lines(layout: Layout) -> list[str]:
         line = f"  {summary.task:<14} fused F1 {summary.fused_f1:.3f}  base {summary.base_fused_f1:.3f}"
         if summary.fused_minus_best_reference is not None:
             line += f"  minus best no-learning reference {summary.fused_minus_best_reference:+.3f}"
+        merged = summary.details.get("sub_categories_read_as_category")
+        if merged:
+            line += (
+                f"  ({merged} sub-categories of under {summary.details['min_sub_category_products']} eval "
+                f"products scored as their category: {summary.details['products_in_them']} products)"
+            )
         lines.append(line)
     return lines
 

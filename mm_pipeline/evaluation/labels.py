@@ -203,6 +203,18 @@ def merge_rare_sub_categories(
     return sub_category.where(sizes >= min_products, category).where(sub_category.notna())
 
 
+def rare_sub_categories(
+    products: pd.DataFrame, min_products: int = MIN_SUB_CATEGORY_PRODUCTS
+) -> tuple[int, int]:
+    """``(sub-categories, products in them)`` that :func:`derive_labels` reads as their category on
+    ``products``: those with fewer than ``min_products`` products in their category
+    (:func:`merge_rare_sub_categories`)."""
+    category, sub_category = _clean_names(products["category"]), _clean_names(products["sub_category"])
+    sizes = sub_category.groupby([category, sub_category], dropna=True).size()
+    rare = sizes[sizes < min_products]
+    return len(rare), int(rare.sum())
+
+
 def log_price(prices: pd.Series) -> pd.Series:
     """Regression target: log(price), NaN where the price is missing or not positive."""
     price = pd.to_numeric(pd.Series(prices), errors="coerce").astype(float)

@@ -20,7 +20,15 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from mm_pipeline.evaluation.labels import TASKS, TaskSpec, derive_labels, log_price, price_bin_edges
+from mm_pipeline.evaluation.labels import (
+    MIN_SUB_CATEGORY_PRODUCTS,
+    TASKS,
+    TaskSpec,
+    derive_labels,
+    log_price,
+    price_bin_edges,
+    rare_sub_categories,
+)
 from mm_pipeline.evaluation.neighbours import (
     KS,
     MAX_QUERIES,
@@ -241,6 +249,11 @@ def evaluate_task(
         "neighbour_precision_chance": chance_precision(y),
         "neighbour_seconds": round(neighbour_seconds, 2),
     }
+    if task_name == "sub_category":  # rare ones are scored as their category: say how many
+        merged, merged_products = rare_sub_categories(data.products)
+        extras["sub_categories_read_as_category"] = merged
+        extras["products_in_them"] = merged_products
+        extras["min_sub_category_products"] = MIN_SUB_CATEGORY_PRODUCTS
     if task_name == "price_range":
         extras["bin_edges_rub"] = [round(float(e), 2) for e in np.exp(edges)] if edges is not None else []
         target = np.asarray(log_price(data.products["price"]), dtype=float)

@@ -94,6 +94,16 @@ def test_status_reads_what_the_store_holds(tmp_path, capsys):
     for task, summary in (
         ("category", {"fused_f1": 0.9, "base_fused_f1": 0.5, "fused_minus_best_reference": -0.01}),
         ("isadult", {"status": "insufficient data", "reason": "only one class"}),
+        (
+            "sub_category",
+            {
+                "fused_f1": 0.8,
+                "base_fused_f1": 0.4,
+                "sub_categories_read_as_category": 45,
+                "products_in_them": 120,
+                "min_sub_category_products": 11,
+            },
+        ),
     ):
         layout.metric_dir(task).mkdir(parents=True)
         write_json({"task": task, **summary}, layout.metric_summary(task))
@@ -106,6 +116,12 @@ def test_status_reads_what_the_store_holds(tmp_path, capsys):
         r"^  category +fused F1 0\.900  base 0\.500  minus best no-learning reference -0\.010$", out, re.M
     )
     assert re.search(r"^  isadult +insufficient data: only one class$", out, re.M)
+    assert re.search(
+        r"^  sub_category +fused F1 0\.800  base 0\.400  \(45 sub-categories of under 11 eval products scored as "
+        r"their category: 120 products\)$",
+        out,
+        re.M,
+    )
     assert "published: nothing yet" in out
     published = {
         "version": "v1",

@@ -10,6 +10,7 @@ from mm_pipeline.evaluation.labels import (
     log_price,
     merge_rare_sub_categories,
     price_bin_edges,
+    rare_sub_categories,
 )
 
 
@@ -155,6 +156,11 @@ def test_sub_categories_under_eleven_products_merge_into_their_category():
         )
     )
     assert labels["sub_category"].tolist() == merged.tolist()
+    frame = products(
+        [{"title": "x", "category": c, "sub_category": s} for c, s in zip(category, sub, strict=True)]
+    )
+    assert rare_sub_categories(frame) == (2, 6)  # Юбки and Кеды, 3 products each
+    assert rare_sub_categories(frame, min_products=3) == (0, 0)
 
 
 def test_price_quintiles_and_unknown_prices():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -185,6 +186,18 @@ def test_every_probe_of_a_task_keeps_a_products_listings_in_one_fold(monkeypatch
         assert groups is not None
         for train_rows, test_rows in folds:
             assert not set(groups[train_rows]) & set(groups[test_rows])
+
+
+def test_sub_category_says_how_many_rare_ones_it_scored_as_their_category():
+    data = eval_set()
+    sub_category = data.products["sub_category"].copy()
+    sub_category.iloc[:4] = "Кеды"  # 4 products: under MIN_SUB_CATEGORY_PRODUCTS, read as their category
+    data = dataclasses.replace(data, products=data.products.assign(sub_category=sub_category))
+    extras = evaluate_task("sub_category", data).extras
+    assert extras["min_sub_category_products"] == 11
+    categories_of_rare = data.products["category"].iloc[:4].nunique()  # one rare group per category
+    assert extras["sub_categories_read_as_category"] == categories_of_rare
+    assert extras["products_in_them"] == 4 and extras["classes"] == 3
 
 
 def test_a_task_without_labels_reports_insufficient_data():
