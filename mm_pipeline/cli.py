@@ -89,11 +89,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     if _sample_size_error(args):
         return 2
+    replaced = any((Path(args.out) / "batches").glob("*.parquet"))
     summary = generate_sample(
         Path(args.out), n=args.n, batches=args.batches, seed=args.seed, progress=_progress_bar("images")
     )
+    batches = len(summary.batch_files)
     print(
-        f"{summary.n_products} products in {len(summary.batch_files)} batches under {summary.out_dir} "
+        f"{summary.n_products} products in {batches} batch{'es' if batches != 1 else ''} under {summary.out_dir}"
+        f"{' (replacing the sample that was there)' if replaced else ''} "
         f"({summary.n_dup_groups} re-listing groups, {summary.n_bad_rows} deliberately bad rows)"
     )
     return 0

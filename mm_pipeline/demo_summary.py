@@ -128,14 +128,17 @@ def store_status(layout: Layout) -> list[str]:
         lines.append("ONNX export: none yet (materialize onnx_model)")
     paths = {path.stem: path for path in sorted(layout.embeddings("*").parent.glob("*.parquet"))}
     versions = embeddings_model_versions(paths)
+    published = current_manifest(layout)
+    served = None if published is None else {b["batch"] for b in published["batches"]}
     lines.append(f"embedded batches: {len(paths)}")
     for batch, path in paths.items():
         rows = pq.ParquetFile(path).metadata.num_rows
-        lines.append(f"  {batch:<20} {rows:>8} products  model {', '.join(versions[batch]) or 'unknown'}")
+        line = f"  {batch:<20} {rows:>8} products  model {', '.join(versions[batch]) or 'unknown'}"
+        # e.g. a batch whose file is gone (retired) or embedded since the last publication
+        lines.append(line if served is None or batch in served else f"{line}  (not in the published version)")
     metrics = metric_lines(layout)
     lines.append(f"metrics: {len(metrics)}")
     lines.extend(metrics)
-    published = current_manifest(layout)
     if published is None:
         lines.append("published: nothing yet (published_embeddings moves once every gate passes)")
     else:

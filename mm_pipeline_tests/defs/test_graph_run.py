@@ -127,15 +127,16 @@ def test_status_reads_what_the_store_holds(tmp_path, capsys):
         "version": "v1",
         "published_at": "t",
         "products": 5,
-        "batches": [{}, {}],
+        "batches": [{"batch": "b1", "products": 3}, {"batch": "b0", "products": 2}],
         "model_versions": ["abc123-int8"],
     }
     layout.published_dir.mkdir(parents=True)
     write_json(published, layout.published_manifest)
     assert cli_main(["status", "--data-dir", str(tmp_path)]) == 0
-    assert "published: version v1 at t, 5 products in 2 batches, model abc123-int8; 0 versions kept" in (
-        capsys.readouterr().out
-    )
+    out = capsys.readouterr().out
+    assert "published: version v1 at t, 5 products in 2 batches, model abc123-int8; 0 versions kept" in out
+    assert re.search(r"^  b1 +3 products  model abc123-int8$", out, re.M)  # served
+    assert re.search(r"^  b2 +2 products  model abc123-int8  \(not in the published version\)$", out, re.M)
 
 
 def test_a_failed_stage_is_logged_as_failed_with_its_reason_and_stops_the_graph(capfd):

@@ -205,3 +205,16 @@ def test_descriptions_carry_marketplace_noise(catalog: pd.DataFrame) -> None:
     assert descriptions.str.contains(EMOJI).mean() > 0.2
     assert descriptions.str.contains("  ").any() and descriptions.str.contains("\n").any()
     assert descriptions.str.contains(r"\b[А-ЯЁ]{4,}\b").any()
+
+
+def test_sample_command_says_what_it_wrote_and_what_it_replaced(tmp_path, capsys):
+    from mm_pipeline.cli import main
+
+    out = tmp_path / "s"
+    assert main(["sample", "--out", str(out), "--n", "40", "--batches", "1"]) == 0
+    first = capsys.readouterr().out
+    assert first.startswith(f"40 products in 1 batch under {out} (") and "replacing" not in first
+    assert main(["sample", "--out", str(out), "--n", "40", "--batches", "2"]) == 0
+    assert capsys.readouterr().out.startswith(
+        f"40 products in 2 batches under {out} (replacing the sample that was there) ("
+    )
