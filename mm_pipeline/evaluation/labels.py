@@ -199,8 +199,15 @@ def merge_rare_sub_categories(
     category: pd.Series, sub_category: pd.Series, min_products: int = MIN_SUB_CATEGORY_PRODUCTS
 ) -> pd.Series:
     """Sub-categories with fewer than ``min_products`` products (per category) take their category's name."""
+    rare = _in_rare_sub_category(category, sub_category, min_products)
+    return sub_category.where(~rare, category).where(sub_category.notna())
+
+
+def _in_rare_sub_category(category: pd.Series, sub_category: pd.Series, min_products: int) -> pd.Series:
+    """bool per row: its sub-category has fewer than ``min_products`` products in its category (true where
+    either name is missing)."""
     sizes = sub_category.groupby([category, sub_category], dropna=True).transform("size")
-    return sub_category.where(sizes >= min_products, category).where(sub_category.notna())
+    return ~(sizes >= min_products)
 
 
 def rare_sub_categories(
@@ -210,9 +217,9 @@ def rare_sub_categories(
     ``products``: those with fewer than ``min_products`` products in their category
     (:func:`merge_rare_sub_categories`)."""
     category, sub_category = _clean_names(products["category"]), _clean_names(products["sub_category"])
-    sizes = sub_category.groupby([category, sub_category], dropna=True).size()
-    rare = sizes[sizes < min_products]
-    return len(rare), int(rare.sum())
+    named = category.notna() & sub_category.notna()
+    rows = _in_rare_sub_category(category, sub_category, min_products) & named
+    return len(set(zip(category[rows], sub_category[rows], strict=True))), int(rows.sum())
 
 
 def log_price(prices: pd.Series) -> pd.Series:
