@@ -639,7 +639,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--variant",
         choices=EMBED_VARIANTS,
         default=_env("MM_ONNX_VARIANT", "auto"),
-        help="default: MM_ONNX_VARIANT or auto. auto: the fastest variant that passed parity on this CPU; a forced one falls back to fp32 when it "
+        help="default: MM_ONNX_VARIANT or auto. auto: the most exact variant that passed parity unless another is clearly faster on this CPU; a forced one falls back to fp32 when it "
         "failed parity or the export lacks it; int8-static and bf16 run on OpenVINO, bf16 needs a CPU with "
         "AVX512-BF16 or AMX",
     )

@@ -42,7 +42,7 @@ class PipelineSettings(dg.ConfigurableResource):
     eval_fraction: float = 0.3
     train_epochs: int = 0  # 0: the recipe's own number of epochs
     compact_vocab_size: int = 6000
-    # auto (the fastest variant that passed parity and runs on this CPU), int8, int8-static, fp32 or bf16
+    # auto (the most exact variant that passed parity and runs on this CPU, unless another is clearly faster), int8, int8-static, fp32 or bf16
     onnx_variant: str = "auto"
     train_batch_size: int = 0  # 0: the recipe's own batch size
     device: str = "auto"  # torch and ONNX Runtime: auto, cpu or cuda (mm_pipeline.model.device)

@@ -36,7 +36,7 @@ def _variant(settings: PipelineSettings, onnx_dir: Path) -> VariantChoice:
 
 def checked_encoders(settings: PipelineSettings) -> tuple[OnnxEncoders, VariantChoice]:
     """ONNX sessions of the current export in the variant ``MM_ONNX_VARIANT`` resolves to (only one that passed
-    parity; ``auto``: the fastest on this CPU), on the GPU when ``MM_DEVICE`` allows it and onnxruntime-gpu is
+    parity; ``auto``: the clearly fastest on this CPU), on the GPU when ``MM_DEVICE`` allows it and onnxruntime-gpu is
     installed, and that choice. Raises ``dg.Failure`` when no variant passed or the setting is unknown."""
     onnx_dir = pin(settings.layout.onnx_dir)  # parity report and model files of one export version
     try:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mm_pipeline.inference.encoders import fastest, fuse, read_vectors
+from mm_pipeline.inference.encoders import clearly_fastest, fuse, read_vectors
 from mm_pipeline.model.clip import load_folder
 from mm_pipeline_tests.defs.conftest import tiny_model_pipeline
 
@@ -40,7 +40,7 @@ def test_model_job_then_embeddings_per_partition(tmp_path, small_sample, tiny_ru
     # MM_ONNX_VARIANT=auto: the faster passing variant as onnx_parity timed it on this CPU
     timing = json.loads(layout.onnx_parity.read_text())["timing"]["seconds"]
     assert set(timing) == set(passed)
-    expected_variant = fastest(timing, passed)
+    expected_variant = clearly_fastest(timing, passed)
 
     # a backfill over the range of batches in one run (BackfillPolicy.single_run on embeddings)
     backfill = pipeline.defs.resolve_job_def("embeddings_job").execute_in_process(
