@@ -42,6 +42,15 @@ def _onnx_settings() -> tuple[int, str]:
     return read_workers(), _env("MM_DEVICE", "auto")
 
 
+def _max_image_pixels() -> int:
+    """``MM_MAX_IMAGE_PIXELS`` as the ingest assets read it: the largest photo (width x height) decoded.
+    Raises ValueError naming the variable for a value that is not a positive integer."""
+    from mm_pipeline.environment import read_positive_int
+    from mm_pipeline.prep.images import DEFAULT_MAX_PIXELS
+
+    return read_positive_int("MM_MAX_IMAGE_PIXELS", DEFAULT_MAX_PIXELS)
+
+
 def _every_row_rejected(result) -> bool:
     """Whether every row of a batch that has rows was rejected (a ``ValidationResult``); says so if it was."""
     if result.n_input and result.accepted.empty:
@@ -114,8 +123,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     ):
         return 2
     try:
+        max_pixels = _max_image_pixels()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
         batch_name(args.batch)  # a file the sensor would refuse to register is refused here too
-        result = validate_batch(args.batch, args.images)
+        result = validate_batch(args.batch, args.images, max_image_pixels=max_pixels)
         accepted = clean_products(result.accepted)
     except BatchFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -282,7 +296,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
         workers, device = _onnx_settings()
         choice = resolve_variant(model_dir, args.variant, workers, execution_providers(device))
         encoders = OnnxEncoders(model_dir, choice.variant, threads=workers, device=device)
-        result = validate_batch(args.products, args.images)
+        max_pixels = _max_image_pixels()
+        result = validate_batch(args.products, args.images, max_image_pixels=max_pixels)
     except BatchFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -301,7 +316,11 @@ def cmd_embed(args: argparse.Namespace) -> int:
             import numpy as np
 
             return np.stack(
-                list(pool.map(lambda f: load_letterboxed(f, encoders.image_size), files[start:stop]))
+                list(
+                    pool.map(
+                        lambda f: load_letterboxed(f, encoders.image_size, max_pixels), files[start:stop]
+                    )
+                )
             )
 
         stats = write_embeddings(
@@ -505,9 +524,11 @@ def _image_query(layout, lookup, path: Path):
             f"the served vector reads no photo (fusion weights {weights}); search by --text or --nm", 1
         )
     try:
-        pixels = load_letterboxed(path, encoders.image_size)
+        pixels = load_letterboxed(path, encoders.image_size, _max_image_pixels())
     except ImageProblem as problem:
         raise _Refused(f"--image: {problem}", 2) from None
+    except ValueError as exc:  # MM_MAX_IMAGE_PIXELS
+        raise _Refused(str(exc), 2) from None
     if not weights.get("image"):
         print(
             "note: the served vector weighs the photo channel 0; ranked by how the photo matches product texts",

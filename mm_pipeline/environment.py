@@ -49,10 +49,16 @@ DEFAULT_WORKERS = os.cpu_count() or 2
 """``workers`` when ``MM_WORKERS`` is unset: one thread per CPU of the machine that loads the definitions."""
 
 
+def read_positive_int(name: str, default: int, env: Mapping[str, str] = os.environ) -> int:
+    """The variable ``name`` of ``env``, ``default`` when unset or empty. Raises ValueError naming the variable
+    unless it is a positive integer."""
+    value = env.get(name) or str(default)
+    if not value.strip().isdigit() or int(value) < 1:
+        raise ValueError(f"{name}={value!r} is not a positive integer")
+    return int(value)
+
+
 def read_workers(env: Mapping[str, str] = os.environ) -> int:
     """``MM_WORKERS``: threads for ONNX Runtime and image decoding, :data:`DEFAULT_WORKERS` when unset or empty.
     Raises ValueError naming the variable unless it is a positive integer."""
-    value = env.get("MM_WORKERS") or str(DEFAULT_WORKERS)
-    if not value.strip().isdigit() or int(value) < 1:
-        raise ValueError(f"MM_WORKERS={value!r} is not a positive integer")
-    return int(value)
+    return read_positive_int("MM_WORKERS", DEFAULT_WORKERS, env)

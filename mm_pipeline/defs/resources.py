@@ -16,6 +16,7 @@ from mm_pipeline.inference.encoders import AUTO, VARIANT_ORDER
 from mm_pipeline.layout import Layout
 from mm_pipeline.model.device import DEVICES
 from mm_pipeline.model.pairs import BatchFiles
+from mm_pipeline.prep.images import DEFAULT_MAX_PIXELS
 from mm_pipeline.tracking import PLACEHOLDER_KEY, TrackingConfigError, wandb_setup
 
 # field → the environment variable that sets it (the table: mm_pipeline.environment; README, "Configuration")
@@ -35,14 +36,15 @@ class PipelineSettings(dg.ConfigurableResource):
     incoming_dir: str = "data/sample/batches"
     images_dir: str = "data/sample/images"
     image_size: int = 96
-    max_image_pixels: int = 40_000_000
+    max_image_pixels: int = DEFAULT_MAX_PIXELS
     ruclip_dir: str = ""
     ruclip_name: str = ""
     workers: int = DEFAULT_WORKERS  # the CPU count
     eval_fraction: float = 0.3
     train_epochs: int = 0  # 0: the recipe's own number of epochs
     compact_vocab_size: int = 6000
-    # auto (the most exact variant that passed parity and runs on this CPU, unless another is clearly faster), int8, int8-static, fp32 or bf16
+    # auto (the most exact variant that passed parity and runs here, unless another is clearly faster), int8,
+    # int8-static, fp32 or bf16
     onnx_variant: str = "auto"
     train_batch_size: int = 0  # 0: the recipe's own batch size
     device: str = "auto"  # torch and ONNX Runtime: auto, cpu or cuda (mm_pipeline.model.device)

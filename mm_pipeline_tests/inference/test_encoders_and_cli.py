@@ -395,3 +395,30 @@ def test_a_products_vector_does_not_depend_on_its_batch_mates(onnx_dir, variant)
     for channel in ("image", "text", "fused"):
         singles = np.concatenate([vectors[channel] for vectors in alone])
         assert np.allclose(singles, together[channel], atol=1e-6), channel
+
+
+def test_embed_and_validate_apply_the_image_size_limit_the_ingest_assets_apply(
+    tmp_path, catalogue, onnx_dir, monkeypatch, capsys
+):
+    """MM_MAX_IMAGE_PIXELS bounds the photos ``embed`` and ``validate`` decode, as it bounds ingest's: before,
+    both used the default limit, so a photo ingest rejected was embedded (and one it accepted under a raised
+    limit was rejected). A value that is not a positive integer is refused in one line."""
+    from mm_pipeline.cli import main as cli_main
+
+    path, images = catalogue(good_rows(2), images_for=[1000, 1001])
+    out = tmp_path / "e.parquet"
+    embed = ["embed", "--products", str(path), "--images", str(images), "--model", str(onnx_dir)]
+    embed += ["--out", str(out)]
+    validate = ["validate", str(path), "--images", str(images)]
+    assert cli_main(embed) == 0 and cli_main(validate) == 0
+    capsys.readouterr()
+    monkeypatch.setenv("MM_MAX_IMAGE_PIXELS", "100")
+    assert cli_main(embed) == 1
+    assert "over the 100 pixel limit" in capsys.readouterr().err
+    assert len(pd.read_parquet(tmp_path / "e.rejected.parquet")) == 2
+    assert cli_main(validate) == 1
+    assert "over the 100 pixel limit" in capsys.readouterr().out
+    monkeypatch.setenv("MM_MAX_IMAGE_PIXELS", "lots")
+    for command in (embed, validate):
+        assert cli_main(command) == 2
+        assert "MM_MAX_IMAGE_PIXELS='lots' is not a positive integer" in capsys.readouterr().err
