@@ -110,6 +110,20 @@ def metric_lines(layout: Layout) -> list[str]:
     return lines
 
 
+def _publication_gap(published: dict | None, rows: int, model: str) -> str:
+    """How an embedded batch (``rows`` products, ``model`` versions) differs from what the published version
+    serves of it (``published``: its entry in the manifest's ``batches``, ``None`` when absent), e.g. embedded
+    since the last publication, or re-embedded by a new model whose gates have not passed; empty when the
+    same."""
+    if published is None:
+        return "  (not in the published version)"
+    if published.get("model_version", model) != model:
+        return f"  (the published version serves it from model {published['model_version']})"
+    if published["products"] != rows:
+        return f"  (the published version holds {published['products']} products of it)"
+    return ""
+
+
 def store_status(layout: Layout) -> list[str]:
     """What ``layout``'s store holds now, read from its files alone (no Dagster instance): the ONNX export and
     its parity verdict, each embedded batch with its products and model versions, the metrics, and the
@@ -129,13 +143,12 @@ def store_status(layout: Layout) -> list[str]:
     paths = {path.stem: path for path in sorted(layout.embeddings("*").parent.glob("*.parquet"))}
     versions = embeddings_model_versions(paths)
     published = current_manifest(layout)
-    served = None if published is None else {b["batch"] for b in published["batches"]}
+    served = None if published is None else {b["batch"]: b for b in published["batches"]}
     lines.append(f"embedded batches: {len(paths)}")
     for batch, path in paths.items():
-        rows = pq.ParquetFile(path).metadata.num_rows
-        line = f"  {batch:<20} {rows:>8} products  model {', '.join(versions[batch]) or 'unknown'}"
-        # e.g. a batch whose file is gone (retired) or embedded since the last publication
-        lines.append(line if served is None or batch in served else f"{line}  (not in the published version)")
+        rows, model = pq.ParquetFile(path).metadata.num_rows, ", ".join(versions[batch])
+        line = f"  {batch:<20} {rows:>8} products  model {model or 'unknown'}"
+        lines.append(line + ("" if served is None else _publication_gap(served.get(batch), rows, model)))
     metrics = metric_lines(layout)
     lines.append(f"metrics: {len(metrics)}")
     lines.extend(metrics)

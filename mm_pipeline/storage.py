@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 VERSIONS_KEPT = 2  # the current version and the one before it
 PRUNE_GRACE_S = 600.0  # younger versions stay too: a reader may have pinned one a moment ago
@@ -173,6 +175,14 @@ def write_parquet(df: pd.DataFrame, target: Path | str, **options: Any) -> Path:
     ``use_dictionary``)."""
     with atomic_path(target) as tmp:
         df.to_parquet(tmp, index=False, **options)
+    return Path(target)
+
+
+def write_arrow(table: pa.Table, target: Path | str, **options: Any) -> Path:
+    """``table`` to ``target`` atomically, its Arrow types kept (a fixed-size list stays one); ``options`` go to
+    pyarrow's ``write_table``."""
+    with atomic_path(target) as tmp:
+        pq.write_table(table, tmp, **options)
     return Path(target)
 
 

@@ -14,8 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from mm_pipeline.inference.encoders import read_manifest, read_vectors, variant_model_version
+from mm_pipeline.inference.encoders import (
+    export_variant_of,
+    read_manifest,
+    read_vectors,
+    variant_model_version,
+)
 from mm_pipeline.layout import Layout
 from mm_pipeline.publish.record import PublishedVersion, list_versions, publish_version
 from mm_pipeline.publish.vectors import (
@@ -132,12 +139,14 @@ def check_embedded_batch(layout: Layout, batch: str) -> BatchVectorReport:
     return check_batch_vectors(batch, layout.embeddings(batch), accepted["nm"].to_numpy(), manifest)
 
 
-def read_served_vectors(layout: Layout, batches: Sequence[str]) -> pd.DataFrame:
-    """What consumers read: ``PUBLISHED_COLUMNS`` of every batch's embeddings plus ``batch``, in batch order."""
-    frames = [
-        pd.read_parquet(layout.embeddings(b), columns=PUBLISHED_COLUMNS).assign(batch=b) for b in batches
-    ]
-    return pd.concat(frames, ignore_index=True)
+def read_served_vectors(layout: Layout, batches: Sequence[str]) -> pa.Table:
+    """What consumers read: ``PUBLISHED_COLUMNS`` of every batch's embeddings plus ``batch`` (string), in batch
+    order, with the embeddings' Arrow types (``fused`` a fixed-size list of float32, as ``embed`` writes it)."""
+    tables = []
+    for batch in batches:
+        table = pq.read_table(layout.embeddings(batch), columns=PUBLISHED_COLUMNS)
+        tables.append(table.append_column("batch", pa.array([batch] * len(table), pa.string())))
+    return pa.concat_tables(tables)
 
 
 def read_published_rows(layout: Layout) -> pd.DataFrame:
@@ -167,20 +176,27 @@ class Publication:
 
 
 def publish_catalogue(
-    layout: Layout, table: pd.DataFrame, batches: Sequence[str], run_id: str, metrics: list, gates: list
+    layout: Layout, table: pa.Table, batches: Sequence[str], run_id: str, metrics: list, gates: list
 ) -> Publication:
     """Publish ``table`` (:func:`read_served_vectors` of ``batches``) as a new version whose manifest names the
-    run, the model and export versions, the products per batch, and the ``metrics`` and ``gates`` it was
-    judged on (records the caller read). Raises :class:`RepeatedProductsError` before writing anything when
-    an nm has rows in two batches."""
-    problem = one_row_per_nm_problem(table["nm"], table["batch"])
+    run, the model and export versions, the ONNX variant, the fused vector's width and fusion weights, the
+    products per batch, and the ``metrics`` and ``gates`` it was judged on (records the caller read). Raises
+    :class:`RepeatedProductsError` before writing anything when an nm has rows in two batches."""
+    rows = table.select(["nm", "batch", "model_version"]).to_pandas()
+    problem = one_row_per_nm_problem(rows["nm"], rows["batch"])
     if problem:
         raise RepeatedProductsError(f"not publishing: {problem}; retire or fix the batch files")
-    per_batch = [(b, table[table["batch"] == b]) for b in batches]
+    per_batch = [(b, rows[rows["batch"] == b]) for b in batches]
+    onnx_dir = pin(layout.onnx_dir)
+    export = read_onnx_manifest(layout, onnx_dir)
+    model_versions = sorted(rows["model_version"].unique())
     manifest = {
         "run_id": run_id,
-        "model_versions": sorted(table["model_version"].unique()),
-        "onnx_model_version": read_onnx_manifest(layout, pin(layout.onnx_dir))["model_version"],
+        "model_versions": model_versions,
+        "onnx_model_version": export["model_version"],
+        "variants": [export_variant_of(onnx_dir, v) for v in model_versions],
+        "fused_dims": table.schema.field("fused").type.list_size,
+        "fusion_weights": export.get("fusion_weights"),
         "products": len(table),
         "batches": [
             {"batch": b, "products": len(f), "model_version": ", ".join(sorted(f["model_version"].unique()))}

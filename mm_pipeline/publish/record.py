@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pandas as pd
+import pyarrow as pa
 
 from mm_pipeline.layout import Layout
-from mm_pipeline.storage import atomic_path, write_json, write_parquet
+from mm_pipeline.storage import atomic_path, write_arrow, write_json
 
 KEEP_VERSIONS = 5  # the current version and the four before it
 
@@ -89,12 +89,13 @@ def changes(previous: dict | None, manifest: dict) -> dict:
         "batches_removed": sorted(before.keys() - after.keys()),
         "batches_resized": sorted(b for b in after.keys() & before.keys() if after[b] != before[b]),
         "model_versions_before": previous.get("model_versions", []),
+        "fused_dims_before": previous.get("fused_dims"),
     }
 
 
 def publish_version(
     layout: Layout,
-    published: pd.DataFrame,
+    published: pa.Table,
     manifest: dict,
     keep: int = KEEP_VERSIONS,
     now: datetime | None = None,
@@ -106,8 +107,8 @@ def publish_version(
     data_path = layout.published_version(version)
     # dictionary pages for the repeated strings only: on vector floats they cost size and time
     # (as in write_embeddings)
-    strings = [c for c in ("model_version", "batch") if c in published]
-    write_parquet(published, data_path, use_dictionary=strings)
+    strings = [c for c in ("model_version", "batch") if c in published.column_names]
+    write_arrow(published, data_path, use_dictionary=strings)
     full = {
         "version": version,
         "published_at": now.isoformat(),

@@ -127,7 +127,10 @@ def test_status_reads_what_the_store_holds(tmp_path, capsys):
         "version": "v1",
         "published_at": "t",
         "products": 5,
-        "batches": [{"batch": "b1", "products": 3}, {"batch": "b0", "products": 2}],
+        "batches": [
+            {"batch": "b1", "products": 3, "model_version": "abc123-int8"},
+            {"batch": "b0", "products": 2, "model_version": "abc123-int8"},
+        ],
         "model_versions": ["abc123-int8"],
     }
     layout.published_dir.mkdir(parents=True)
@@ -137,6 +140,24 @@ def test_status_reads_what_the_store_holds(tmp_path, capsys):
     assert "published: version v1 at t, 5 products in 2 batches, model abc123-int8; 0 versions kept" in out
     assert re.search(r"^  b1 +3 products  model abc123-int8$", out, re.M)  # served
     assert re.search(r"^  b2 +2 products  model abc123-int8  \(not in the published version\)$", out, re.M)
+    # re-embedded by a new model (or resized) since the publication, e.g. while its gates have not passed
+    published["batches"][0] |= {"model_version": "old999-int8", "products": 4}
+    write_json(published, layout.published_manifest)
+    assert cli_main(["status", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(
+        r"^  b1 +3 products  model abc123-int8  \(the published version serves it from model old999-int8\)$",
+        out,
+        re.M,
+    )
+    published["batches"][0]["model_version"] = "abc123-int8"
+    write_json(published, layout.published_manifest)
+    assert cli_main(["status", "--data-dir", str(tmp_path)]) == 0
+    assert re.search(
+        r"^  b1 +3 products  model abc123-int8  \(the published version holds 4 products of it\)$",
+        capsys.readouterr().out,
+        re.M,
+    )
 
 
 def test_a_failed_stage_is_logged_as_failed_with_its_reason_and_stops_the_graph(capfd):

@@ -129,14 +129,14 @@ def test_refusal_names_every_gate_that_did_not_pass():
 def test_versions_are_kept_pinnable_and_pruned(tmp_path):
     layout = Layout(tmp_path)
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    frame = pd.DataFrame({"nm": [1, 2], "batch": ["b0", "b0"]})
+    frame = pa.table({"nm": [1, 2], "batch": ["b0", "b0"]})
     for i in range(4):
         manifest = {
             "products": 2 + i,
             "batches": [{"batch": "b0", "products": 2 + i}],
             "model_versions": ["v"],
         }
-        publish_version(layout, frame.head(1 + i % 2), manifest, keep=3, now=start + timedelta(minutes=i))
+        publish_version(layout, frame.slice(0, 1 + i % 2), manifest, keep=3, now=start + timedelta(minutes=i))
     kept = list_versions(layout)
     assert [m["products"] for m in kept] == [5, 4, 3]
     assert len(list(layout.published_versions_dir.iterdir())) == 6
@@ -158,7 +158,40 @@ def test_published_vectors_are_stored_without_a_dictionary(tmp_path):
     served = write_batch(tmp_path / "b0.parquet", [1, 2, 3])
     frame = pd.read_parquet(served, columns=["nm", "model_version", "fused"]).assign(batch="b0")
     manifest = {"products": 3, "batches": [{"batch": "b0", "products": 3}], "model_versions": ["abc123"]}
-    publish_version(layout, frame, manifest)
+    publish_version(layout, pa.Table.from_pandas(frame, preserve_index=False), manifest)
     assert dictionary_encoded_columns(layout.published_embeddings) == {"model_version", "batch"}
     published = pd.read_parquet(layout.published_embeddings)
     np.testing.assert_array_equal(np.stack(published["fused"]), np.stack(frame["fused"]))
+
+
+def test_the_published_file_keeps_the_embeddings_types_and_its_manifest_says_what_it_holds(tmp_path):
+    """A consumer reads the published file as it reads ``embed``'s output: ``fused`` a fixed-size list of
+    float32, plain strings (before, a pandas round trip made it a variable-size list and large strings). The
+    manifest names the ONNX variant, the fused width and the fusion weights, and what the width was before."""
+    from mm_pipeline.inference.encoders import read_vectors
+    from mm_pipeline.publish.catalogue import publish_catalogue, read_served_vectors
+
+    layout = Layout(tmp_path)
+    layout.onnx_dir.mkdir(parents=True)
+    (layout.onnx_dir / "manifest.json").write_text(json.dumps(MANIFEST))
+    for batch, nm in (("b0", [1, 2]), ("b1", [3])):
+        layout.embeddings(batch).parent.mkdir(parents=True, exist_ok=True)
+        write_batch(layout.embeddings(batch), nm)
+    for _ in range(2):
+        publication = publish_catalogue(
+            layout, read_served_vectors(layout, ["b0", "b1"]), ["b0", "b1"], "run", [], []
+        )
+    published, embedded = pq.read_schema(layout.published_embeddings), pq.read_schema(layout.embeddings("b0"))
+    assert published.field("fused").type == embedded.field("fused").type == pa.list_(pa.float32(), 8)
+    assert published.field("model_version").type == published.field("batch").type == pa.string()
+    manifest = publication.version.manifest
+    assert manifest["model_versions"] == ["abc123-int8"] and manifest["variants"] == ["int8"]
+    assert manifest["fused_dims"] == 8 and manifest["fusion_weights"] == MANIFEST["fusion_weights"]
+    assert manifest["changes"]["fused_dims_before"] == 8
+    nm, fused = read_vectors(layout.published_embeddings)  # the embeddings files' reader reads it too
+    assert list(nm) == [1, 2, 3] and fused.shape == (3, 8)
+    assert pq.read_table(layout.published_embeddings, columns=["batch"])["batch"].to_pylist() == [
+        "b0",
+        "b0",
+        "b1",
+    ]
