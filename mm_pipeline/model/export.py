@@ -119,6 +119,27 @@ def quantize_image_static(clip: CLIP, onnx_dir: Path, calibration_images: np.nda
     return target
 
 
+@contextlib.contextmanager
+def _quantizer_notes_to_debug():
+    """Within: ONNX Runtime's quantizer's warnings (through the root logger: that the graph could be
+    pre-processed, and that the uint8 image input is not quantized, which it is not meant to be) go to this
+    module's debug log instead of the console; its errors stay where they were."""
+    log = logging.getLogger(__name__)
+
+    def divert(record: logging.LogRecord) -> bool:
+        if record.levelno < logging.ERROR and "onnxruntime" in record.pathname:
+            log.debug("onnxruntime: %s", record.getMessage())
+            return False
+        return True
+
+    root = logging.getLogger()
+    root.addFilter(divert)
+    try:
+        yield
+    finally:
+        root.removeFilter(divert)
+
+
 def export_towers(
     clip: CLIP,
     model_dir: Path,
@@ -148,15 +169,16 @@ def export_towers(
             {0: Dim("batch"), 1: Dim("sequence", max=clip.context_length)},
             tower_file(tmp, "text", "fp32"),
         )
-        for tower in ("image", "text"):
-            # 7-bit weights: CPUs without VNNI (AVX2) multiply u8 x s8 pairs into saturating int16; with
-            # 8-bit weights ViT-B/32 image vectors drift to cosine 0.988 there, with 7 bits 0.9996
-            quantize_dynamic(
-                tower_file(tmp, tower, "fp32"),
-                tower_file(tmp, tower, "int8"),
-                weight_type=QuantType.QInt8,
-                reduce_range=True,
-            )
+        with _quantizer_notes_to_debug():
+            for tower in ("image", "text"):
+                # 7-bit weights: CPUs without VNNI (AVX2) multiply u8 x s8 pairs into saturating int16; with
+                # 8-bit weights ViT-B/32 image vectors drift to cosine 0.988 there, with 7 bits 0.9996
+                quantize_dynamic(
+                    tower_file(tmp, tower, "fp32"),
+                    tower_file(tmp, tower, "int8"),
+                    weight_type=QuantType.QInt8,
+                    reduce_range=True,
+                )
         calibrated, static_error = 0, None
         if calibration_images is not None and len(calibration_images):
             try:

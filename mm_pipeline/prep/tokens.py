@@ -9,6 +9,9 @@ so training reads minibatches without holding every product's ids in memory.
 from __future__ import annotations
 
 import hashlib
+import io
+import logging
+import sys
 import tempfile
 from collections.abc import Iterable, Sequence
 from functools import cached_property
@@ -17,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import youtokentome as yttm
+from wurlitzer import pipes
 
 from mm_pipeline.storage import write_npy_rows
 
@@ -61,20 +65,28 @@ def train_bpe(
         for text in texts:
             corpus.write(text.lower().replace("\n", " ") + "\n")
         corpus.write(seed_text + "\n")
+    # youtokentome prints its parameters and merge samples from C++ to stderr (~25 lines a run): they go to
+    # this module's debug log, and to stderr when training fails
+    trainer_output = io.StringIO()
     try:
-        yttm.BPE.train(
-            data=corpus.name,
-            model=str(model_path),
-            vocab_size=vocab_size,
-            coverage=1.0,
-            n_threads=1,  # deterministic merges
-            pad_id=PAD_ID,
-            unk_id=UNK_ID,
-            bos_id=BOS_ID,
-            eos_id=EOS_ID,
-        )
+        with pipes(stdout=None, stderr=trainer_output):
+            yttm.BPE.train(
+                data=corpus.name,
+                model=str(model_path),
+                vocab_size=vocab_size,
+                coverage=1.0,
+                n_threads=1,  # deterministic merges
+                pad_id=PAD_ID,
+                unk_id=UNK_ID,
+                bos_id=BOS_ID,
+                eos_id=EOS_ID,
+            )
+    except Exception:
+        sys.stderr.write(trainer_output.getvalue())
+        raise
     finally:
         Path(corpus.name).unlink(missing_ok=True)
+    logging.getLogger(__name__).debug("youtokentome: %s", trainer_output.getvalue())
     return model_path
 
 
