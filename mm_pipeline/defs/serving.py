@@ -62,11 +62,38 @@ def _registered(instance: dg.DagsterInstance) -> list[str]:
     return instance.get_dynamic_partitions(catalogue_batches.name)
 
 
-def stale_batches(settings: PipelineSettings, instance: dg.DagsterInstance) -> dict[str, list[str]]:
-    """Registered batches with an embeddings file not made by the current model: batch → versions found."""
-    return catalogue.stale_batches(
+INGEST_ASSETS = ("raw_products", "cleaned_text", "image_tensors")
+
+
+def latest_storage_id(instance: dg.DagsterInstance, asset: str, partition: str) -> int:
+    """The event log storage id of the latest materialization of ``asset`` at ``partition`` (0: none)."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1
+    ).records
+    return records[0].storage_id if records else 0
+
+
+def latest_ingest(instance: dg.DagsterInstance, batch: str) -> int:
+    """The storage id of ``batch``'s latest ingest materialization (``INGEST_ASSETS``; 0: never ingested)."""
+    return max(latest_storage_id(instance, asset, batch) for asset in INGEST_ASSETS)
+
+
+def stale_batches(settings: PipelineSettings, instance: dg.DagsterInstance) -> dict[str, str]:
+    """Ingested batches whose vectors are not what serving needs, batch → why: embedded by another model, not
+    embedded at all (a failed or cancelled run), or embedded before the batch's latest ingest (its file
+    changed and was ingested again)."""
+    by_model = catalogue.stale_batches(
         settings.layout, _registered(instance), lambda: current_model_version(settings)
     )
+    stale = {batch: f"embedded by {', '.join(found) or 'no model'}" for batch, found in by_model.items()}
+    for batch in materialized_batches(settings, instance):
+        if batch.name in stale:
+            continue
+        if not settings.layout.embeddings(batch.name).exists():
+            stale[batch.name] = "not embedded"
+        elif latest_storage_id(instance, "embeddings", batch.name) < latest_ingest(instance, batch.name):
+            stale[batch.name] = "embedded before its latest ingest"
+    return stale
 
 
 def served_batches(settings: PipelineSettings, instance: dg.DagsterInstance) -> dict[str, Path]:

@@ -1,8 +1,10 @@
-"""Gate verdicts as publishing reads them: passed, failed, missing or stale (no Dagster here).
+"""Gate verdicts as publishing reads them: passed, failed, missing, stale or outdated (no Dagster here).
 
 A gate is one blocking check of one asset (one partition of it for per-batch checks). Publishing reads the
-latest *evaluation* of every gate and the latest materialization of the asset it checks; only a gate that
-passed on the asset's latest materialization lets the new version out.
+latest *evaluation* of every gate, the latest materialization of the asset it checks and the newest
+materialization of that asset's inputs; only a gate that passed on the asset's latest materialization, made
+after its inputs' latest ones, lets the new version out. Without the second condition a metric computed
+before a batch was added, re-ingested or re-embedded vouched for vectors it never saw.
 """
 
 from __future__ import annotations
@@ -12,25 +14,40 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-PASSED, FAILED, MISSING, STALE = "passed", "failed", "missing", "stale"
+PASSED, FAILED, MISSING, STALE, OUTDATED = "passed", "failed", "missing", "stale", "outdated"
 VERDICT = "verdict"  # the metadata entry in which a gate's check states its verdict in one line
 
 
 @dataclass(frozen=True)
 class Gate:
     """A blocking check of an asset that another asset depends on; ``per_partition``: evaluated once per
-    partition of the asset. Kept as ``as_dict`` in the dependent asset's definition metadata."""
+    partition of the asset; ``inputs``: the asset's own dependencies, each with whether it is partitioned.
+    Kept as ``as_dict`` in the dependent asset's definition metadata."""
 
     asset: str
     check: str
     per_partition: bool
+    inputs: tuple[tuple[str, bool], ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> Gate:
-        return cls(values["asset"], values["check"], values["per_partition"])
+        inputs = tuple((name, bool(partitioned)) for name, partitioned in values.get("inputs", ()))
+        return cls(values["asset"], values["check"], values["per_partition"], inputs)
+
+    def input_partitions(
+        self, partition: str | None, partitions: Sequence[str]
+    ) -> list[tuple[str, str | None]]:
+        """The (asset, partition) materializations the gated asset at ``partition`` is made from: a partitioned
+        input at the same partition (every asset here is partitioned by catalogue batch or not at all), at each
+        of ``partitions`` when the gated asset is unpartitioned; an unpartitioned input whole."""
+        return [
+            (name, part)
+            for name, partitioned in self.inputs
+            for part in (([partition] if partition else partitions) if partitioned else [None])
+        ]
 
 
 @dataclass(frozen=True)
@@ -69,6 +86,9 @@ class GateReading:
     evaluation_run_id: str | None = None
     evaluated_at: float | None = None
     verdict: str = ""
+    # the newest materialization among the asset's inputs (partition-mapped), and which input made it
+    newest_input: Materialization | None = None
+    newest_input_name: str = ""
 
     @property
     def name(self) -> str:
@@ -87,9 +107,19 @@ class GateReading:
         return self.judged.storage_id != self.latest.storage_id
 
     @property
+    def is_outdated(self) -> bool:
+        """An input of the asset was materialized after the asset's latest materialization (event log storage
+        ids, which grow with every event): what the gate judged was made from older data."""
+        if self.latest is None or self.newest_input is None:
+            return False
+        return self.newest_input.storage_id > self.latest.storage_id
+
+    @property
     def status(self) -> str:
         if self.passed is None:
             return MISSING
+        if self.is_outdated:
+            return OUTDATED
         if self.is_stale:
             return STALE
         return PASSED if self.passed else FAILED
@@ -98,6 +128,13 @@ class GateReading:
         status = self.status
         if status == MISSING:
             return f"{self.name}: missing (never evaluated; run the check)"
+        if status == OUTDATED:
+            where = f"{self.asset}[{self.partition}]" if self.partition else self.asset
+            newest = self.newest_input
+            return (
+                f"{self.name}: outdated ({where} was materialized before {self.newest_input_name}, which run "
+                f"{newest.run_id[:8]} materialized after it; re-materialize {where} with its checks)"
+            )
         if status == STALE:
             judged = (
                 f"materialization {self.judged.storage_id}" if self.judged else "an earlier materialization"

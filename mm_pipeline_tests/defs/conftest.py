@@ -10,12 +10,12 @@ import dagster as dg
 import pytest
 
 from mm_pipeline.definitions import build_defs
-from mm_pipeline.defs.evaluation.assets import MetricGates
+from mm_pipeline.defs.evaluation.assets import DEFAULT_FLOORS, MetricGates
 from mm_pipeline.defs.in_process.runner import register_batches
 from mm_pipeline.defs.resources import PipelineSettings
 
 # floors a tiny untrained test model can meet: these tests check wiring, the gate test checks gating
-PERMISSIVE_GATES = MetricGates(min_fused_f1={}, max_drop_vs_base=1.0)
+PERMISSIVE_GATES = MetricGates(min_fused_f1=dict.fromkeys(DEFAULT_FLOORS, 0.0), max_drop_vs_base=1.0)
 
 
 @dataclass

@@ -149,3 +149,23 @@ def test_the_kubernetes_location_is_a_function_over_build_defs(monkeypatch, tmp_
     assert defs.resolve_job_def("model_job").executor_def.name == "k8s_job_executor"
     with dg.build_resources({"settings": defs.resources["settings"]}) as resources:
         assert resources.settings.data_dir == str(tmp_path / "pod")
+
+
+def test_loading_the_workspace_names_the_location_as_the_project_does(tmp_path):
+    """``dagster definitions validate -w workspace.yaml`` (what ``dagster dev`` loads): the dg project's
+    ``code_location_name`` is the name the workspace registers, so no load warns that they differ (unset, dg
+    took the checkout folder's name and warned 65 times in one validation)."""
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "MM_DATA_DIR": str(tmp_path / "data")}
+    command = [
+        str(Path(sys.executable).parent / "dagster"),
+        "definitions",
+        "validate",
+        "-w",
+        "workspace.yaml",
+    ]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-2000:]
+    [location] = yaml.safe_load((REPO / "workspace.yaml").read_text())["load_from"]
+    assert f"Validation successful for code location {location['python_module']['module_name']}" in output
+    assert "does not match the name" not in output

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mm_pipeline.layout import Layout
-from mm_pipeline.publish.gates import GateReading, Materialization, refusal
+from mm_pipeline.publish.gates import Gate, GateReading, Materialization, refusal
 from mm_pipeline.publish.record import list_versions, publish_version
 from mm_pipeline.publish.vectors import check_batch_vectors
 from mm_pipeline_tests.conftest import dictionary_encoded_columns
@@ -106,6 +106,42 @@ def test_gate_statuses():
     # checked in the run that materialized: current even without a recorded target
     assert reading(passed=True, evaluation_run_id="run-b").status == "passed"
     assert reading(passed=True, evaluation_run_id="run-x", evaluated_at=1.5).status == "stale"
+
+
+def test_a_gate_on_an_asset_older_than_an_input_is_outdated():
+    """The metric passed on its latest materialization, but a batch was re-embedded after it (a later event
+    in the log): what passed was computed from other vectors."""
+    judged = Materialization(10, "run-b", 2.0)
+    passed = {"passed": True, "judged": judged, "evaluation_run_id": "run-b"}
+    embedded_after = Materialization(12, "run-e0123456", 3.0)
+    outdated = reading(**passed, newest_input=embedded_after, newest_input_name="embeddings[batch_002]")
+    assert outdated.status == "outdated"
+    assert outdated.explain() == (
+        "category_gate (metric_category): outdated (metric_category was materialized before "
+        "embeddings[batch_002], which run run-e012 materialized after it; re-materialize metric_category with "
+        "its checks)"
+    )
+    assert "category_gate (metric_category)" in refusal([outdated])
+    embedded_before = Materialization(9, "run-a", 1.0)
+    assert (
+        reading(**passed, newest_input=embedded_before, newest_input_name="embeddings[b]").status == "passed"
+    )
+
+
+def test_a_gate_knows_the_partitions_its_asset_is_made_from():
+    gate = Gate(
+        "metric_category", "category_gate", False, (("base_model_embeddings", False), ("embeddings", True))
+    )
+    assert gate.input_partitions(None, ["b0", "b1"]) == [
+        ("base_model_embeddings", None),
+        ("embeddings", "b0"),
+        ("embeddings", "b1"),
+    ]
+    batch = Gate("embeddings", "batch_vectors", True, (("cleaned_text", True), ("onnx_model", False)))
+    assert batch.input_partitions("b1", ["b0", "b1"]) == [("cleaned_text", "b1"), ("onnx_model", None)]
+    assert Gate.from_dict(json.loads(json.dumps(batch.as_dict()))) == batch  # as kept in asset metadata
+    # metadata written before inputs were recorded: no inputs, so never outdated
+    assert Gate.from_dict({"asset": "a", "check": "c", "per_partition": False}).inputs == ()
 
 
 def test_refusal_names_every_gate_that_did_not_pass():

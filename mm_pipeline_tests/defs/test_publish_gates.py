@@ -17,12 +17,14 @@ import pytest
 from mm_pipeline.definitions import build_defs
 from mm_pipeline.defs.automation.gating import assets_downstream_of_gates, is_gated
 from mm_pipeline.defs.embeddings.assets import BATCH_CHECK
-from mm_pipeline.defs.evaluation.assets import MetricGates
+from mm_pipeline.defs.evaluation.assets import DEFAULT_FLOORS, MetricGates
 from mm_pipeline.defs.resources import PipelineSettings
 from mm_pipeline.publish.record import KEEP_VERSIONS, list_versions
 from mm_pipeline_tests.defs.conftest import PERMISSIVE_GATES, Pipeline
 
-STRICT_CATEGORY = MetricGates(min_fused_f1={"category": 1.01}, max_drop_vs_base=1.0, noise_z=0.0)
+STRICT_CATEGORY = MetricGates(
+    min_fused_f1=PERMISSIVE_GATES.min_fused_f1 | {"category": 1.01}, max_drop_vs_base=1.0, noise_z=0.0
+)
 CATEGORY_GATE = dg.AssetCheckKey(dg.AssetKey("metric_category"), "category_gate")
 BATCH_VECTORS = dg.AssetCheckKey(dg.AssetKey("embeddings"), BATCH_CHECK)
 
@@ -185,6 +187,54 @@ def test_a_stale_gate_blocks_publishing(pipeline):
     assert published_state(pipeline) == before
 
 
+def test_a_gate_on_an_asset_older_than_its_inputs_blocks_publishing(pipeline):
+    """Passed gates vouch only for what they judged: after a batch is re-embedded, the metrics computed
+    before (on the old vectors) no longer let a version out, nor does a batch's check once the batch is
+    re-ingested, until the asset is materialized again from its inputs. Before, publishing compared each
+    check with its own asset only and published vectors no metric had seen."""
+    before = published_state(pipeline)
+    reembedded = execute(pipeline, {dg.AssetKey("embeddings")}, partition="batch_001")
+    assert reembedded.success
+    assert [(c.partition, c.passed) for c in reembedded.get_asset_check_evaluations()] == [
+        ("batch_001", True)
+    ]
+    launch = publish(pipeline)
+    assert not launch.success
+    message = step_failure(launch, "published_embeddings")
+    assert "category_gate (metric_category): outdated (metric_category was materialized before " in message
+    assert "embeddings[batch_001]" in message and "batch_vectors" not in message
+    assert published_state(pipeline) == before
+
+    ingest = {dg.AssetKey(k) for k in ("raw_products", "cleaned_text", "image_tensors")}
+    assert execute(pipeline, ingest, partition="batch_001").success
+    message = step_failure(publish(pipeline), "published_embeddings")
+    assert "batch_vectors (embeddings[batch_001]): outdated" in message
+    assert "embeddings[batch_000])" not in message
+    assert execute(pipeline, {dg.AssetKey("embeddings")}, partition="batch_001").success
+    assert pipeline.run("evaluation_job").success  # the metrics again, then publishing
+    assert published_state(pipeline) != before
+
+
+def test_one_floor_set_in_the_launchpad_keeps_the_others_and_a_failed_gate_says_why(pipeline):
+    """The launchpad's ``gates`` config names one task's floor: the others keep their defaults (before, the
+    given dict replaced them all and they fell to 0). A failed gate states why in its description and in the
+    run's log, not only in its metadata; an unknown task is refused."""
+    job = pipeline.defs.resolve_implicit_global_asset_job_def()
+    duplicates_gate = dg.AssetCheckKey(dg.AssetKey("metric_duplicates"), "duplicates_gate")
+    run_config = {"resources": {"gates": {"config": {"min_fused_f1": {"category": 1.01}}}}}
+    result = job.get_subset(
+        asset_selection=set(), asset_check_selection={CATEGORY_GATE, duplicates_gate}
+    ).execute_in_process(instance=pipeline.instance, run_config=run_config, raise_on_error=False)
+    evaluations = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert evaluations["duplicates_gate"].metadata["floor"].value == DEFAULT_FLOORS["duplicates"] > 0
+    category = evaluations["category_gate"]
+    assert not category.passed and "below the floor 1.010" in category.description
+    logged = [entry.user_message for entry in pipeline.instance.all_logs(result.run_id)]
+    assert any(m.startswith("category_gate failed: ") and "below the floor" in m for m in logged)
+    with pytest.raises(ValueError, match="no task named \\['categroy'\\]"):
+        MetricGates(min_fused_f1={"categroy": 0.9})
+
+
 def corrupt(path, rows: int = 5) -> None:
     """NaN image vectors in the first ``rows`` rows of an embeddings file, written in place."""
     table = pq.read_table(path)
@@ -228,11 +278,14 @@ def test_a_corrupt_batch_fails_its_check_and_blocks_publishing(pipeline):
     assert ticks.tick() == {}, "nothing downstream of the corrupt batch is automated"
     assert published_state(pipeline) == before
 
-    # the batch's own run: re-embedding it gives a valid file and a passing check, then publishing works
+    # the batch's own run: re-embedding it gives a valid file and a passing check; the metrics, judged before
+    # on other vectors, are computed again, then publishing works
     fixed = execute(pipeline, {dg.AssetKey("embeddings")}, partition="batch_001")
     assert fixed.success
     assert [(c.partition, c.passed) for c in fixed.get_asset_check_evaluations()] == [("batch_001", True)]
-    assert publish(pipeline).success
+    assert "outdated" in step_failure(publish(pipeline), "published_embeddings")
+    assert pipeline.run("evaluation_job").success
+    assert published_state(pipeline) != before
 
 
 def test_published_versions_are_kept_and_pruned(pipeline):

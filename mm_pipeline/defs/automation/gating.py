@@ -8,8 +8,9 @@ Two guards, because a blocking check only stops downstream steps *inside the run
   an unpartitioned child as "any partition passed" (checked on 1.13.27: one failed batch out of two still
   let the child through), so the condition adds "no partition of any dependency has a blocking check that
   did not pass".
-- :func:`read_gates`: the latest evaluation of each gate and the latest materialization of the asset it
-  judges, read from the instance, for ``published_embeddings`` to refuse on (see ``mm_pipeline.publish.gates``).
+- :func:`read_gates`: the latest evaluation of each gate, the latest materialization of the asset it judges
+  and the newest of that asset's inputs, read from the instance, for ``published_embeddings`` to refuse on
+  (see ``mm_pipeline.publish.gates``).
 """
 
 from __future__ import annotations
@@ -58,8 +59,18 @@ GATES_METADATA_KEY = "gates_of_dependencies"
 
 def dependency_gates(graph, key: dg.AssetKey) -> list[Gate]:
     """The blocking checks of ``key``'s dependencies."""
+
+    def inputs(asset: dg.AssetKey) -> tuple[tuple[str, bool], ...]:
+        parents = sorted(graph.get(asset).parent_keys, key=lambda k: k.to_user_string())
+        return tuple((p.to_user_string(), graph.get(p).partitions_def is not None) for p in parents)
+
     return [
-        Gate(parent.to_user_string(), check_key.name, graph.get(check_key).partitions_def is not None)
+        Gate(
+            parent.to_user_string(),
+            check_key.name,
+            graph.get(check_key).partitions_def is not None,
+            inputs(parent),
+        )
         for parent in sorted(graph.get(key).parent_keys, key=lambda k: k.to_user_string())
         for check_key in sorted(graph.get(parent).check_keys, key=lambda k: k.name)
         if graph.get(check_key).blocking
@@ -127,17 +138,38 @@ def _materialization(record) -> Materialization | None:
 
 
 def read_gate(
-    instance: dg.DagsterInstance, check_key: dg.AssetCheckKey, partition: str | None
+    instance: dg.DagsterInstance,
+    check_key: dg.AssetCheckKey,
+    partition: str | None,
+    inputs: Sequence[tuple[dg.AssetKey, str | None]] = (),
+    latest_of=None,
 ) -> GateReading:
-    """The latest evaluation (passed or failed) of one gate and the latest materialization it should judge."""
-    latest = _materialization(_latest_materialization(instance, check_key.asset_key, partition))
+    """The latest evaluation (passed or failed) of one gate, the latest materialization it should judge and
+    the newest materialization of ``inputs`` (:meth:`~mm_pipeline.publish.gates.Gate.input_partitions`).
+    ``latest_of(key, partition)`` reads a latest materialization record (default: from ``instance``;
+    :func:`read_gates` passes a cached one)."""
+    latest_of = latest_of or (lambda key, part: _latest_materialization(instance, key, part))
+    latest = _materialization(latest_of(check_key.asset_key, partition))
+    made = [(record, key, part) for key, part in inputs if (record := latest_of(key, part)) is not None]
+    newest = max(made, key=lambda item: item[0].storage_id, default=None)
+    newest_input = None if newest is None else _materialization(newest[0])
+    newest_name = (
+        "" if newest is None else newest[1].to_user_string() + (f"[{newest[2]}]" if newest[2] else "")
+    )
     records = instance.event_log_storage.get_asset_check_execution_history(
         check_key,
         limit=1,
         status={AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED},
         partition_filter=PartitionKeyFilter(key=partition),
     )
-    base = GateReading(check_key.name, check_key.asset_key.to_user_string(), partition, latest)
+    base = GateReading(
+        check_key.name,
+        check_key.asset_key.to_user_string(),
+        partition,
+        latest,
+        newest_input=newest_input,
+        newest_input_name=newest_name,
+    )
     if not records or records[0].evaluation is None:
         return base
     record = records[0]
@@ -153,18 +185,32 @@ def read_gate(
         evaluation_run_id=record.run_id,
         evaluated_at=record.create_timestamp,
         verdict=str(verdict.value) if verdict is not None else (evaluation.description or ""),
+        newest_input=newest_input,
+        newest_input_name=newest_name,
     )
 
 
 def read_gates(
     instance: dg.DagsterInstance, gates: Sequence[Gate], partitions: Sequence[str]
 ) -> list[GateReading]:
-    """Every gate in ``gates`` (:func:`dependency_gates`); a per-partition one once per partition in ``partitions``."""
+    """Every gate in ``gates`` (:func:`dependency_gates`); a per-partition one once per partition in
+    ``partitions``, an unpartitioned one judged against its inputs in those partitions."""
+    cache: dict[tuple[dg.AssetKey, str | None], dg.EventLogRecord | None] = {}
+
+    def latest_of(key: dg.AssetKey, partition: str | None) -> dg.EventLogRecord | None:
+        if (key, partition) not in cache:
+            cache[key, partition] = _latest_materialization(instance, key, partition)
+        return cache[key, partition]
+
     readings = []
     for gate in gates:
         check_key = dg.AssetCheckKey(dg.AssetKey.from_user_string(gate.asset), gate.check)
         for partition in partitions if gate.per_partition else [None]:
-            readings.append(read_gate(instance, check_key, partition))
+            inputs = [
+                (dg.AssetKey.from_user_string(name), part)
+                for name, part in gate.input_partitions(partition, partitions)
+            ]
+            readings.append(read_gate(instance, check_key, partition, inputs, latest_of))
     return readings
 
 

@@ -1,11 +1,12 @@
-"""Re-embedding of batches whose vectors are not of the current model (a failed or partial re-embedding)."""
+"""Re-embedding of batches whose vectors are not what serving needs: of another model, missing, or older than
+the batch's latest ingest (a failed, cancelled or partial run)."""
 
 import time
 
 import dagster as dg
 
 from mm_pipeline.defs.resources import PipelineSettings
-from mm_pipeline.defs.serving import current_model_version, stale_batches
+from mm_pipeline.defs.serving import current_model_version, latest_ingest, stale_batches
 
 # eager automation re-embeds every batch when a new export lands; this sensor takes over what is still stale
 # this long after it (a failed or cancelled run, a batch left out of a backfill)
@@ -22,9 +23,9 @@ IN_PROGRESS = [
     job_name="embeddings_job", minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING
 )
 def stale_embeddings(context: dg.SensorEvaluationContext, settings: PipelineSettings):
-    """Request one re-embedding per stale batch and model version (the run key), once the current export is
-    ``STALE_GRACE_S`` old and no embeddings run is in progress; a batch that fails again stays stale, and every
-    consumer refuses naming it."""
+    """Request one re-embedding per stale batch (:func:`~mm_pipeline.defs.serving.stale_batches`), model version
+    and ingest of the batch (the run key), once the current export is ``STALE_GRACE_S`` old and no embeddings
+    run is in progress; a batch that fails again stays stale, and every consumer refuses naming it."""
     instance = context.instance
     model = instance.get_latest_materialization_event(dg.AssetKey("onnx_model"))
     if model is None or time.time() - model.timestamp < STALE_GRACE_S:
@@ -41,10 +42,11 @@ def stale_embeddings(context: dg.SensorEvaluationContext, settings: PipelineSett
     except dg.Failure as exc:  # no usable export
         return dg.SkipReason(exc.description)
     if not stale:
-        return dg.SkipReason("every batch is embedded by the current model")
+        return dg.SkipReason("every batch is embedded by the current model since its latest ingest")
     version = current_model_version(settings)
-    for batch, found in sorted(stale.items()):
-        context.log.info(
-            f"{batch}: embedded by {', '.join(found) or 'no model'}, current {version}; re-embedding"
-        )
-    return [dg.RunRequest(partition_key=batch, run_key=f"{batch}@{version}") for batch in sorted(stale)]
+    for batch, why in sorted(stale.items()):
+        context.log.info(f"{batch}: {why}, current model {version}; re-embedding")
+    return [
+        dg.RunRequest(partition_key=batch, run_key=f"{batch}@{version}#{latest_ingest(instance, batch)}")
+        for batch in sorted(stale)
+    ]

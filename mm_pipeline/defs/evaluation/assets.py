@@ -3,6 +3,7 @@
 import functools
 
 import dagster as dg
+from pydantic import field_validator
 
 from mm_pipeline.defs.resources import PipelineSettings, materialized_batches
 from mm_pipeline.defs.serving import served_batch_files
@@ -20,6 +21,19 @@ evaluation_asset = functools.partial(
 )
 
 
+DEFAULT_FLOORS = {
+    "category": 0.5,
+    "sub_category": 0.3,
+    "price_range": 0.2,
+    "gender": 0.6,
+    "age_group": 0.6,
+    # 5% positives, half of them lingerie that looks like clothing: random compact weights score 0.29 on the
+    # sample catalogue, chance ~0.1; the drop-versus-base check is what guards this task
+    "isadult": 0.3,
+    "duplicates": 0.2,
+}
+
+
 class MetricGates(dg.ConfigurableResource):
     """Floors for the fused-vector F1 of each task and the allowed drop of fine-tuned versus base.
 
@@ -27,20 +41,20 @@ class MetricGates(dg.ConfigurableResource):
     for production catalogues.
     """
 
-    min_fused_f1: dict[str, float] = {
-        "category": 0.5,
-        "sub_category": 0.3,
-        "price_range": 0.2,
-        "gender": 0.6,
-        "age_group": 0.6,
-        # 5% positives, half of them lingerie that looks like clothing: random compact weights score 0.29 on
-        # the sample catalogue, chance ~0.1; the drop-versus-base check is what guards this task
-        "isadult": 0.3,
-        "duplicates": 0.2,
-    }
+    # the floors given are merged over DEFAULT_FLOORS: setting one task's floor in the launchpad keeps the others
+    # (replacing the whole dict left them at 0); 0.0 removes a floor
+    min_fused_f1: dict[str, float] = DEFAULT_FLOORS
     max_drop_vs_base: float = 0.05
     # shortfalls within noise_z bootstrap standard errors of the eval split pass; 0 makes thresholds exact
     noise_z: float = NOISE_Z
+
+    @field_validator("min_fused_f1")
+    @classmethod
+    def _over_the_defaults(cls, floors: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(floors) - set(DEFAULT_FLOORS))
+        if unknown:
+            raise ValueError(f"min_fused_f1: no task named {unknown}; the tasks are {sorted(DEFAULT_FLOORS)}")
+        return {**DEFAULT_FLOORS, **floors}
 
 
 @evaluation_asset(
@@ -110,12 +124,17 @@ def metric_gate(asset: dg.AssetsDefinition, task_name: str, description: str) ->
     versus the base model (:func:`mm_pipeline.evaluation.tasks.judge`)."""
 
     @dg.asset_check(asset=asset, name=f"{task_name}_gate", blocking=True, description=description)
-    def gate(settings: PipelineSettings, gates: MetricGates) -> dg.AssetCheckResult:
+    def gate(
+        context: dg.AssetCheckExecutionContext, settings: PipelineSettings, gates: MetricGates
+    ) -> dg.AssetCheckResult:
         summary = read_summary(settings.layout, task_name)
-        floor = gates.min_fused_f1.get(task_name, 0.0)
+        floor = gates.min_fused_f1[task_name]
         verdict = judge(summary, floor, gates.max_drop_vs_base, gates.noise_z)
+        if not verdict.passed:  # in the run's log too, not only in the check's metadata
+            context.log.error(f"{task_name}_gate failed: {verdict.text}")
         return dg.AssetCheckResult(
             passed=verdict.passed,
+            description=verdict.text,
             metadata={
                 "floor": floor,
                 "max_drop_vs_base": gates.max_drop_vs_base,

@@ -28,7 +28,8 @@ METRICS = [f"metric_{task}" for task in [*(t.name for t in TASKS), DUPLICATES]]
     kinds={"parquet"},
     description="What consumers read: fused vectors + nm + model version of every embedded batch in one file, "
     "with a manifest per version. Publishes only when every gate (each metric's, each batch's embeddings "
-    "check) passed on its asset's latest materialization, however it is launched, every batch is embedded by "
+    "check) passed on its asset's latest materialization, made after its inputs' latest ones, however it is "
+    "launched, every batch is embedded by "
     "the current model and every nm has one row; otherwise it fails naming the gates, stale batches or "
     "repeated products and the previous version stays in place.",
 )
@@ -47,7 +48,8 @@ def published_embeddings(
     if refused:
         raise dg.Failure(description=refused, metadata={"gates": dg.MetadataValue.md(gates_table(readings))})
     table = read_served_vectors(layout, batches)
-    if [r.latest for r in read_gates(instance, gates, batches)] != [r.latest for r in readings]:
+    reread = read_gates(instance, gates, batches)
+    if [(r.latest, r.newest_input) for r in reread] != [(r.latest, r.newest_input) for r in readings]:
         raise dg.Failure(
             "not publishing: an input was re-materialized while publishing; the next run retries"
         )
