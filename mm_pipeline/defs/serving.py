@@ -10,6 +10,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from mm_pipeline.defs.automation.gating import latest_materialization
 from mm_pipeline.defs.partitions import catalogue_batches
 from mm_pipeline.defs.resources import PipelineSettings, materialized_batches
 from mm_pipeline.inference.encoders import (
@@ -67,10 +68,8 @@ INGEST_ASSETS = ("raw_products", "cleaned_text", "image_tensors")
 
 def latest_storage_id(instance: dg.DagsterInstance, asset: str, partition: str) -> int:
     """The event log storage id of the latest materialization of ``asset`` at ``partition`` (0: none)."""
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1
-    ).records
-    return records[0].storage_id if records else 0
+    record = latest_materialization(instance, dg.AssetKey(asset), partition)
+    return 0 if record is None else record.storage_id
 
 
 def latest_ingest(instance: dg.DagsterInstance, batch: str) -> int:

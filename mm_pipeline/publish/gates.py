@@ -91,9 +91,13 @@ class GateReading:
     newest_input_name: str = ""
 
     @property
+    def target(self) -> str:
+        """The asset the gate checks, with its partition: ``embeddings[batch_001]``, ``metric_category``."""
+        return f"{self.asset}[{self.partition}]" if self.partition else self.asset
+
+    @property
     def name(self) -> str:
-        where = f"{self.asset}[{self.partition}]" if self.partition else self.asset
-        return f"{self.check} ({where})"
+        return f"{self.check} ({self.target})"
 
     @property
     def is_stale(self) -> bool:
@@ -129,11 +133,10 @@ class GateReading:
         if status == MISSING:
             return f"{self.name}: missing (never evaluated; run the check)"
         if status == OUTDATED:
-            where = f"{self.asset}[{self.partition}]" if self.partition else self.asset
-            newest = self.newest_input
             return (
-                f"{self.name}: outdated ({where} was materialized before {self.newest_input_name}, which run "
-                f"{newest.run_id[:8]} materialized after it; re-materialize {where} with its checks)"
+                f"{self.name}: outdated ({self.target} was materialized before {self.newest_input_name}, which "
+                f"run {self.newest_input.run_id[:8]} materialized after it; re-materialize {self.target} with its "
+                "checks)"
             )
         if status == STALE:
             judged = (

@@ -123,9 +123,10 @@ def gates_of(assets_def: dg.AssetsDefinition, key: dg.AssetKey) -> list[Gate]:
     return [Gate.from_dict(g) for g in (value.value if isinstance(value, dg.MetadataValue) else value)]
 
 
-def _latest_materialization(
+def latest_materialization(
     instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None
 ) -> dg.EventLogRecord | None:
+    """The record of ``key``'s latest materialization (at ``partition``, when given); None when there is none."""
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None), limit=1
     ).records
@@ -141,14 +142,13 @@ def read_gate(
     instance: dg.DagsterInstance,
     check_key: dg.AssetCheckKey,
     partition: str | None,
-    inputs: Sequence[tuple[dg.AssetKey, str | None]] = (),
-    latest_of=None,
+    inputs: Sequence[tuple[dg.AssetKey, str | None]],
+    latest_of,
 ) -> GateReading:
     """The latest evaluation (passed or failed) of one gate, the latest materialization it should judge and
     the newest materialization of ``inputs`` (:meth:`~mm_pipeline.publish.gates.Gate.input_partitions`).
-    ``latest_of(key, partition)`` reads a latest materialization record (default: from ``instance``;
-    :func:`read_gates` passes a cached one)."""
-    latest_of = latest_of or (lambda key, part: _latest_materialization(instance, key, part))
+    ``latest_of(key, partition)`` reads a latest materialization record (:func:`read_gates` passes a cached
+    :func:`latest_materialization`)."""
     latest = _materialization(latest_of(check_key.asset_key, partition))
     made = [(record, key, part) for key, part in inputs if (record := latest_of(key, part)) is not None]
     newest = max(made, key=lambda item: item[0].storage_id, default=None)
@@ -199,7 +199,7 @@ def read_gates(
 
     def latest_of(key: dg.AssetKey, partition: str | None) -> dg.EventLogRecord | None:
         if (key, partition) not in cache:
-            cache[key, partition] = _latest_materialization(instance, key, partition)
+            cache[key, partition] = latest_materialization(instance, key, partition)
         return cache[key, partition]
 
     readings = []
@@ -218,7 +218,7 @@ def metric_record(
     instance: dg.DagsterInstance, key: dg.AssetKey, fields: Sequence[str] = ()
 ) -> MetricRecord | None:
     """The latest materialization of ``key`` with the values of the metadata entries ``fields`` it has."""
-    record = _latest_materialization(instance, key, None)
+    record = latest_materialization(instance, key, None)
     if record is None:
         return None
     metadata = record.asset_materialization.metadata
